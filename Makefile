@@ -1,0 +1,55 @@
+# gasmon: `make local` runs the whole system here, `make test` runs every check.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+export PYENV_VERSION ?= 3.13.0
+PYTHON ?= python3.13
+VENV   := .venv
+BIN    := $(abspath $(VENV))/bin
+export PATH := $(BIN):$(PATH)
+# Each bootstrap step runs again only when what it depends on changes.
+STAMP  := $(VENV)/.installed
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): requirements-dev.txt layers/gasmon/requirements.txt device/requirements.txt pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (pyenv install 3.13.0, or set PYTHON=)"; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements-dev.txt -e . -e device
+	@touch $@
+
+venv: $(STAMP) ## create the virtualenv (Python 3.13) with every dependency
+
+lint: $(STAMP) ## ruff and mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy layers/gasmon/gasmon functions device/gasmon_device
+
+validate: $(STAMP) ## sam validate --lint and cfn-lint on template.yaml
+	$(BIN)/sam validate --lint --template template.yaml --region ap-northeast-2
+	$(BIN)/cfn-lint template.yaml
+
+build: $(STAMP) ## sam build (arm64 wheels for the layer come from PyPI)
+	$(BIN)/sam build --template template.yaml
+
+openapi: $(STAMP) ## write the API's OpenAPI spec to docs/openapi.json
+	$(BIN)/python -m gasmon_local.openapi > docs/openapi.json
+
+unit: $(STAMP) ## unit tests only (fast)
+	$(BIN)/pytest -q tests/unit device/tests
+
+test: $(STAMP) ## every check: lint, template, sam build, unit, integration and end-to-end tests
+	$(MAKE) --no-print-directory lint
+	$(MAKE) --no-print-directory validate
+	$(MAKE) --no-print-directory build
+	$(BIN)/pytest -q
+
+bench: $(STAMP) ## benchmarks, each beside a baseline measured in the same run
+	$(BIN)/python -m bench
+
+clean: ## remove build output (keeps the virtualenv and .local data)
+	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache
+
+.PHONY: help venv lint validate build openapi unit test bench clean

@@ -1,0 +1,1 @@
+"""gasmon device agent (runs on the Raspberry Pi; never imports the Lambda layer)."""

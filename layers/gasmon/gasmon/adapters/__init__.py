@@ -1,0 +1,22 @@
+"""Adapters: one per real outside system, each implementing a port from `gasmon.ports`."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gasmon.ports import ReadingStore
+    from gasmon.settings import StoreSettings
+
+
+def build_reading_store(settings: StoreSettings) -> ReadingStore:
+    """The reading store the settings name; heavy clients are imported only for the one chosen."""
+    if settings.reading_store == "opensearch":
+        from gasmon.adapters.opensearch_store import OpenSearchReadingStore
+
+        return OpenSearchReadingStore(
+            endpoint=settings.opensearch_endpoint, index=settings.opensearch_index, region=settings.aws_region
+        )
+    from gasmon.adapters.sqlite_store import SqliteReadingStore
+
+    return SqliteReadingStore(settings.sqlite_path)

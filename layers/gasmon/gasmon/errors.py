@@ -1,0 +1,50 @@
+"""Exceptions that carry a code and a message a person can act on.
+
+Each maps to one HTTP status in the handlers; none of them is ever a 500.
+"""
+
+from __future__ import annotations
+
+from gasmon.models import Problem
+
+
+class GasmonError(Exception):
+    """Base class: `code` is stable for programs, `message` is for people."""
+
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, details: list[Problem] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or []
+
+
+class MalformedJsonError(GasmonError):
+    status = 400
+    code = "malformed_json"
+
+
+class RequestTooLargeError(GasmonError):
+    status = 413
+    code = "request_too_large"
+
+
+class InvalidReadingsError(GasmonError):
+    status = 422
+    code = "invalid_readings"
+
+
+class StoreUnavailableError(GasmonError):
+    """The reading store is down or throttling: the client should retry later."""
+
+    status = 503
+    code = "store_unavailable"
+
+    def __init__(self, message: str, retry_after_seconds: int = 5) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds
+
+
+class PublishError(Exception):
+    """A message could not be handed to the MQTT broker (AWS IoT Core or the local one)."""
