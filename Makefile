@@ -3,6 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 export PYENV_VERSION ?= 3.13.0
+export SAM_CLI_TELEMETRY := 0
 PYTHON ?= python3.13
 VENV   := .venv
 BIN    := $(abspath $(VENV))/bin
