@@ -19,29 +19,29 @@ GAS_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
 DEVICE_FIELDS: frozenset[str] = frozenset({"groupid", "gps", "deviceid"})
 
 
-def _as_text(value: Any) -> Any:
-    """Accept ids sent as numbers (`"sensorid": 5`) by turning them into text."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int | float):
-        return str(value)
-    return value
-
-
 Text = Annotated[str, Field(min_length=1, max_length=64)]
 
 
 class GasSample(BaseModel):
-    """One gas sensor's sample as the Pi sends it (values may be strings, as in the seed)."""
+    """One gas sensor's sample as the Pi sends it (values may be strings, as in the seed).
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    Checks run in pydantic's core where they can (this is the ingest hot path); friendly messages
+    for its error types are in `gasmon.ingest.PROBLEM_TEXT`.
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True, coerce_numbers_to_str=True)
 
     sensorid: Text
     sensortype: Text
-    value: float
+    value: Annotated[float, Field(ge=0, allow_inf_nan=False)]
     createdtime: str = Field(min_length=1, max_length=64)
 
-    _text = field_validator("sensorid", "sensortype", mode="before")(_as_text)
+    @field_validator("value", mode="before")
+    @classmethod
+    def _value_is_not_a_boolean(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError("must be a number, not a boolean")
+        return value
 
     @field_validator("createdtime")
     @classmethod
@@ -52,27 +52,6 @@ class GasSample(BaseModel):
             raise ValueError("is not a time (use 'YYYY-MM-DD HH:MM:SS' or ISO-8601)") from None
         return value
 
-    @field_validator("value", mode="before")
-    @classmethod
-    def _value_is_a_number(cls, value: Any) -> Any:
-        if isinstance(value, bool):
-            raise ValueError("must be a number, not a boolean")
-        if isinstance(value, str):
-            try:
-                value = float(value.strip())
-            except ValueError:
-                raise ValueError("must be a number (for example 26.20)") from None
-        return value
-
-    @field_validator("value")
-    @classmethod
-    def _value_is_finite_and_not_negative(cls, value: float) -> float:
-        if not math.isfinite(value):
-            raise ValueError("must be a finite number (NaN and Infinity are not readings)")
-        if value < 0:
-            raise ValueError("must not be negative")
-        return value
-
 
 class ReadingDocument(BaseModel):
     """One document as the seed's `pub.py` posts it: device fields plus one object per gas.
@@ -81,14 +60,12 @@ class ReadingDocument(BaseModel):
     `c2h5oh`, `h2`, or any other lower-case name) and must hold a `GasSample`.
     """
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, coerce_numbers_to_str=True)
     __pydantic_extra__: dict[str, GasSample] = Field(init=False)  # type: ignore[assignment]
 
     groupid: Text
     gps: str | None = Field(default=None, max_length=64, examples=["37.61002501514269, 126.99636868892937"])
     deviceid: Text | None = None
-
-    _text = field_validator("groupid", "deviceid", mode="before")(_as_text)
 
     @field_validator("gps")
     @classmethod

@@ -19,7 +19,7 @@ from gasmon.models import Reading, StoreOutcome
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS readings (
-    reading_id  TEXT PRIMARY KEY,
+    reading_id  TEXT NOT NULL UNIQUE,
     groupid     TEXT NOT NULL,
     gps         TEXT,
     lat         REAL,
@@ -31,7 +31,7 @@ CREATE TABLE IF NOT EXISTS readings (
     createdtime TEXT NOT NULL,
     created_ms  INTEGER NOT NULL,
     received_ms INTEGER NOT NULL
-) WITHOUT ROWID;
+);
 CREATE INDEX IF NOT EXISTS readings_by_gas_time ON readings (gas, created_ms);
 CREATE INDEX IF NOT EXISTS readings_by_sensor_time ON readings (groupid, sensorid, created_ms);
 """

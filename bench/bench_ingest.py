@@ -1,0 +1,182 @@
+"""Ingest benchmarks: cold start, warm latency, batch throughput, store requests per reading."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+SEED_EVENT = json.loads((ROOT / "events" / "ingest_seed_document.json").read_text())
+SEED_DOC = json.loads(SEED_EVENT["body"])
+GASES = ("co", "no2", "c2h5oh", "h2")
+
+COLD_GASMON = """
+import json, sys, time
+from datetime import datetime, UTC
+event = json.loads(sys.stdin.read())
+from gasmon_local.functions import load_handler
+handler = load_handler("functions/ingest_readings")
+class Ctx:
+    function_name = "bench"; memory_limit_in_mb = 512; aws_request_id = "r"
+    invoked_function_arn = "arn:aws:lambda:ap-northeast-2:123456789012:function:bench"
+answer = handler(event, Ctx())
+assert answer["statusCode"] == 200, answer
+"""
+COLD_SEED = """
+import json, sys
+event = json.loads(sys.stdin.read())
+sys.path.insert(0, "bench")
+import seed_style
+assert seed_style.lambda_handler(event, None)["statusCode"] == 200
+"""
+
+
+def documents(count: int, start: datetime, value: str = "52.00") -> list[dict[str, Any]]:
+    """`count` seed-shaped documents one second apart, all below every threshold."""
+    docs = []
+    for i in range(count):
+        doc = copy.deepcopy(SEED_DOC)
+        stamp = (start + timedelta(seconds=i)).isoformat()
+        for gas in GASES:
+            doc[gas]["createdtime"] = stamp
+        doc["no2"]["value"] = value
+        docs.append(doc)
+    return docs
+
+
+def event_for(body: Any) -> dict[str, Any]:
+    event = copy.deepcopy(SEED_EVENT)
+    event["path"] = event["resource"] = "/readings"
+    event["body"] = json.dumps(body)
+    return event
+
+
+def _cold(code: str, env: dict[str, str], event: dict[str, Any]) -> float:
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], input=json.dumps(event).encode(), env=env, cwd=ROOT, check=True,
+                   stdout=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
+def cold_start(runs: int = 7) -> dict[str, Any]:
+    """Fresh interpreter: import the handler and serve one POST, against the seed-style Lambda."""
+    with tempfile.TemporaryDirectory() as tmp:
+        env = os.environ | {
+            "READING_STORE": "sqlite", "SQLITE_PATH": f"{tmp}/r.sqlite3", "POWERTOOLS_TRACE_DISABLED": "true",
+            "POWERTOOLS_METRICS_NAMESPACE": "bench", "POWERTOOLS_SERVICE_NAME": "bench",
+            "AWS_DEFAULT_REGION": "ap-northeast-2", "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x",
+        }
+        gasmon, seed = [], []
+        for i in range(runs):  # interleaved, so machine noise hits both alike
+            event = event_for(documents(1, datetime.now(UTC) - timedelta(seconds=runs - i))[0])
+            gasmon.append(_cold(COLD_GASMON, env, event))
+            seed.append(_cold(COLD_SEED, env, event))
+    return {
+        "metric": "cold start: import + first POST (fresh interpreter)",
+        "value": statistics.median(gasmon) * 1000, "unit": "ms",
+        "baseline": statistics.median(seed) * 1000, "baseline_label": "seed-style: boto3 client + request per reading",
+        "target": "<= 0.8x",
+    }
+
+
+def _handler() -> Any:
+    from gasmon_local.functions import load_handler
+
+    return load_handler("functions/ingest_readings")
+
+
+class _Ctx:
+    function_name = "bench"
+    memory_limit_in_mb = 512
+    aws_request_id = "r"
+    invoked_function_arn = "arn:aws:lambda:ap-northeast-2:123456789012:function:bench"
+
+
+def warm(requests: int = 2000, batches: int = 200) -> list[dict[str, Any]]:
+    """In-process warm calls: one-reading latency p50/p99 and 100-reading batch throughput."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    import seed_style  # noqa: E402  (the baseline lives beside this file)
+
+    from gasmon.adapters.sqlite_store import SqliteReadingStore
+    from tests.fakes import MemoryPublisher
+
+    os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+    os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "bench")
+    handler = _handler()
+    start = datetime.now(UTC) - timedelta(days=20)
+    one = {"groupid": "2", "no2": {"sensorid": "0006", "sensortype": "9", "value": "52.0", "createdtime": ""}}
+
+    def single_events(offset: int) -> list[dict[str, Any]]:
+        events = []
+        for i in range(requests):
+            doc = copy.deepcopy(one)
+            doc["no2"]["createdtime"] = (start + timedelta(seconds=offset + i)).isoformat()
+            events.append(event_for(doc))
+        return events
+
+    with tempfile.TemporaryDirectory() as tmp:
+        store = SqliteReadingStore(f"{tmp}/r.sqlite3")
+        publisher = MemoryPublisher()
+        import logging
+
+        logging.getLogger("gasmon").setLevel(logging.WARNING)
+        for event in single_events(500_000)[:200]:  # warm up
+            handler(event, _Ctx(), store=store, publisher=publisher)
+        latencies, seed_latencies = [], []
+        gas_events, seed_events = single_events(0), single_events(1_000_000)
+        devnull = open(os.devnull, "w")
+        real_stdout = sys.stdout
+        sys.stdout = devnull  # the metrics decorator prints one EMF line per call
+        try:
+            for ev_g, ev_s in zip(gas_events, seed_events, strict=True):
+                t = time.perf_counter()
+                handler(ev_g, _Ctx(), store=store, publisher=publisher)
+                latencies.append(time.perf_counter() - t)
+                t = time.perf_counter()
+                seed_style.lambda_handler(ev_s, None)
+                seed_latencies.append(time.perf_counter() - t)
+
+            batch_events = [event_for(documents(25, start + timedelta(hours=1, seconds=25 * b))) for b in range(batches)]
+            seed_batches = [event_for(documents(25, start + timedelta(hours=2, seconds=25 * b))) for b in range(batches)]
+            requests_before = store.requests
+            seed_requests_before = seed_style.requests_made
+            t = time.perf_counter()
+            for event in batch_events:
+                handler(event, _Ctx(), store=store, publisher=publisher)
+            gasmon_rate = batches * 100 / (time.perf_counter() - t)
+            t = time.perf_counter()
+            for event in seed_batches:
+                seed_style.lambda_handler(event, None)
+            seed_rate = batches * 100 / (time.perf_counter() - t)
+        finally:
+            sys.stdout = real_stdout
+            devnull.close()
+        store_requests = store.requests - requests_before
+        seed_store_requests = seed_style.requests_made - seed_requests_before
+    q = statistics.quantiles
+    return [
+        {"metric": "warm one-reading POST p50 (in-process, SQLite)", "value": q(latencies, n=100)[49] * 1000,
+         "unit": "ms", "baseline": q(seed_latencies, n=100)[49] * 1000, "baseline_label": "seed-style handler",
+         "target": "p99 <= 1 ms"},
+        {"metric": "warm one-reading POST p99 (in-process, SQLite)", "value": q(latencies, n=100)[98] * 1000,
+         "unit": "ms", "baseline": q(seed_latencies, n=100)[98] * 1000, "baseline_label": "seed-style handler",
+         "target": "<= 1 ms"},
+        {"metric": "readings/s, 100-reading batches (in-process)", "value": gasmon_rate, "unit": "readings/s",
+         "baseline": seed_rate, "baseline_label": "seed-style handler", "target": ">= 20,000/s"},
+        {"metric": "store requests per 1,000 readings (batched)", "value": store_requests * 1000 / (batches * 100),
+         "unit": "requests", "baseline": seed_store_requests * 1000 / (batches * 100),
+         "baseline_label": "seed: one per reading", "target": "<= 10 (0.01/reading)"},
+    ]
+
+
+def run() -> list[dict[str, Any]]:
+    return [cold_start(), *warm()]

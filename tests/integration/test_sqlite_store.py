@@ -1,0 +1,57 @@
+"""The SQLite store's idempotency holds across processes writing the same readings at once."""
+
+from __future__ import annotations
+
+import multiprocessing
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from gasmon.adapters.sqlite_store import SqliteReadingStore
+from gasmon.ingest import reading_id
+from gasmon.models import Reading
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def make_readings(count: int) -> list[Reading]:
+    readings = []
+    for i in range(count):
+        at = T0 + timedelta(seconds=i)
+        readings.append(
+            Reading(
+                reading_id=reading_id("1", "0006", "no2", at), groupid="1", gas="no2", sensorid="0006",
+                sensortype="9", value=float(i), createdtime=at.isoformat(), created_at=at, received_at=at,
+            )
+        )
+    return readings
+
+
+def _put_all(path: str, queue: "multiprocessing.Queue[int]") -> None:
+    store = SqliteReadingStore(path)
+    outcome = store.put_readings(make_readings(300))
+    queue.put(len(outcome.created))
+
+
+def test_same_readings_from_two_processes_are_created_exactly_once(tmp_path: Path) -> None:
+    # Given two processes storing the same 300 readings into one file at the same time
+    path = str(tmp_path / "r.sqlite3")
+    SqliteReadingStore(path).close()
+    queue: multiprocessing.Queue[int] = multiprocessing.Queue()
+    workers = [multiprocessing.Process(target=_put_all, args=(path, queue)) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+    created = [queue.get(timeout=5) for _ in workers]
+    # Then between them they created each reading once, and 300 rows exist
+    assert sum(created) == 300
+    assert SqliteReadingStore(path).count() == 300
+
+
+def test_data_survives_reopening(tmp_path: Path) -> None:
+    path = tmp_path / "r.sqlite3"
+    store = SqliteReadingStore(path)
+    store.put_readings(make_readings(5))
+    store.close()
+    again = SqliteReadingStore(path).put_readings(make_readings(6))
+    assert (len(again.created), len(again.existing)) == (1, 5)
