@@ -62,8 +62,14 @@ def event_for(body: Any) -> dict[str, Any]:
 
 def _cold(code: str, env: dict[str, str], event: dict[str, Any]) -> float:
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-c", code], input=json.dumps(event).encode(), env=env, cwd=ROOT, check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-c", code],
+        input=json.dumps(event).encode(),
+        env=env,
+        cwd=ROOT,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     return time.perf_counter() - started
 
 
@@ -71,9 +77,14 @@ def cold_start(runs: int = 7) -> dict[str, Any]:
     """Fresh interpreter: import the handler and serve one POST, against the seed-style Lambda."""
     with tempfile.TemporaryDirectory() as tmp:
         env = os.environ | {
-            "READING_STORE": "sqlite", "SQLITE_PATH": f"{tmp}/r.sqlite3", "POWERTOOLS_TRACE_DISABLED": "true",
-            "POWERTOOLS_METRICS_NAMESPACE": "bench", "POWERTOOLS_SERVICE_NAME": "bench",
-            "AWS_DEFAULT_REGION": "ap-northeast-2", "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x",
+            "READING_STORE": "sqlite",
+            "SQLITE_PATH": f"{tmp}/r.sqlite3",
+            "POWERTOOLS_TRACE_DISABLED": "true",
+            "POWERTOOLS_METRICS_NAMESPACE": "bench",
+            "POWERTOOLS_SERVICE_NAME": "bench",
+            "AWS_DEFAULT_REGION": "ap-northeast-2",
+            "AWS_ACCESS_KEY_ID": "x",
+            "AWS_SECRET_ACCESS_KEY": "x",
         }
         gasmon, seed = [], []
         for i in range(runs):  # interleaved, so machine noise hits both alike
@@ -82,8 +93,10 @@ def cold_start(runs: int = 7) -> dict[str, Any]:
             seed.append(_cold(COLD_SEED, env, event))
     return {
         "metric": "cold start: import + first POST (fresh interpreter)",
-        "value": statistics.median(gasmon) * 1000, "unit": "ms",
-        "baseline": statistics.median(seed) * 1000, "baseline_label": "seed-style: boto3 client + request per reading",
+        "value": statistics.median(gasmon) * 1000,
+        "unit": "ms",
+        "baseline": statistics.median(seed) * 1000,
+        "baseline_label": "seed-style: boto3 client + request per reading",
         "target": "<= 0.8x",
     }
 
@@ -145,8 +158,12 @@ def warm(requests: int = 2000, batches: int = 200) -> list[dict[str, Any]]:
                 seed_style.lambda_handler(ev_s, None)
                 seed_latencies.append(time.perf_counter() - t)
 
-            batch_events = [event_for(documents(25, start + timedelta(hours=1, seconds=25 * b))) for b in range(batches)]
-            seed_batches = [event_for(documents(25, start + timedelta(hours=2, seconds=25 * b))) for b in range(batches)]
+            batch_events = [
+                event_for(documents(25, start + timedelta(hours=1, seconds=25 * b))) for b in range(batches)
+            ]
+            seed_batches = [
+                event_for(documents(25, start + timedelta(hours=2, seconds=25 * b))) for b in range(batches)
+            ]
             requests_before = store.requests
             seed_requests_before = seed_style.requests_made
             t = time.perf_counter()
@@ -164,17 +181,38 @@ def warm(requests: int = 2000, batches: int = 200) -> list[dict[str, Any]]:
         seed_store_requests = seed_style.requests_made - seed_requests_before
     q = statistics.quantiles
     return [
-        {"metric": "warm one-reading POST p50 (in-process, SQLite)", "value": q(latencies, n=100)[49] * 1000,
-         "unit": "ms", "baseline": q(seed_latencies, n=100)[49] * 1000, "baseline_label": "seed-style handler",
-         "target": "p99 <= 1 ms"},
-        {"metric": "warm one-reading POST p99 (in-process, SQLite)", "value": q(latencies, n=100)[98] * 1000,
-         "unit": "ms", "baseline": q(seed_latencies, n=100)[98] * 1000, "baseline_label": "seed-style handler",
-         "target": "<= 1 ms"},
-        {"metric": "readings/s, 100-reading batches (in-process)", "value": gasmon_rate, "unit": "readings/s",
-         "baseline": seed_rate, "baseline_label": "seed-style handler", "target": ">= 20,000/s"},
-        {"metric": "store requests per 1,000 readings (batched)", "value": store_requests * 1000 / (batches * 100),
-         "unit": "requests", "baseline": seed_store_requests * 1000 / (batches * 100),
-         "baseline_label": "seed: one per reading", "target": "<= 10 (0.01/reading)"},
+        {
+            "metric": "warm one-reading POST p50 (in-process, SQLite)",
+            "value": q(latencies, n=100)[49] * 1000,
+            "unit": "ms",
+            "baseline": q(seed_latencies, n=100)[49] * 1000,
+            "baseline_label": "seed-style handler",
+            "target": "p99 <= 1 ms",
+        },
+        {
+            "metric": "warm one-reading POST p99 (in-process, SQLite)",
+            "value": q(latencies, n=100)[98] * 1000,
+            "unit": "ms",
+            "baseline": q(seed_latencies, n=100)[98] * 1000,
+            "baseline_label": "seed-style handler",
+            "target": "<= 1 ms",
+        },
+        {
+            "metric": "readings/s, 100-reading batches (in-process)",
+            "value": gasmon_rate,
+            "unit": "readings/s",
+            "baseline": seed_rate,
+            "baseline_label": "seed-style handler",
+            "target": ">= 20,000/s",
+        },
+        {
+            "metric": "store requests per 1,000 readings (batched)",
+            "value": store_requests * 1000 / (batches * 100),
+            "unit": "requests",
+            "baseline": seed_store_requests * 1000 / (batches * 100),
+            "baseline_label": "seed: one per reading",
+            "target": "<= 10 (0.01/reading)",
+        },
     ]
 
 

@@ -54,7 +54,10 @@ def _utc_now() -> datetime:
 
 
 ERRORS: dict[int, Any] = {
-    status: {"description": text, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}}
+    status: {
+        "description": text,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+    }
     for status, text in {
         400: "Malformed JSON",
         413: "Body over 1 MB or more than 500 documents",
@@ -85,7 +88,7 @@ def post_readings() -> IngestResponse:
 
 
 @app.exception_handler(GasmonError)
-def _gasmon_error(error: GasmonError) -> Response[ErrorBody]:
+def _gasmon_error(error: GasmonError) -> Response[str]:
     if isinstance(error, StoreUnavailableError):
         logger.warning("reading store unavailable", extra={"reason": error.message})
         metrics.add_metric("StoreUnavailable", MetricUnit.Count, 1)
@@ -95,12 +98,12 @@ def _gasmon_error(error: GasmonError) -> Response[ErrorBody]:
 
 
 @app.exception_handler(RequestValidationError)
-def _invalid_request(error: RequestValidationError) -> Response[ErrorBody]:
+def _invalid_request(error: RequestValidationError) -> Response[str]:
     return error_response(problems_from_validation(error))
 
 
 @app.not_found
-def _not_found(_: Exception) -> Response[ErrorBody]:
+def _not_found(_: Exception) -> Response[str]:
     body = ErrorBody(error=f"no route {app.current_event.http_method} {app.current_event.path}", code="not_found")
     return Response(status_code=404, content_type="application/json", body=body.model_dump_json())
 

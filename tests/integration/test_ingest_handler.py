@@ -83,12 +83,22 @@ def test_malformed_event_is_a_400_with_a_json_error(invoke: Any, store: SqliteRe
 @pytest.mark.parametrize(
     ("body", "status", "path"),
     [
-        ({"groupid": "2", "no2": {"sensorid": "1", "sensortype": "9", "value": "NaN", "createdtime": "x"}}, 422,
-         "no2.value"),
-        ('{"groupid": "2", "no2": {"sensorid": "1", "sensortype": "9", "value": NaN, '
-         '"createdtime": "2021-09-03 18:14:49"}}', 422, "no2.value"),
-        ({"groupid": "2", "no2": {"sensorid": "1", "sensortype": "9", "value": "3", "createdtime": "2030-01-01"}},
-         422, "no2.createdtime"),
+        (
+            {"groupid": "2", "no2": {"sensorid": "1", "sensortype": "9", "value": "NaN", "createdtime": "x"}},
+            422,
+            "no2.value",
+        ),
+        (
+            '{"groupid": "2", "no2": {"sensorid": "1", "sensortype": "9", "value": NaN, '
+            '"createdtime": "2021-09-03 18:14:49"}}',
+            422,
+            "no2.value",
+        ),
+        (
+            {"groupid": "2", "no2": {"sensorid": "1", "sensortype": "9", "value": "3", "createdtime": "2030-01-01"}},
+            422,
+            "no2.createdtime",
+        ),
         ([], 422, ""),
         ("[" + ",".join(["{}"] * 501) + "]", 413, None),
         ("x" * 1_000_001, 413, None),
@@ -115,7 +125,10 @@ def test_store_down_is_a_503_with_retry_after(ingest_handler: Invoke, lambda_con
     store = MemoryReadingStore()
     store.fail_with = StoreUnavailableError("OpenSearch answered 429", retry_after_seconds=9)
     answer = ingest_handler(
-        load_event("ingest_over_threshold.json"), lambda_context, store=store, publisher=MemoryPublisher(),
+        load_event("ingest_over_threshold.json"),
+        lambda_context,
+        store=store,
+        publisher=MemoryPublisher(),
         clock=lambda: SEED_TIME,
     )
     assert answer["statusCode"] == 503

@@ -136,4 +136,3 @@ def test_bulk_bodies_are_split_at_the_size_limit() -> None:
     bodies = list(bulk_bodies("gasdetect", readings, limit=4096))
     assert len(bodies) > 1 and all(len(b.encode()) <= 4096 for b in bodies)
     assert sum(body.count('"create"') for body in bodies) == 50
-

@@ -19,14 +19,21 @@ def make_readings(count: int) -> list[Reading]:
         at = T0 + timedelta(seconds=i)
         readings.append(
             Reading(
-                reading_id=reading_id("1", "0006", "no2", at), groupid="1", gas="no2", sensorid="0006",
-                sensortype="9", value=float(i), createdtime=at.isoformat(), created_at=at, received_at=at,
+                reading_id=reading_id("1", "0006", "no2", at),
+                groupid="1",
+                gas="no2",
+                sensorid="0006",
+                sensortype="9",
+                value=float(i),
+                createdtime=at.isoformat(),
+                created_at=at,
+                received_at=at,
             )
         )
     return readings
 
 
-def _put_all(path: str, queue: "multiprocessing.Queue[int]") -> None:
+def _put_all(path: str, queue: multiprocessing.Queue[int]) -> None:
     store = SqliteReadingStore(path)
     outcome = store.put_readings(make_readings(300))
     queue.put(len(outcome.created))

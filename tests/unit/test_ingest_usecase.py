@@ -15,8 +15,13 @@ from tests.fakes import MemoryPublisher, MemoryReadingStore
 POLICY = IngestPolicy()
 
 
-def post(documents: list[Any], store: MemoryReadingStore, publisher: MemoryPublisher, batch: bool = False,
-         policy: IngestPolicy = POLICY) -> Any:
+def post(
+    documents: list[Any],
+    store: MemoryReadingStore,
+    publisher: MemoryPublisher,
+    batch: bool = False,
+    policy: IngestPolicy = POLICY,
+) -> Any:
     return ingest(documents, batch, policy, SEED_TIME, store, publisher)
 
 
@@ -37,8 +42,13 @@ def test_no2_at_88_warns_on_pi_1_with_the_seed_shape(seed_document: dict[str, An
     assert (topic, qos) == ("pi/1", 1)
     assert payload["warning"] == "no2 warning"
     assert payload | {"gps": None} == payload | {
-        "gas": "no2", "value": 88.0, "threshold": 88.0, "sensorid": "0006", "groupid": "2",
-        "createdtime": "2021-09-03 18:14:49", "gps": None,
+        "gas": "no2",
+        "value": 88.0,
+        "threshold": 88.0,
+        "sensorid": "0006",
+        "groupid": "2",
+        "createdtime": "2021-09-03 18:14:49",
+        "gps": None,
     }
 
 

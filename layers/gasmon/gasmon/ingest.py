@@ -147,9 +147,7 @@ def validate_document(raw: Any, index: int, prefix: str, policy: IngestPolicy, n
         try:
             created_at = parse_device_time(sample.createdtime, policy.local_timezone)
         except ValueError:
-            problems.append(
-                Problem(path=path, problem="is not a time (use 'YYYY-MM-DD HH:MM:SS' or ISO-8601)")
-            )
+            problems.append(Problem(path=path, problem="is not a time (use 'YYYY-MM-DD HH:MM:SS' or ISO-8601)"))
             continue
         if created_at > now + policy.max_future:
             problems.append(Problem(path=path, problem=f"is more than {_human(policy.max_future)} in the future"))
@@ -266,10 +264,10 @@ def ingest(
         ]
         fresh.extend(new)
         published = []
-        for message in warnings_for(new, policy.thresholds):
+        for warning in warnings_for(new, policy.thresholds):
             try:
-                publisher.publish(warning_topic(policy.warning_topic, message.groupid), message.model_dump())
-                published.append(message.warning)
+                publisher.publish(warning_topic(policy.warning_topic, warning.groupid), warning.model_dump())
+                published.append(warning.warning)
             except PublishError:
                 warned_failures += 1
         warning_count += len(published)

@@ -30,11 +30,11 @@ class _NoopSegment(BaseSegment):
 
 class _NoopProvider(BaseProvider):
     @contextmanager
-    def in_subsegment(self, name: Any = None, **kwargs: Any) -> Generator[BaseSegment, None, None]:
+    def in_subsegment(self, name: Any = None, **kwargs: Any) -> Generator[BaseSegment]:
         yield _NoopSegment()
 
     @asynccontextmanager
-    async def in_subsegment_async(self, name: Any = None, **kwargs: Any) -> AsyncGenerator[BaseSegment, None]:
+    async def in_subsegment_async(self, name: Any = None, **kwargs: Any) -> AsyncGenerator[BaseSegment]:
         yield _NoopSegment()
 
     def put_annotation(self, key: str, value: Any) -> None: ...

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from gasmon.errors import StoreUnavailableError
@@ -172,7 +173,7 @@ class OpenSearchReadingStore:
             by_id = {r.reading_id: r for r in pending}
             for body in bulk_bodies(self.index, pending):
                 self.requests += 1
-                answer = self._call(lambda body=body: self.client.bulk(body=body))
+                answer = self._call(partial(self.client.bulk, body=body))
                 for item in answer.get("items", []):
                     result = item.get("create", {})
                     status = int(result.get("status", 500))
