@@ -64,7 +64,7 @@ ERRORS: dict[int, Any] = {
         422: "Invalid readings; `details` names each field and its problem",
         503: "Reading store unavailable; retry after the Retry-After header",
     }.items()
-}
+} | {200: {"description": "What happened to each document", "content": {"application/json": {"model": IngestResponse}}}}
 
 
 @app.post("/readings", summary="Post gas readings (one document or a batch)", responses=ERRORS)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import Literal
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -24,7 +24,10 @@ class _Settings(BaseSettings):
     @field_validator("local_timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:
-        ZoneInfo(value)  # raises for an unknown zone, at cold start rather than per request
+        try:
+            ZoneInfo(value)  # at cold start rather than per request
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Asia/Seoul)") from None
         return value
 
 
