@@ -56,6 +56,7 @@ class SqliteReadingStore:
         )
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.execute("PRAGMA cache_size=-32000")
         self._conn.executescript(SCHEMA)
         self.requests = 0  # store round trips, for `make bench`
 
