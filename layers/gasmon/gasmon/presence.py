@@ -59,44 +59,44 @@ SUBJECT_PREFIX = "[gasmon]"
 REASONS: dict[str, tuple[str, str]] = {
     "CONNECTION_LOST": (
         "connection lost",
-        "The network connection dropped (for example Wi-Fi, mobile data or power was lost).",
+        "The network connection dropped, for example because Wi-Fi, mobile data or power was lost",
     ),
     "MQTT_KEEP_ALIVE_TIMEOUT": (
         "stopped responding",
-        "Nothing was heard from the device for 1.5 times its keep-alive interval: it may have"
-        " frozen, lost power or lost its network without closing the connection.",
+        "Nothing was heard from the device for 1.5 times its keep-alive interval: it may have frozen,"
+        " lost power or lost its network without closing the connection",
     ),
-    "SERVER_ERROR": ("AWS IoT server error", "AWS IoT closed the connection after an unexpected server problem."),
+    "SERVER_ERROR": ("AWS IoT server error", "AWS IoT closed the connection after an unexpected server problem"),
     "SERVER_INITIATED_DISCONNECT": (
         "closed by AWS IoT",
-        "AWS IoT closed the connection on purpose, for operational reasons.",
+        "AWS IoT closed the connection on purpose, for operational reasons",
     ),
     "CLIENT_ERROR": (
         "client error",
-        "The device broke the MQTT rules (for example a second CONNECT on one connection, or a"
-        " message over the size limit) and was disconnected.",
+        "The device broke the MQTT rules, for example by sending a second CONNECT on one connection"
+        " or a message over the size limit",
     ),
     "AUTH_ERROR": (
         "authentication failed",
-        "The device failed authentication or authorization (check its certificate and IoT policy).",
+        "The device failed authentication or authorization; check its certificate and IoT policy",
     ),
-    "FORBIDDEN_ACCESS": ("access forbidden", "The device is not allowed to connect (for example its IP is blocked)."),
-    "THROTTLED": ("throttled", "The device went over an AWS IoT rate limit and was disconnected."),
+    "FORBIDDEN_ACCESS": (
+        "access forbidden",
+        "The device is not allowed to connect, for example because its IP address is blocked",
+    ),
+    "THROTTLED": ("throttled", "The device went over an AWS IoT rate limit and was disconnected"),
     "DUPLICATE_CLIENTID": (
         "client id used elsewhere",
-        "Another connection used the same client id and replaced this one.",
+        "Another connection used the same client id and replaced this one",
     ),
     "API_INITIATED_DISCONNECT": (
         "closed by API",
-        "Someone closed the connection with the AWS IoT DeleteConnection API.",
+        "Someone closed the connection with the AWS IoT DeleteConnection API",
     ),
-    "WEBSOCKET_TTL_EXPIRATION": ("WebSocket expired", "The WebSocket connection reached its maximum lifetime."),
-    "CUSTOMAUTH_TTL_EXPIRATION": (
-        "authorizer session expired",
-        "The custom authorizer's session lifetime ran out.",
-    ),
-    CLIENT_INITIATED_DISCONNECT: ("closed by the device", "The device closed the connection itself."),
-    UNKNOWN_REASON: ("reason unknown", "AWS IoT did not say why the connection ended."),
+    "WEBSOCKET_TTL_EXPIRATION": ("WebSocket expired", "The WebSocket connection reached its maximum lifetime"),
+    "CUSTOMAUTH_TTL_EXPIRATION": ("authorizer session expired", "The custom authorizer's session lifetime ran out"),
+    CLIENT_INITIATED_DISCONNECT: ("closed by the device", "The device closed the connection itself"),
+    UNKNOWN_REASON: ("reason unknown", "AWS IoT did not say why the connection ended"),
 }
 
 DisconnectKind = Literal["clean", "unexpected", "alerting"]
@@ -372,8 +372,9 @@ def reason_label(reason: str | None) -> str:
 def describe_reason(reason: str | None) -> str:
     """The disconnect reason in plain words, followed by AWS's name for it."""
     name = reason or UNKNOWN_REASON
-    words = REASONS.get(name, (name, f"AWS IoT gave the reason {name}."))[1]
-    return f"{words} ({name})"
+    if name not in REASONS:
+        return f"AWS IoT gave the reason {name}, which gasmon has no description for."
+    return f"{REASONS[name][1]} ({name})."
 
 
 def format_duration(delta: timedelta, seconds: bool = True) -> str:
