@@ -85,7 +85,13 @@ def _check(record: SQSRecord, ports: PresencePorts, clock: Callable[[], datetime
         )
         metrics.add_metric(name="MalformedChecksDropped", unit=MetricUnit.Count, value=1)
         return
-    report = run_presence_check(request, _policy(), clock(), record.message_id, ports)
+    try:
+        report = run_presence_check(request, _policy(), clock(), record.message_id, ports)
+    except Exception:
+        # Handed back to SQS by the batch processor; after maxReceiveCount it lands in the DLQ.
+        logger.exception("presence check failed; SQS will deliver it again", extra={"client_id": request.client_id})
+        metrics.add_metric(name="PresenceCheckFailures", unit=MetricUnit.Count, value=1)
+        raise
     logger.info("presence check done", extra={"message_id": record.message_id, **report.model_dump(mode="json")})
     metrics.add_metric(name=_METRICS[report.outcome], unit=MetricUnit.Count, value=1)
     if report.mark_failed:
