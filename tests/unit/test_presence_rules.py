@@ -6,10 +6,10 @@ from datetime import timedelta
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from presence_fakes import at, lifecycle
+from presence_fakes import at, lifecycle, load_event
 
 from gasmon.errors import MalformedEventError
-from gasmon.models import CheckRequest, LifecycleEvent, PresenceState
+from gasmon.models import CheckRequest, LastWillMessage, LifecycleEvent, PresenceState
 from gasmon.presence import (
     PresencePolicy,
     apply_event,
@@ -326,6 +326,15 @@ def test_reconnect_notice_is_owed_only_after_an_alert() -> None:
 # ---- Last Will -----------------------------------------------------------------------------------
 
 
-def test_last_will_topic_maps_to_the_things_shadow() -> None:
-    assert shadow_update_topic("my/things/RPI/update") == "$aws/things/RPI/shadow/update"
+def test_last_will_message_is_a_shadow_report_for_its_own_thing() -> None:
+    # Given the Pi's Last Will as seed 001 registers it
+    will = load_event("lwt_message.json")
+    # When the rule republishes it
+    # Then it is a valid shadow document saying "not connected", for the thing in its topic
+    assert LastWillMessage.model_validate(will["payload"]).state.reported == {"connected": "false"}
+    assert shadow_update_topic(will["topic"]) == "$aws/things/RPI/shadow/update"
+
+
+def test_only_last_will_topics_are_republished() -> None:
     assert shadow_update_topic("pi/1") is None
+    assert shadow_update_topic("my/things/RPI/update/extra") is None
