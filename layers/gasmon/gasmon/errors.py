@@ -48,3 +48,24 @@ class StoreUnavailableError(GasmonError):
 
 class PublishError(Exception):
     """A message could not be handed to the MQTT broker (AWS IoT Core or the local one)."""
+
+
+class MalformedEventError(GasmonError):
+    """An incoming event (IoT lifecycle event, queue message) is not what gasmon expects.
+
+    It is logged and dropped: retrying a malformed event can only fail again.
+    """
+
+    code = "malformed_event"
+
+
+class PresenceStoreError(Exception):
+    """The presence table could not be read or written (throttling, network, permissions)."""
+
+
+class SchedulingError(Exception):
+    """A presence check could not be put on the check queue."""
+
+
+class NotifyError(Exception):
+    """A notification email could not be handed to SNS."""

@@ -7,9 +7,20 @@ tests. Domain code depends on these Protocols only.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any, Protocol
 
-from gasmon.models import Reading, StoreOutcome
+from gasmon.models import (
+    CheckRequest,
+    DeviceInfo,
+    Email,
+    LifecycleEvent,
+    NoticeKind,
+    PresenceState,
+    Reading,
+    RecordOutcome,
+    StoreOutcome,
+)
 
 
 class ReadingStore(Protocol):
@@ -29,4 +40,68 @@ class MessagePublisher(Protocol):
 
     def publish(self, topic: str, payload: dict[str, Any], qos: int = 1) -> None:
         """Publish one message; raises `PublishError` when the broker does not take it."""
+        ...
+
+
+# ---- Presence ----------------------------------------------------------------------------------
+
+
+class PresenceRepository(Protocol):
+    """Presence state per client id (DynamoDB in AWS). Every write is conditional, so duplicate,
+    late and concurrent deliveries can never move a device's state backwards or claim a notice
+    twice. `gasmon.presence.apply_event` and `gasmon.presence.can_claim` state the rules; an
+    adapter must behave exactly like them. Failures raise `PresenceStoreError`."""
+
+    def record(self, event: LifecycleEvent, now: datetime) -> RecordOutcome:
+        """Apply the event if it is newer than the stored one (`apply_event`); return the state."""
+        ...
+
+    def get(self, client_id: str) -> PresenceState | None:
+        """The state of one client id (strongly consistent), or None if never seen."""
+        ...
+
+    def claim_notice(
+        self,
+        kind: NoticeKind,
+        client_id: str,
+        episode_id: str,
+        token: str,
+        now: datetime,
+        stale_before: datetime,
+    ) -> bool:
+        """Atomically claim the right to send one `kind` of email for one episode (`can_claim`).
+
+        True means this caller must send it and then call `mark_notice_sent`.
+        """
+        ...
+
+    def mark_notice_sent(self, kind: NoticeKind, client_id: str, episode_id: str, token: str, now: datetime) -> None:
+        """Record that the claimed email went out (only if `token` still holds the claim)."""
+        ...
+
+
+class CheckScheduler(Protocol):
+    """Runs a presence check later (an SQS delay queue in AWS)."""
+
+    def schedule(self, check: CheckRequest, delay_seconds: int) -> None:
+        """Deliver `check` after `delay_seconds` (0..900); raises `SchedulingError`."""
+        ...
+
+
+class Notifier(Protocol):
+    """Sends an email to the operators (the SNS topic `disconnected_notice` in AWS)."""
+
+    def send(self, email: Email) -> None:
+        """Hand one email over for delivery; raises `NotifyError`."""
+        ...
+
+
+class DeviceDirectory(Protocol):
+    """What gasmon knows about a device from its readings (group, location)."""
+
+    def describe(self, client_id: str, thing_name: str) -> DeviceInfo | None:
+        """The device's group and location, or None if gasmon has no readings from it.
+
+        A directory that cannot answer returns None: an email without a group beats no email.
+        """
         ...

@@ -6,14 +6,17 @@ Domain code never reads the environment: handlers turn settings into domain poli
 
 from __future__ import annotations
 
+import json
+import re
 from datetime import timedelta
-from typing import Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AliasChoices, Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from gasmon.ingest import DEFAULT_THRESHOLDS, IngestPolicy
+from gasmon.presence import ANY_REASON, MAX_CHECK_DELAY_SECONDS, PresencePolicy
 
 
 class _Settings(BaseSettings):
@@ -76,3 +79,64 @@ class IngestSettings(StoreSettings):
             warning_topic=self.warning_topic,
             publish_status_messages=self.publish_status_messages,
         )
+
+
+class PresenceSettings(_Settings):
+    """What both presence functions read (environment variable = field name, upper case).
+
+    The table, queue and topic have no default: a function that needs one and finds it empty
+    fails at its first use with a message naming the variable.
+    """
+
+    presence_table: str = ""
+    check_queue_url: str = ""
+    alert_topic_arn: str = ""
+    aws_region: str = "ap-northeast-2"
+    grace_seconds: int = Field(default=60, ge=0, le=MAX_CHECK_DELAY_SECONDS)
+    # Comma-separated disconnectReason names (or a JSON list); `*` means every unexpected reason.
+    alert_reasons: Annotated[frozenset[str], NoDecode] = frozenset({ANY_REASON})
+    claim_lease_seconds: int = Field(default=120, ge=30, le=3600)
+    # Where group and location come from: nowhere (AWS default) or the SQLite reading store.
+    device_directory: Literal["none", "sqlite"] = "none"
+    sqlite_path: str = ".local/readings.sqlite3"
+    # Thing name -> reading groupid, for devices whose groupid is not their thing name.
+    device_groups: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("alert_reasons", mode="before")
+    @classmethod
+    def _reason_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            value = json.loads(text) if text.startswith("[") else re.split(r"[\s,]+", text)
+        if isinstance(value, list | tuple | set | frozenset):
+            reasons = frozenset(str(item).strip().upper() for item in value if str(item).strip())
+            if not reasons:
+                raise ValueError("names no reason, so no disconnect would ever alert (use * for every reason)")
+            for reason in reasons:
+                if reason != ANY_REASON and not re.fullmatch(r"[A-Z][A-Z0-9_]*", reason):
+                    raise ValueError(f"'{reason}' is not a disconnectReason name (e.g. CONNECTION_LOST)")
+            return reasons
+        return value
+
+    def policy(self) -> PresencePolicy:
+        return PresencePolicy(
+            grace=timedelta(seconds=self.grace_seconds),
+            alert_reasons=self.alert_reasons,
+            local_timezone=self.local_timezone,
+            claim_lease=timedelta(seconds=self.claim_lease_seconds),
+        )
+
+    def required(self, name: str) -> str:
+        """The value of a setting an adapter cannot work without."""
+        value = str(getattr(self, name))
+        if not value:
+            raise ValueError(f"{name.upper()} is not set; the presence functions need it")
+        return value
+
+
+class RecordPresenceSettings(PresenceSettings):
+    """Settings of the record_presence function (the IoT rule's target)."""
+
+
+class CheckPresenceSettings(PresenceSettings):
+    """Settings of the check_presence function (the presence-check queue's consumer)."""

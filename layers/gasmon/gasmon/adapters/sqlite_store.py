@@ -11,7 +11,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from gasmon.errors import StoreUnavailableError
@@ -41,6 +41,10 @@ _CHUNK = 900
 
 def _ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
+
+
+def _from_ms(milliseconds: int) -> datetime:
+    return datetime.fromtimestamp(milliseconds / 1000, UTC)
 
 
 class SqliteReadingStore:
@@ -114,6 +118,27 @@ class SqliteReadingStore:
         except sqlite3.OperationalError as exc:
             raise StoreUnavailableError(f"the reading store failed: {exc}", retry_after_seconds=2) from exc
         return StoreOutcome(created=frozenset(new), existing=frozenset(existing))
+
+    def latest_reading(self, groupids: Sequence[str]) -> Reading | None:
+        """The newest stored reading (by the device's `createdtime`) of any of these groups."""
+        wanted = list(dict.fromkeys(g for g in groupids if g))
+        if not wanted:
+            return None
+        marks = ",".join("?" * len(wanted))
+        with self._lock:
+            row = self._conn.execute(
+                f"SELECT reading_id, groupid, gps, lat, lon, gas, sensorid, sensortype, value, createdtime,"
+                f" created_ms, received_ms FROM readings WHERE groupid IN ({marks})"
+                f" ORDER BY created_ms DESC LIMIT 1",
+                wanted,
+            ).fetchone()
+        if row is None:
+            return None
+        return Reading(
+            reading_id=row[0], groupid=row[1], gps=row[2], lat=row[3], lon=row[4], gas=row[5], sensorid=row[6],
+            sensortype=row[7], value=row[8], createdtime=row[9],
+            created_at=_from_ms(row[10]), received_at=_from_ms(row[11]),
+        )  # fmt: skip
 
     def count(self) -> int:
         """How many readings are stored (for tests and the local stack's log)."""

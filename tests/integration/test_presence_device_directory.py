@@ -1,0 +1,54 @@
+"""The device directory over the SQLite reading store: group and location for presence emails."""
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from gasmon.adapters.device_directory import NullDeviceDirectory, ReadingsDeviceDirectory, build_device_directory
+from gasmon.adapters.sqlite_store import SqliteReadingStore
+from gasmon.ingest import IngestPolicy, validate_document
+from gasmon.settings import CheckPresenceSettings
+
+NOW = datetime(2025, 3, 14, 9, 0, tzinfo=UTC)
+
+
+def store_with_readings(path: Path) -> SqliteReadingStore:
+    store = SqliteReadingStore(path)
+    for created, gps in [("2025-03-14 17:50:00", "37.5, 127.0"), ("2025-03-14 17:59:30", "37.61, 126.99")]:
+        document = {
+            "groupid": "2",
+            "gps": gps,
+            "co": {"sensorid": "0005", "sensortype": "8", "value": "26.20", "createdtime": created},
+        }
+        store.put_readings(validate_document(document, 0, "", IngestPolicy(), NOW).readings)
+    return store
+
+
+def test_mapped_device_gets_the_group_and_place_of_its_newest_reading(tmp_path: Path) -> None:
+    # Given readings of group 2 and a mapping RPI -> 2
+    directory = ReadingsDeviceDirectory(store_with_readings(tmp_path / "r.sqlite3"), {"RPI": "2"})
+    # When RPI is looked up
+    info = directory.describe("RPI", "RPI")
+    # Then the newest reading's group, place and time come back
+    assert info is not None
+    assert (info.groupid, info.gps, info.last_reading_at) == (
+        "2",
+        "37.61, 126.99",
+        datetime(2025, 3, 14, 8, 59, 30, tzinfo=UTC),
+    )
+
+
+def test_device_named_like_its_group_is_found_without_a_mapping(tmp_path: Path) -> None:
+    directory = ReadingsDeviceDirectory(store_with_readings(tmp_path / "r.sqlite3"))
+    info = directory.describe("2", "2")
+    assert info is not None and info.groupid == "2"
+
+
+def test_device_without_readings_is_unknown(tmp_path: Path) -> None:
+    directory = ReadingsDeviceDirectory(store_with_readings(tmp_path / "r.sqlite3"))
+    assert directory.describe("RPI", "RPI") is None
+
+
+def test_settings_choose_the_directory(tmp_path: Path) -> None:
+    sqlite = CheckPresenceSettings(device_directory="sqlite", sqlite_path=str(tmp_path / "r.sqlite3"))
+    assert isinstance(build_device_directory(sqlite), ReadingsDeviceDirectory)
+    assert isinstance(build_device_directory(CheckPresenceSettings()), NullDeviceDirectory)

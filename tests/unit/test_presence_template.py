@@ -1,0 +1,90 @@
+"""The presence resources agree with the code: environment variables are settings the functions
+read, the rules listen where the domain expects, the Last Will lands in the shadow."""
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cfnlint.decode import decode_str
+
+from gasmon.presence import LAST_WILL_TOPIC_FILTER, shadow_update_topic
+from gasmon.settings import CheckPresenceSettings, RecordPresenceSettings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def presence_template() -> dict[str, Any]:
+    """template.yaml once the presence resources are merged into it, else the fragment."""
+    for path in (ROOT / "template.yaml", ROOT / "docs" / "presence-resources.yaml"):
+        if path.exists():
+            template, problems = decode_str(path.read_text())
+            assert not problems, problems
+            if "RecordPresenceFunction" in template.get("Resources", {}):
+                return dict(template)
+    raise AssertionError("no presence resources found")
+
+
+RESOURCES = presence_template()["Resources"]
+
+
+def sub_text(value: Any) -> str:
+    """The text a plain string or an `!Sub` renders, with `${!x}` escapes undone."""
+    text = value["Fn::Sub"] if isinstance(value, dict) else value
+    return re.sub(r"\$\{!", "${", text)
+
+
+@pytest.mark.parametrize(
+    ("logical_id", "settings"),
+    [("RecordPresenceFunction", RecordPresenceSettings), ("CheckPresenceFunction", CheckPresenceSettings)],
+)
+def test_every_environment_variable_is_a_setting_the_function_reads(logical_id: str, settings: type) -> None:
+    variables = RESOURCES[logical_id]["Properties"]["Environment"]["Variables"]
+    known = {name.upper() for name in settings.model_fields}
+    assert set(variables) <= known
+    assert {"PRESENCE_TABLE", "CHECK_QUEUE_URL", "ALERT_TOPIC_ARN"} <= set(variables)
+
+
+@pytest.mark.parametrize("logical_id", ["RecordPresenceFunction", "CheckPresenceFunction"])
+def test_code_uri_holds_the_handler(logical_id: str) -> None:
+    properties = RESOURCES[logical_id]["Properties"]
+    module, _ = properties["Handler"].split(".")
+    assert (ROOT / properties["CodeUri"] / f"{module}.py").is_file()
+
+
+def test_lifecycle_rule_feeds_every_connect_and_disconnect_to_the_record_function() -> None:
+    payload = RESOURCES["PresenceLifecycleRule"]["Properties"]["TopicRulePayload"]
+    assert payload["Sql"] == "SELECT * FROM '$aws/events/presence/+/+'"
+    assert payload["Actions"][0]["Lambda"]["FunctionArn"] == {"Fn::GetAtt": ["RecordPresenceFunction", "Arn"]}
+    assert "ErrorAction" in payload
+
+
+def test_last_will_rule_republishes_where_the_domain_says() -> None:
+    # Given the rule's topic filter and republish target
+    payload = RESOURCES["LastWillShadowRule"]["Properties"]["TopicRulePayload"]
+    republish = payload["Actions"][0]["Republish"]
+    # Then it listens on the seed's Last Will topic and writes `$aws/things/<topic(3)>/shadow/update`
+    assert payload["Sql"] == f"SELECT * FROM '{LAST_WILL_TOPIC_FILTER}'"
+    target = sub_text(republish["Topic"]).replace("$$", "$").replace("${topic(3)}", "RPI")
+    assert target == shadow_update_topic("my/things/RPI/update")
+
+
+def test_republish_role_may_only_publish_to_shadow_updates() -> None:
+    [policy] = RESOURCES["LastWillRepublishRole"]["Properties"]["Policies"]
+    [statement] = policy["PolicyDocument"]["Statement"]
+    assert statement["Action"] == "iot:Publish"
+    assert sub_text(statement["Resource"]).endswith(":topic/$aws/things/*/shadow/update")
+
+
+def test_notice_topic_keeps_the_seed_name_and_is_encrypted() -> None:
+    properties = RESOURCES["DisconnectedNoticeTopic"]["Properties"]
+    assert sub_text(properties["TopicName"]).endswith("-disconnected_notice")
+    assert properties["KmsMasterKeyId"] == "alias/aws/sns"
+
+
+def test_device_policy_names_no_wildcard_action() -> None:
+    statements = RESOURCES["DevicePolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    actions = [statement["Action"] for statement in statements]
+    assert actions == ["iot:Connect", "iot:Publish", "iot:Subscribe", "iot:Receive"]
+    connect = sub_text(statements[0]["Resource"])
+    assert connect.endswith(":client/${iot:Connection.Thing.ThingName}")
