@@ -10,13 +10,14 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gasmon.errors import InvalidReadingsError, MalformedJsonError, PublishError, RequestTooLargeError
 from gasmon.models import (
+    AlarmOutcome,
     DocumentOutcome,
     IngestResponse,
     Problem,
@@ -27,6 +28,9 @@ from gasmon.models import (
     parse_gps,
 )
 from gasmon.ports import MessagePublisher, ReadingStore
+
+if TYPE_CHECKING:
+    from gasmon.alarms import Alarms
 
 # NO2 88 is the seed's rule. The others are common alarm set-points, see docs/decision_log.md.
 DEFAULT_THRESHOLDS: dict[str, float] = {"no2": 88.0, "co": 35.0, "c2h5oh": 1000.0, "h2": 4000.0}
@@ -147,6 +151,7 @@ def validate_document(raw: Any, index: int, prefix: str, policy: IngestPolicy, n
             Reading(
                 reading_id=reading_id(document.groupid, sample.sensorid, gas, created_at),
                 groupid=document.groupid,
+                deviceid=document.deviceid,
                 gps=document.gps,
                 lat=lat_lon[0],
                 lon=lat_lon[1],
@@ -204,6 +209,7 @@ class IngestReport(BaseModel):
 
     response: IngestResponse
     warnings_failed: int = 0
+    alarms: AlarmOutcome | None = None  # set when alarms with memory ran (issue 7)
 
 
 def ingest(
@@ -213,12 +219,16 @@ def ingest(
     now: datetime,
     store: ReadingStore,
     publisher: MessagePublisher,
+    alarms: Alarms | None = None,
 ) -> IngestReport:
     """Validate, store and warn for one POST.
 
     Readings are stored first, in one call, and warnings are published only for readings the
     store did not already have, so a retried POST neither stores nor warns twice. A store failure
     propagates (`StoreUnavailableError`) before anything is reported accepted.
+
+    With `alarms` (issue 7), the new readings go through alarms with memory instead of one
+    warning per reading over its threshold; without, behaviour is the plain threshold check.
     """
     validated = [
         validate_document(raw, index, f"[{index}]." if is_batch else "", policy, now)
@@ -251,7 +261,7 @@ def ingest(
         ]
         fresh.extend(new)
         published = []
-        for message in warnings_for(new, policy.thresholds):
+        for message in warnings_for(new, policy.thresholds) if alarms is None else []:
             try:
                 publisher.publish(warning_topic(policy.warning_topic, message.groupid), message.model_dump())
                 published.append(message.warning)
@@ -260,6 +270,17 @@ def ingest(
         warning_count += len(published)
         status = "accepted" if new else "duplicate"
         results.append(DocumentOutcome(index=doc.index, status=status, readings=outcomes, warnings=published))
+
+    # ---- Alarms with memory (issue 7): evaluated once for every new reading of the request ----
+    alarm_outcome = None
+    if alarms is not None and fresh:
+        alarm_outcome = alarms.process(fresh, publisher, lambda groupid: warning_topic(policy.warning_topic, groupid))
+        for result in results:
+            for outcome in result.readings:
+                if outcome.status == "accepted":
+                    result.warnings.extend(alarm_outcome.labels.get(outcome.id, []))
+        warning_count += alarm_outcome.published
+        warned_failures += alarm_outcome.failed
 
     rejected = sum(1 for doc in validated if doc.problems)
     if policy.publish_status_messages:
@@ -272,7 +293,7 @@ def ingest(
         warnings=warning_count,
         results=results,
     )
-    return IngestReport(response=response, warnings_failed=warned_failures)
+    return IngestReport(response=response, warnings_failed=warned_failures, alarms=alarm_outcome)
 
 
 def _publish_status(
