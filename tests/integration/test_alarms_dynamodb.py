@@ -174,7 +174,11 @@ def test_alarm_history_pages_newest_first_across_months_and_devices(store: Dynam
     # Then every episode in range comes once, newest first
     assert seen == sorted(starts[1:], reverse=True)
     # And a device's history and a gas filter work
-    assert [e.started_at for e in store.list_alarms(since, until, device="pi-1").items] == [starts[5], starts[3], starts[1]]
+    assert [e.started_at for e in store.list_alarms(since, until, device="pi-1").items] == [
+        starts[5],
+        starts[3],
+        starts[1],
+    ]
     assert [e.gas for e in store.list_alarms(since, until, gas="co").items] == ["co"]
     # And only the last one is open
     assert [e.started_at for e in store.open_alarms()] == [starts[-1]]

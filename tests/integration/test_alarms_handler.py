@@ -77,7 +77,12 @@ def no2(value: float, at: datetime, **device: str) -> dict[str, Any]:
         "groupid": "2",
         "gps": "37.61002501514269, 126.99636868892937",
         **device,
-        "no2": {"sensorid": "0006", "sensortype": "9", "value": f"{value:.2f}", "createdtime": f"{local:%Y-%m-%d %H:%M:%S}"},
+        "no2": {
+            "sensorid": "0006",
+            "sensortype": "9",
+            "value": f"{value:.2f}",
+            "createdtime": f"{local:%Y-%m-%d %H:%M:%S}",
+        },
     }
 
 

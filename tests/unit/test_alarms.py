@@ -266,6 +266,7 @@ class FakeAlarmStore:
         self.saves = 0
         self.before_save: Callable[[AlarmState], None] | None = None
         self.unavailable = False
+        self.save_errors: list[Exception | None] = []  # consumed one per save
 
     def load(self, keys: Sequence[AlarmKey], scopes: Sequence[ThresholdScope] = ()) -> AlarmSnapshot:
         if self.unavailable:
@@ -278,6 +279,9 @@ class FakeAlarmStore:
         if self.before_save is not None:
             hook, self.before_save = self.before_save, None
             hook(state)
+        error = self.save_errors.pop(0) if self.save_errors else None
+        if error is not None:
+            raise error
         stored = self.states.get((state.device, state.gas))
         if (stored.version if stored else 0) != state.version:
             raise AlarmConflictError("version moved")
@@ -395,6 +399,32 @@ def test_when_the_state_table_is_down_plain_warnings_are_published() -> None:
     assert [p["warning"] for _, p in publisher.sent] == ["no2 warning", "no2 warning"]
     assert "event" not in publisher.sent[0][1]
     assert outcome.degraded == 1 and outcome.problems
+
+
+def test_a_write_failing_mid_batch_keeps_what_was_committed_and_warns_plainly_for_the_rest() -> None:
+    # Given a store that takes the first write of a backlog and fails the second
+    store, publisher = FakeAlarmStore(), FakePublisher()
+    store.save_errors = [None, AlarmStoreUnavailableError("throttled")]
+    policy = POLICY.model_copy(update={"readings_per_write": 2})
+    # When a backlog of four readings arrives (written two at a time)
+    outcome = Alarms(store, policy).process(
+        [reading(95, 0), reading(50, 5), reading(97, 10), reading(98, 15)], publisher, topic
+    )
+    # Then the committed open is published first, then plain warnings for the uncommitted readings
+    assert publisher.events() == ["open", "plain", "plain"]
+    assert [p["value"] for _, p in publisher.sent] == [95, 97, 98]
+    assert outcome.degraded == 1 and store.states[("2", "no2")].alarm is not None
+
+
+def test_a_key_that_keeps_conflicting_is_given_up_without_a_message() -> None:
+    # Given every write of this key meets a newer version
+    store, publisher = FakeAlarmStore(), FakePublisher()
+    store.save_errors = [AlarmConflictError("moved")] * POLICY.max_write_attempts
+    # When a reading over the line arrives
+    outcome = Alarms(store, POLICY).process([reading(95, 0)], publisher, topic)
+    # Then nothing is published (the requests that won publish), and the give-up is reported
+    assert publisher.sent == []
+    assert outcome.conflicts == POLICY.max_write_attempts and outcome.problems
 
 
 def test_per_device_thresholds_from_the_store_apply() -> None:

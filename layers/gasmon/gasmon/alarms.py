@@ -362,24 +362,21 @@ class Alarms:
 
         outbound: list[_Outbound] = []
         states: dict[AlarmKey, AlarmState] = {}
+        fallback: list[tuple[AlarmKey, list[Reading], GasLevels | None]] = []
         for key, rs in by_key.items():
             device, gas = key
             layers = [snapshot.overrides.get(("group", rs[0].groupid)), snapshot.overrides.get(("device", device))]
             levels, problems = resolve_levels(gas, self.policy, layers)
             outcome.problems.extend(f"{device}: {p}" for p in problems)
             state = snapshot.states.get(key) or AlarmState(device=device, gas=gas)
-            try:
-                state, key_outbound = self._commit(key, state, rs, levels, topic_for, outcome)
-            except AlarmStoreUnavailableError as exc:
-                outcome.problems.append(f"{device}/{gas}: alarm state not written, plain warnings instead: {exc}")
-                self._degrade(key, rs, levels, publisher, topic_for, outcome)
-                continue
-            except AlarmConflictError:
-                # Other requests keep winning this key: they apply the newer readings; ours are dropped.
-                outcome.problems.append(f"{device}/{gas}: gave up after {self.policy.max_write_attempts} conflicts")
-                continue
-            states[key] = state
+            states[key], key_outbound, failure, uncommitted = self._commit(key, state, rs, levels, topic_for, outcome)
             outbound.extend(key_outbound)
+            if isinstance(failure, AlarmStoreUnavailableError):
+                outcome.problems.append(f"{device}/{gas}: alarm state not written, plain warnings instead: {failure}")
+                fallback.append((key, uncommitted, levels))
+            elif failure is not None:
+                # Other requests kept winning this key: they apply the newer readings; these are dropped.
+                outcome.problems.append(f"{device}/{gas}: gave up after {self.policy.max_write_attempts} conflicts")
 
         unsent: dict[AlarmKey, list[_Outbound]] = {}
         for item in outbound:
@@ -398,6 +395,8 @@ class Alarms:
                 outcome.labels.setdefault(item.reading_id, []).append(item.label)
         for key, items in unsent.items():
             self._owe(key, states[key], items, outcome)
+        for key, uncommitted, levels in fallback:  # after what was committed, to keep the order
+            self._degrade(key, uncommitted, levels, publisher, topic_for, outcome)
         return outcome
 
     def _commit(
@@ -408,45 +407,67 @@ class Alarms:
         levels: GasLevels | None,
         topic_for: Callable[[str], str],
         outcome: AlarmOutcome,
-    ) -> tuple[AlarmState, list[_Outbound]]:
-        """Apply readings and write the state, re-reading and re-applying on a version conflict."""
+    ) -> tuple[AlarmState, list[_Outbound], Exception | None, list[Reading]]:
+        """Apply one key's readings and write its state, `readings_per_write` readings at a time.
+
+        Returns the state as last written, the messages to publish, and, when a write could not be
+        made, the failure and the readings it left uncommitted (earlier chunks stay committed and
+        their messages are still returned).
+        """
         outbound: list[_Outbound] = []
         size = self.policy.readings_per_write
         ordered = sorted(readings, key=lambda r: (r.created_at, r.reading_id))
         for start in range(0, len(ordered), size):
-            chunk = ordered[start : start + size]
-            for attempt in range(self.policy.max_write_attempts):
-                step = apply_readings(state, chunk, levels, self.policy)
-                new_state = step.state.model_copy(update={"owed": ()}) if state.owed else step.state
-                if new_state == state:
-                    break
-                try:
-                    saved = self.store.save(new_state, step.episodes)
-                except AlarmConflictError:
-                    outcome.conflicts += 1
-                    if attempt + 1 == self.policy.max_write_attempts:
-                        raise
-                    state = self.store.load([key]).states.get(key) or AlarmState(device=key[0], gas=key[1])
-                    continue
-                outbound.extend(
-                    _Outbound(key=key, topic=o.topic, payload=o.payload, attempts=o.attempts, label=_label(o.payload))
-                    for o in state.owed
+            try:
+                state, chunk_outbound = self._commit_chunk(
+                    key, state, ordered[start : start + size], levels, topic_for, outcome
                 )
-                outbound.extend(
-                    _Outbound(
-                        key=key,
-                        topic=topic_for(n.message.groupid),
-                        payload=n.message.model_dump(mode="json"),
-                        reading_id=n.reading_id,
-                        label=n.label,
-                        # A failed reminder is not owed: the next one, N minutes on, says the same.
-                        owe_on_failure=n.message.event != "remind",
-                    )
-                    for n in step.notices
+            except (AlarmConflictError, AlarmStoreUnavailableError) as failure:
+                return state, outbound, failure, ordered[start:]
+            outbound.extend(chunk_outbound)
+        return state, outbound, None, []
+
+    def _commit_chunk(
+        self,
+        key: AlarmKey,
+        state: AlarmState,
+        chunk: list[Reading],
+        levels: GasLevels | None,
+        topic_for: Callable[[str], str],
+        outcome: AlarmOutcome,
+    ) -> tuple[AlarmState, list[_Outbound]]:
+        """One conditional write; on a version conflict, re-read and re-apply the same readings."""
+        for attempt in range(self.policy.max_write_attempts):
+            step = apply_readings(state, chunk, levels, self.policy)
+            new_state = step.state.model_copy(update={"owed": ()}) if state.owed else step.state
+            if new_state == state:
+                return state, []  # nothing changed: nothing to write, nothing to say
+            try:
+                saved = self.store.save(new_state, step.episodes)
+            except AlarmConflictError:
+                outcome.conflicts += 1
+                if attempt + 1 == self.policy.max_write_attempts:
+                    raise
+                state = self.store.load([key]).states.get(key) or AlarmState(device=key[0], gas=key[1])
+                continue
+            redelivered = [
+                _Outbound(key=key, topic=o.topic, payload=o.payload, attempts=o.attempts, label=_label(o.payload))
+                for o in state.owed
+            ]
+            new = [
+                _Outbound(
+                    key=key,
+                    topic=topic_for(n.message.groupid),
+                    payload=n.message.model_dump(mode="json"),
+                    reading_id=n.reading_id,
+                    label=n.label,
+                    # A failed reminder is not owed: the next one, N minutes on, says the same.
+                    owe_on_failure=n.message.event != "remind",
                 )
-                state = saved
-                break
-        return state, outbound
+                for n in step.notices
+            ]
+            return saved, redelivered + new
+        raise AssertionError("unreachable: the loop returns or raises")
 
     def _owe(self, key: AlarmKey, state: AlarmState, items: list[_Outbound], outcome: AlarmOutcome) -> None:
         """Record messages that could not be published in the key's state, for the next request."""
