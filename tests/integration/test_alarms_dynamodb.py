@@ -3,6 +3,7 @@ threshold items and their cache, alarm history paging, and the table template.ya
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from collections.abc import Iterator
@@ -184,9 +185,17 @@ def test_alarm_history_pages_newest_first_across_months_and_devices(store: Dynam
     assert [e.started_at for e in store.open_alarms()] == [starts[-1]]
 
 
-def test_a_cursor_from_elsewhere_is_refused(store: DynamoDbAlarmStore) -> None:
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "not-a-cursor",
+        base64.urlsafe_b64encode(b'{"m": "2026-05", "k": {"secret": {"S": "x"}}}').decode(),
+        base64.urlsafe_b64encode(b'{"m": "2026-05", "k": {"pk": {"N": "1"}}}').decode(),
+    ],
+)
+def test_a_cursor_from_elsewhere_is_refused(store: DynamoDbAlarmStore, cursor: str) -> None:
     with pytest.raises(InvalidAlarmQueryError):
-        store.list_alarms(T0, cursor="not-a-cursor")
+        store.list_alarms(T0, cursor=cursor)
 
 
 def test_a_missing_table_is_unavailable_not_a_crash(store: DynamoDbAlarmStore) -> None:

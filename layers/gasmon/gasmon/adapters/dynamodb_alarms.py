@@ -43,6 +43,7 @@ OPEN_INDEX = "open"
 THRESHOLDS_SK = "THRESHOLDS"
 _BATCH_GET_LIMIT = 100
 _THRESHOLD_FIELDS = ("warning", "critical", "band")
+_CURSOR_ATTRIBUTES = frozenset({"pk", "sk", "by_time_pk", "by_time_sk"})
 
 
 def table_definition(table_name: str) -> dict[str, Any]:
@@ -417,6 +418,9 @@ def _decode_cursor(cursor: str | None) -> tuple[str, dict[str, Any] | None] | No
         month, key = decoded["m"], decoded["k"]
         if not isinstance(month, str) or not (key is None or isinstance(key, dict)):
             raise ValueError
+        for name, value in (key or {}).items():  # only key attributes this adapter pages on, as strings
+            if name not in _CURSOR_ATTRIBUTES or set(value) != {"S"} or not isinstance(value["S"], str):
+                raise ValueError
     except (ValueError, KeyError, TypeError, binascii.Error):
         raise InvalidAlarmQueryError("cursor is not one this API gave out; start again without it") from None
     return month, key
