@@ -491,3 +491,53 @@ def test_without_alarms_ingest_warns_for_every_reading_as_before() -> None:
         "gps",
         "level",
     }
+
+
+# ---- Settings ----
+
+
+def test_alarm_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gasmon.adapters import build_alarm_store
+    from gasmon.adapters.dynamodb_alarms import DynamoDbAlarmStore
+    from gasmon.settings import IngestSettings
+
+    # Given the variables template.yaml sets
+    for name, value in {
+        "ALARM_TABLE": "gasmon-AlarmTable-1",
+        "CRITICAL_THRESHOLDS": '{"no2": 500}',
+        "ALARM_HYSTERESIS_PERCENT": "5",
+        "ALARM_CLEAR_READINGS": "4",
+        "ALARM_CLEAR_SECONDS": "30",
+        "ALARM_REMINDER_MINUTES": "10",
+    }.items():
+        monkeypatch.setenv(name, value)
+    settings = IngestSettings()
+    # Then the policy follows them, other gases keep their default critical level
+    policy = settings.alarm_policy()
+    assert policy.critical_levels["no2"] == 500 and policy.critical_levels["co"] == 200
+    assert (policy.hysteresis, policy.clear_after_readings) == (0.05, 4)
+    assert (policy.clear_after, policy.remind_every) == (timedelta(seconds=30), timedelta(minutes=10))
+    # And the DynamoDB store is built (lazily: no client yet)
+    store = build_alarm_store(settings)
+    assert isinstance(store, DynamoDbAlarmStore) and store.table_name == "gasmon-AlarmTable-1"
+
+
+def test_without_alarm_table_there_is_no_alarm_store(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gasmon.adapters import build_alarm_store
+    from gasmon.settings import IngestSettings
+
+    monkeypatch.delenv("ALARM_TABLE", raising=False)
+    # A plain deployment may even raise a warning level above a default critical one
+    monkeypatch.setenv("THRESHOLDS", '{"no2": 2000}')
+    assert build_alarm_store(IngestSettings()) is None
+
+
+def test_a_critical_level_not_above_its_warning_fails_at_cold_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import ValidationError
+
+    from gasmon.settings import IngestSettings
+
+    monkeypatch.setenv("ALARM_TABLE", "t")
+    monkeypatch.setenv("CRITICAL_THRESHOLDS", '{"no2": 80}')
+    with pytest.raises(ValidationError, match="critical threshold for no2"):
+        IngestSettings()
