@@ -276,9 +276,9 @@ def ingest(
     if alarms is not None and fresh:
         alarm_outcome = alarms.process(fresh, publisher, lambda groupid: warning_topic(policy.warning_topic, groupid))
         for result in results:
-            for outcome in result.readings:
-                if outcome.status == "accepted":
-                    result.warnings.extend(alarm_outcome.labels.get(outcome.id, []))
+            for reading_outcome in result.readings:
+                if reading_outcome.status == "accepted":
+                    result.warnings.extend(alarm_outcome.labels.get(reading_outcome.id, []))
         warning_count += alarm_outcome.published
         warned_failures += alarm_outcome.failed
 
