@@ -15,14 +15,15 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from gasmon.adapters import build_reading_store
+from gasmon.adapters import build_alarm_store, build_reading_store
 from gasmon.adapters.iot_publisher import IotDataPublisher
+from gasmon.alarms import AlarmPolicy, Alarms
 from gasmon.errors import GasmonError, StoreUnavailableError
 from gasmon.http import error_response, problems_from_validation
 from gasmon.ingest import IngestPolicy, ingest, parse_body
-from gasmon.models import ErrorBody, IngestResponse
+from gasmon.models import AlarmOutcome, ErrorBody, IngestResponse
 from gasmon.observability import logger, metrics, tracer
-from gasmon.ports import MessagePublisher, ReadingStore
+from gasmon.ports import AlarmStateStore, MessagePublisher, ReadingStore
 from gasmon.settings import IngestSettings
 
 app = APIGatewayRestResolver(enable_validation=True)
@@ -41,6 +42,16 @@ def _policy() -> IngestPolicy:
 @cache
 def _store() -> ReadingStore:
     return build_reading_store(_settings())
+
+
+@cache
+def _alarm_policy() -> AlarmPolicy:
+    return _settings().alarm_policy()
+
+
+@cache
+def _alarm_store() -> AlarmStateStore | None:
+    return build_alarm_store(_settings())
 
 
 @cache
@@ -75,7 +86,9 @@ def post_readings() -> IngestResponse:
     # document in a batch does not reject the rest; `make openapi` adds its schema to the spec.
     documents, is_batch = parse_body(app.current_event.decoded_body, _policy())
     context = app.context
-    report = ingest(documents, is_batch, _policy(), context["clock"](), context["store"], context["publisher"])
+    report = ingest(
+        documents, is_batch, _policy(), context["clock"](), context["store"], context["publisher"], context["alarms"]
+    )
     result = report.response
     metrics.add_metric("ReadingsAccepted", MetricUnit.Count, result.accepted)
     metrics.add_metric("ReadingsDuplicate", MetricUnit.Count, result.duplicates)
@@ -84,7 +97,23 @@ def post_readings() -> IngestResponse:
     if report.warnings_failed:
         metrics.add_metric("WarningsFailed", MetricUnit.Count, report.warnings_failed)
         logger.error("warnings could not be published", extra={"failed": report.warnings_failed})
+    if report.alarms is not None:
+        _observe_alarms(report.alarms)
     return result
+
+
+def _observe_alarms(outcome: AlarmOutcome) -> None:
+    """Alarm metrics and logs: lost or degraded alarms are errors an operator must see."""
+    if outcome.conflicts:
+        metrics.add_metric("AlarmConflicts", MetricUnit.Count, outcome.conflicts)
+    if outcome.lost:
+        metrics.add_metric("AlarmMessagesLost", MetricUnit.Count, outcome.lost)
+    if outcome.degraded:
+        metrics.add_metric("AlarmsDegraded", MetricUnit.Count, outcome.degraded)
+    if outcome.lost or outcome.degraded:
+        logger.error("alarm messages lost or alarms degraded", extra={"problems": outcome.problems})
+    elif outcome.problems:
+        logger.warning("alarm problems", extra={"problems": outcome.problems})
 
 
 @app.exception_handler(GasmonError)
@@ -117,7 +146,12 @@ def lambda_handler(
     store: ReadingStore | None = None,
     publisher: MessagePublisher | None = None,
     clock: Callable[[], datetime] | None = None,
+    alarm_store: AlarmStateStore | None = None,
 ) -> dict[str, Any]:
     """Lambda entry point; tests and `make local` may hand in their own adapters and clock."""
-    app.append_context(store=store or _store(), publisher=publisher or _publisher(), clock=clock or _utc_now)
+    alarm_store = alarm_store or _alarm_store()
+    alarms = Alarms(alarm_store, _alarm_policy()) if alarm_store is not None else None
+    app.append_context(
+        store=store or _store(), publisher=publisher or _publisher(), clock=clock or _utc_now, alarms=alarms
+    )
     return app.resolve(event, context)

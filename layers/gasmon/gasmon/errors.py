@@ -69,3 +69,21 @@ class SchedulingError(Exception):
 
 class NotifyError(Exception):
     """A notification email could not be handed to SNS."""
+
+
+# ---- Alarms ----
+
+
+class AlarmConflictError(Exception):
+    """Another request changed an alarm state between our read and our write: re-read, re-apply."""
+
+
+class AlarmStoreUnavailableError(Exception):
+    """The alarm state table cannot be read or written now (throttled, down, or misconfigured)."""
+
+
+class InvalidAlarmQueryError(GasmonError):
+    """A query of the alarm history asked for something it cannot answer (bad cursor or limit)."""
+
+    status = 400
+    code = "invalid_alarm_query"

@@ -10,13 +10,14 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gasmon.errors import InvalidReadingsError, MalformedJsonError, PublishError, RequestTooLargeError
 from gasmon.models import (
+    AlarmOutcome,
     DocumentOutcome,
     IngestResponse,
     Problem,
@@ -30,6 +31,11 @@ from gasmon.ports import MessagePublisher, ReadingStore
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
+
+
+if TYPE_CHECKING:
+    from gasmon.alarms import Alarms
+
 # NO2 88 is the seed's rule. The others are common alarm set-points, see docs/decision_log.md.
 DEFAULT_THRESHOLDS: dict[str, float] = {"no2": 88.0, "co": 35.0, "c2h5oh": 1000.0, "h2": 4000.0}
 
@@ -165,6 +171,7 @@ def validate_document(raw: Any, index: int, prefix: str, policy: IngestPolicy, n
             Reading.model_construct(
                 reading_id=reading_id(document.groupid, sample.sensorid, gas, created_at),
                 groupid=document.groupid,
+                deviceid=document.deviceid,
                 gps=document.gps,
                 lat=lat_lon[0],
                 lon=lat_lon[1],
@@ -222,6 +229,7 @@ class IngestReport(BaseModel):
 
     response: IngestResponse
     warnings_failed: int = 0
+    alarms: AlarmOutcome | None = None  # set when alarms with memory ran
 
 
 def ingest(
@@ -231,12 +239,16 @@ def ingest(
     now: datetime,
     store: ReadingStore,
     publisher: MessagePublisher,
+    alarms: Alarms | None = None,
 ) -> IngestReport:
     """Validate, store and warn for one POST.
 
     Readings are stored first, in one call, and warnings are published only for readings the
     store did not already have, so a retried POST neither stores nor warns twice. A store failure
     propagates (`StoreUnavailableError`) before anything is reported accepted.
+
+    With `alarms`, the new readings go through alarms with memory instead of one
+    warning per reading over its threshold; without, behaviour is the plain threshold check.
     """
     validated = [
         validate_document(raw, index, f"[{index}]." if is_batch else "", policy, now)
@@ -269,7 +281,7 @@ def ingest(
         ]
         fresh.extend(new)
         published = []
-        for warning in warnings_for(new, policy.thresholds):
+        for warning in warnings_for(new, policy.thresholds) if alarms is None else []:
             try:
                 publisher.publish(warning_topic(policy.warning_topic, warning.groupid), warning.model_dump())
                 published.append(warning.warning)
@@ -278,6 +290,17 @@ def ingest(
         warning_count += len(published)
         status = "accepted" if new else "duplicate"
         results.append(DocumentOutcome(index=doc.index, status=status, readings=outcomes, warnings=published))
+
+    # ---- Alarms with memory: evaluated once for every new reading of the request ----
+    alarm_outcome = None
+    if alarms is not None and fresh:
+        alarm_outcome = alarms.process(fresh, publisher, lambda groupid: warning_topic(policy.warning_topic, groupid))
+        for result in results:
+            for reading_outcome in result.readings:
+                if reading_outcome.status == "accepted":
+                    result.warnings.extend(alarm_outcome.labels.get(reading_outcome.id, []))
+        warning_count += alarm_outcome.published
+        warned_failures += alarm_outcome.failed
 
     rejected = sum(1 for doc in validated if doc.problems)
     if policy.publish_status_messages:
@@ -290,7 +313,7 @@ def ingest(
         warnings=warning_count,
         results=results,
     )
-    return IngestReport(response=response, warnings_failed=warned_failures)
+    return IngestReport(response=response, warnings_failed=warned_failures, alarms=alarm_outcome)
 
 
 def _publish_status(

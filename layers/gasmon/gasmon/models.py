@@ -110,6 +110,7 @@ class Reading(BaseModel):
 
     reading_id: str
     groupid: str
+    deviceid: str | None = None  # sent by devices that share a groupid; alarms key on it when present
     gps: str | None = None
     lat: float | None = None
     lon: float | None = None
@@ -362,3 +363,159 @@ class Email(BaseModel):
             if len(value) > 99:
                 value = value[:96].rstrip() + "..."
         return value
+
+
+# ---- Alarms: messages, episodes, per-(device, gas) state, threshold overrides ----
+
+AlarmLevel = Literal["warning", "critical"]
+
+
+class AlarmMessage(WarningMessage):
+    """An alarm's `open`, `escalate` or `remind` message on the warning topic.
+
+    Every field of the plain `WarningMessage` stays, so a seed `sub.py` still sees
+    `{"warning": "no2 warning"}`; `threshold` is the level the alarm is at (warning or critical),
+    `peak` the highest value of the episode so far, `alarm_id` names the episode.
+    """
+
+    event: Literal["open", "escalate", "remind"]
+    alarm_id: str
+    device: str
+    peak: float
+    started_at: datetime
+
+
+class ClearMessage(BaseModel):
+    """The message that ends an alarm episode: `{"clear": "no2 clear", "event": "clear", ...}`.
+
+    It has no `warning` key on purpose: a seed `sub.py` that reacts to `warning` does not mistake
+    the all-clear for another warning.
+    """
+
+    clear: str
+    event: Literal["clear"] = "clear"
+    alarm_id: str
+    device: str
+    gas: str
+    level: AlarmLevel  # the highest level the episode reached
+    value: float  # the reading that cleared it
+    threshold: float  # the warning level
+    clear_below: float  # warning level minus the hysteresis band
+    peak: float
+    started_at: datetime
+    ended_at: datetime
+    sensorid: str
+    groupid: str
+    createdtime: str
+    gps: str | None = None
+
+
+class AlarmEpisode(BaseModel):
+    """One alarm from open to clear (`ended_at` is None while it is open): the alarm history."""
+
+    model_config = ConfigDict(frozen=True)
+
+    alarm_id: str
+    device: str
+    groupid: str
+    gas: str
+    sensorid: str
+    level: AlarmLevel  # the highest level reached
+    threshold: float  # the warning level when it opened
+    started_at: datetime
+    ended_at: datetime | None = None
+    peak: float
+    peak_at: datetime
+
+    @property
+    def is_open(self) -> bool:
+        return self.ended_at is None
+
+
+class AlarmPage(BaseModel):
+    """One page of alarm history, newest first; pass `next_cursor` back for the next page."""
+
+    items: list[AlarmEpisode]
+    next_cursor: str | None = None
+
+
+class OpenAlarm(BaseModel):
+    """The open episode inside an `AlarmState`, with what the clear rule needs to remember."""
+
+    model_config = ConfigDict(frozen=True)
+
+    alarm_id: str
+    groupid: str
+    sensorid: str
+    level: AlarmLevel
+    threshold: float  # the warning level when it opened
+    started_at: datetime
+    peak: float
+    peak_at: datetime
+    last_notified_at: datetime  # reading time of the last open/escalate/remind message
+    below_count: int = 0  # consecutive readings below the clear line
+    below_since: datetime | None = None  # reading time of the first of them
+
+    def episode(self, device: str, gas: str, ended_at: datetime | None = None) -> AlarmEpisode:
+        return AlarmEpisode(
+            alarm_id=self.alarm_id,
+            device=device,
+            groupid=self.groupid,
+            gas=gas,
+            sensorid=self.sensorid,
+            level=self.level,
+            threshold=self.threshold,
+            started_at=self.started_at,
+            ended_at=ended_at,
+            peak=self.peak,
+            peak_at=self.peak_at,
+        )
+
+
+class OwedMessage(BaseModel):
+    """A message whose publish failed after its state was written; sent again on the next reading."""
+
+    model_config = ConfigDict(frozen=True)
+
+    topic: str
+    payload: dict[str, Any]
+    attempts: int = 1
+
+
+class AlarmState(BaseModel):
+    """Everything remembered for one (device, gas): the open alarm, if any, and owed messages.
+
+    `watermark` is the reading time of the newest reading that changed this state; readings older
+    than it are ignored. `version` is the store's optimistic-concurrency counter (0: never saved).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    device: str
+    gas: str
+    version: int = 0
+    watermark: datetime | None = None
+    alarm: OpenAlarm | None = None
+    owed: tuple[OwedMessage, ...] = ()
+
+
+class GasThresholds(BaseModel):
+    """Per-gas levels an operator sets for a group or a device; a field left out is inherited."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    warning: float | None = Field(default=None, gt=0)
+    critical: float | None = Field(default=None, gt=0)
+    band: float | None = Field(default=None, ge=0)
+
+
+class AlarmOutcome(BaseModel):
+    """What alarm evaluation did for one POST (for the HTTP answer, metrics and logs)."""
+
+    labels: dict[str, list[str]] = Field(default_factory=dict)  # reading_id -> published labels
+    published: int = 0  # messages handed to the broker, redeliveries included
+    failed: int = 0  # publishes that failed (owed for a later request, or lost)
+    lost: int = 0  # messages given up on: out of attempts, or the store could not record them
+    conflicts: int = 0  # version conflicts met (each one re-read and re-applied)
+    degraded: int = 0  # (device, gas) keys that fell back to plain threshold warnings
+    problems: list[str] = Field(default_factory=list)

@@ -8,12 +8,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
+
+from pydantic import BaseModel, Field
 
 from gasmon.models import (
+    AlarmEpisode,
+    AlarmPage,
+    AlarmState,
     CheckRequest,
     DeviceInfo,
     Email,
+    GasThresholds,
     LifecycleEvent,
     NoticeKind,
     PresenceState,
@@ -104,4 +110,58 @@ class DeviceDirectory(Protocol):
 
         A directory that cannot answer returns None: an email without a group beats no email.
         """
+
+
+# ---- Alarms ----
+
+# (device, gas): the unit an alarm is kept for.
+AlarmKey = tuple[str, str]
+# ("group", groupid) or ("device", device): where per-group and per-device thresholds live.
+ThresholdScope = tuple[Literal["group", "device"], str]
+
+
+class AlarmSnapshot(BaseModel):
+    """What one batched read returns: the state of every key asked for, and threshold overrides.
+
+    A key never saved comes back as a fresh `AlarmState` (version 0). `overrides` holds an entry
+    for every scope asked for that has an item; `problems` names override items that were ignored.
+    """
+
+    states: dict[AlarmKey, AlarmState]
+    overrides: dict[ThresholdScope, dict[str, GasThresholds]] = Field(default_factory=dict)
+    problems: list[str] = Field(default_factory=list)
+
+
+class AlarmStateStore(Protocol):
+    """Alarm state per (device, gas), alarm history, and operator thresholds (DynamoDB in AWS)."""
+
+    def load(self, keys: Sequence[AlarmKey], scopes: Sequence[ThresholdScope] = ()) -> AlarmSnapshot:
+        """Read the states of `keys` and the overrides of `scopes` in as few round trips as possible.
+
+        Overrides may come from a short-lived cache. Raises `AlarmStoreUnavailableError`.
+        """
+        ...
+
+    def save(self, state: AlarmState, episodes: Sequence[AlarmEpisode] = ()) -> AlarmState:
+        """Write `state` if the stored version is still `state.version`, with `episodes`, atomically.
+
+        Returns the state as stored (version + 1). Raises `AlarmConflictError` when another writer
+        got there first (re-read and re-apply), `AlarmStoreUnavailableError` when it cannot write.
+        """
+        ...
+
+    def list_alarms(
+        self,
+        since: datetime,
+        until: datetime | None = None,
+        device: str | None = None,
+        gas: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> AlarmPage:
+        """Alarm episodes that started in [since, until), newest first, one page at a time."""
+        ...
+
+    def open_alarms(self, device: str | None = None, gas: str | None = None) -> list[AlarmEpisode]:
+        """Every alarm episode open now (whenever it started), newest first."""
         ...

@@ -12,9 +12,10 @@ from datetime import timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from gasmon.alarms import DEFAULT_CRITICAL_THRESHOLDS, AlarmPolicy
 from gasmon.ingest import DEFAULT_THRESHOLDS, IngestPolicy
 from gasmon.presence import ANY_REASON, MAX_CHECK_DELAY_SECONDS, PresencePolicy
 
@@ -58,6 +59,14 @@ class IngestSettings(StoreSettings):
     max_age_days: int = Field(default=30, ge=1)
     max_documents: int = Field(default=500, ge=1, le=500)
     max_body_bytes: int = Field(default=1_000_000, ge=1024, le=10_000_000)
+    # ---- Alarms: an empty ALARM_TABLE keeps plain per-reading threshold warnings ----
+    alarm_table: str = ""
+    critical_thresholds: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_CRITICAL_THRESHOLDS))
+    alarm_hysteresis_percent: float = Field(default=10.0, ge=0, lt=100)
+    alarm_clear_readings: int = Field(default=3, ge=1, le=1000)
+    alarm_clear_seconds: int = Field(default=60, ge=0)
+    alarm_reminder_minutes: float = Field(default=15.0, ge=0)  # 0: no reminders
+    alarm_threshold_cache_seconds: float = Field(default=60.0, ge=0, le=3600)
 
     @field_validator("thresholds")
     @classmethod
@@ -67,6 +76,35 @@ class IngestSettings(StoreSettings):
             if level <= 0:
                 raise ValueError(f"threshold for {gas} must be positive")
         return merged
+
+    @field_validator("critical_thresholds")
+    @classmethod
+    def _critical_positive(cls, value: dict[str, float]) -> dict[str, float]:
+        merged = dict(DEFAULT_CRITICAL_THRESHOLDS) | {gas.lower(): level for gas, level in value.items()}
+        for gas, level in merged.items():
+            if level <= 0:
+                raise ValueError(f"critical threshold for {gas} must be positive")
+        return merged
+
+    @model_validator(mode="after")
+    def _critical_above_warning(self) -> IngestSettings:
+        if not self.alarm_table:
+            return self  # plain mode never escalates: a warning raised above a default critical is fine
+        for gas, critical in self.critical_thresholds.items():
+            warning = self.thresholds.get(gas)
+            if warning is not None and critical <= warning:
+                raise ValueError(f"critical threshold for {gas} ({critical:g}) must be above its warning ({warning:g})")
+        return self
+
+    def alarm_policy(self) -> AlarmPolicy:
+        return AlarmPolicy(
+            warning_levels=self.thresholds,
+            critical_levels=self.critical_thresholds,
+            hysteresis=self.alarm_hysteresis_percent / 100,
+            clear_after_readings=self.alarm_clear_readings,
+            clear_after=timedelta(seconds=self.alarm_clear_seconds),
+            remind_every=timedelta(minutes=self.alarm_reminder_minutes),
+        )
 
     def policy(self) -> IngestPolicy:
         return IngestPolicy(

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from gasmon.ports import ReadingStore
-    from gasmon.settings import StoreSettings
+    from gasmon.ports import AlarmStateStore, ReadingStore
+    from gasmon.settings import IngestSettings, StoreSettings
 
 
 def build_reading_store(settings: StoreSettings) -> ReadingStore:
@@ -20,3 +20,16 @@ def build_reading_store(settings: StoreSettings) -> ReadingStore:
     from gasmon.adapters.sqlite_store import SqliteReadingStore
 
     return SqliteReadingStore(settings.sqlite_path)
+
+
+def build_alarm_store(settings: IngestSettings) -> AlarmStateStore | None:
+    """The DynamoDB alarm store when ALARM_TABLE names a table; None keeps plain threshold warnings."""
+    if not settings.alarm_table:
+        return None
+    from gasmon.adapters.dynamodb_alarms import DynamoDbAlarmStore
+
+    return DynamoDbAlarmStore(
+        settings.alarm_table,
+        region=settings.aws_region,
+        threshold_cache_seconds=settings.alarm_threshold_cache_seconds,
+    )
