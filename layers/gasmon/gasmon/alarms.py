@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from gasmon.errors import AlarmConflictError, AlarmStoreUnavailableError, PublishError
 from gasmon.ingest import DEFAULT_THRESHOLDS, warnings_for
@@ -40,6 +40,7 @@ from gasmon.models import (
     AlarmOutcome,
     AlarmState,
     ClearMessage,
+    GasmonModel,
     GasThresholds,
     OpenAlarm,
     OwedMessage,
@@ -56,7 +57,7 @@ DEFAULT_CRITICAL_THRESHOLDS: dict[str, float] = {"no2": 1000.0, "co": 200.0, "c2
 AlarmEvent = Literal["open", "escalate", "remind"]
 
 
-class GasLevels(BaseModel):
+class GasLevels(GasmonModel):
     """The resolved levels for one gas at one device: warning, optional critical, hysteresis band."""
 
     model_config = ConfigDict(frozen=True)
@@ -79,7 +80,7 @@ class GasLevels(BaseModel):
         return self.warning - self.band
 
 
-class AlarmPolicy(BaseModel):
+class AlarmPolicy(GasmonModel):
     """The alarm rules of one deployment (built from settings)."""
 
     model_config = ConfigDict(frozen=True)
@@ -154,7 +155,7 @@ def _levels(warning: float, critical: float | None, band: float | None, policy: 
     return GasLevels(warning=warning, critical=critical, band=band if band is not None else warning * policy.hysteresis)
 
 
-class Notice(BaseModel):
+class Notice(GasmonModel):
     """A message the state machine wants published, with the reading that caused it."""
 
     model_config = ConfigDict(frozen=True)
@@ -173,7 +174,7 @@ class Notice(BaseModel):
         return f"{message.gas} {message.level}"
 
 
-class Step(BaseModel):
+class Step(GasmonModel):
     """The result of applying readings: the next state, what to publish, which episodes changed."""
 
     model_config = ConfigDict(frozen=True)
@@ -312,7 +313,7 @@ def _clear(alarm: OpenAlarm, reading: Reading, levels: GasLevels, state: AlarmSt
 # ---- The use case ingest calls ----
 
 
-class _Outbound(BaseModel):
+class _Outbound(GasmonModel):
     key: tuple[str, str]
     topic: str
     payload: dict[str, Any]

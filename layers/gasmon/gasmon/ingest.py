@@ -13,12 +13,13 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 
 from gasmon.errors import InvalidReadingsError, MalformedJsonError, PublishError, RequestTooLargeError
 from gasmon.models import (
     AlarmOutcome,
     DocumentOutcome,
+    GasmonModel,
     IngestResponse,
     Problem,
     Reading,
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
 DEFAULT_THRESHOLDS: dict[str, float] = {"no2": 88.0, "co": 35.0, "c2h5oh": 1000.0, "h2": 4000.0}
 
 
-class IngestPolicy(BaseModel):
+class IngestPolicy(GasmonModel):
     """The rules one deployment applies to incoming readings (built from settings)."""
 
     model_config = ConfigDict(frozen=True)
@@ -55,7 +56,7 @@ class IngestPolicy(BaseModel):
     publish_status_messages: bool = False
 
 
-class ValidatedDocument(BaseModel):
+class ValidatedDocument(GasmonModel):
     """A posted document after validation: either its readings or what was wrong with it."""
 
     index: int
@@ -224,7 +225,7 @@ def warning_topic(template: str, groupid: str) -> str:
     return template.replace("{groupid}", groupid)
 
 
-class IngestReport(BaseModel):
+class IngestReport(GasmonModel):
     """The use case's result: the HTTP answer plus what observability wants to count."""
 
     response: IngestResponse

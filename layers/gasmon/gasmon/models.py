@@ -22,7 +22,17 @@ DEVICE_FIELDS: frozenset[str] = frozenset({"groupid", "gps", "deviceid"})
 Text = Annotated[str, Field(min_length=1, max_length=64)]
 
 
-class GasSample(BaseModel):
+class GasmonModel(BaseModel):
+    """Base of gasmon's models: schemas are built on first use, not at import.
+
+    A Lambda imports every model of the layer but one function uses a few of them; deferring
+    keeps the others off the cold start.
+    """
+
+    model_config = ConfigDict(defer_build=True)
+
+
+class GasSample(GasmonModel):
     """One gas sensor's sample as the Pi sends it (values may be strings, as in the seed).
 
     Checks run in pydantic's core where they can (this is the ingest hot path); friendly messages
@@ -53,7 +63,7 @@ class GasSample(BaseModel):
         return value
 
 
-class ReadingDocument(BaseModel):
+class ReadingDocument(GasmonModel):
     """One document as the seed's `pub.py` posts it: device fields plus one object per gas.
 
     Every top-level key other than `groupid`, `gps` and `deviceid` names a gas (`co`, `no2`,
@@ -103,7 +113,7 @@ def parse_gps(value: str) -> tuple[float, float]:
     return lat, lon
 
 
-class Reading(BaseModel):
+class Reading(GasmonModel):
     """One validated gas reading, normalised: what is stored and what thresholds see."""
 
     model_config = ConfigDict(frozen=True)
@@ -123,14 +133,14 @@ class Reading(BaseModel):
     received_at: datetime  # timezone-aware UTC
 
 
-class Problem(BaseModel):
+class Problem(GasmonModel):
     """One thing wrong with a request, named by the path of the field."""
 
     path: str
     problem: str
 
 
-class ErrorBody(BaseModel):
+class ErrorBody(GasmonModel):
     """The JSON body of every 4xx/5xx answer gasmon gives."""
 
     error: str
@@ -138,7 +148,7 @@ class ErrorBody(BaseModel):
     details: list[Problem] = Field(default_factory=list)
 
 
-class WarningMessage(BaseModel):
+class WarningMessage(GasmonModel):
     """What a threshold crossing publishes on the warning topic.
 
     `warning` keeps the seed's exact text (`"no2 warning"`) so a seed `sub.py` still matches it;
@@ -159,13 +169,13 @@ class WarningMessage(BaseModel):
 ReadingStatus = Literal["accepted", "duplicate"]
 
 
-class ReadingOutcome(BaseModel):
+class ReadingOutcome(GasmonModel):
     gas: str
     id: str
     status: ReadingStatus
 
 
-class DocumentOutcome(BaseModel):
+class DocumentOutcome(GasmonModel):
     """What happened to one posted document."""
 
     index: int
@@ -175,7 +185,7 @@ class DocumentOutcome(BaseModel):
     details: list[Problem] = Field(default_factory=list)
 
 
-class IngestResponse(BaseModel):
+class IngestResponse(GasmonModel):
     """The 200 answer to a POST of readings."""
 
     accepted: int
@@ -185,7 +195,7 @@ class IngestResponse(BaseModel):
     results: list[DocumentOutcome]
 
 
-class StoreOutcome(BaseModel):
+class StoreOutcome(GasmonModel):
     """Which of the readings handed to a store were new and which it already had."""
 
     created: frozenset[str]
@@ -205,7 +215,7 @@ PresenceStatus = Literal["connected", "disconnected"]
 NoticeKind = Literal["alert", "reconnect"]
 
 
-class LifecycleEvent(BaseModel):
+class LifecycleEvent(GasmonModel):
     """One AWS IoT connect/disconnect lifecycle event, as the IoT rule's `SELECT *` hands it over.
 
     Field names follow AWS (`clientId`, `sessionIdentifier`, ...); `timestamp` is epoch
@@ -264,11 +274,11 @@ def ms_from_datetime(moment: datetime) -> int:
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-class LastWillMessage(BaseModel):
+class LastWillMessage(GasmonModel):
     """The Last Will the Pi registers (seed 001): `{"state":{"reported":{"connected":"false"}}}`
     on `my/things/<thing>/update`, republished by an IoT rule into the thing's shadow."""
 
-    class _State(BaseModel):
+    class _State(GasmonModel):
         model_config = ConfigDict(extra="allow", frozen=True)
         reported: dict[str, Any]
 
@@ -276,7 +286,7 @@ class LastWillMessage(BaseModel):
     state: _State
 
 
-class NoticeClaim(BaseModel):
+class NoticeClaim(GasmonModel):
     """Who is sending (or has sent) one kind of email for one disconnect episode."""
 
     model_config = ConfigDict(frozen=True)
@@ -287,7 +297,7 @@ class NoticeClaim(BaseModel):
     sent_at: datetime | None = None
 
 
-class PresenceState(BaseModel):
+class PresenceState(GasmonModel):
     """What gasmon knows about one client id: the newest lifecycle event applied, when its current
     (or last) session started, its last disconnect (the current episode) and the notices claimed."""
 
@@ -310,7 +320,7 @@ class PresenceState(BaseModel):
     reconnect: NoticeClaim | None = None
 
 
-class RecordOutcome(BaseModel):
+class RecordOutcome(GasmonModel):
     """What recording one lifecycle event did: whether it moved the state, and the state now."""
 
     model_config = ConfigDict(frozen=True)
@@ -319,7 +329,7 @@ class RecordOutcome(BaseModel):
     state: PresenceState
 
 
-class CheckRequest(BaseModel):
+class CheckRequest(GasmonModel):
     """The body of a message on the presence-check queue: "look at this device again at `due_at`"."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
@@ -336,7 +346,7 @@ class CheckRequest(BaseModel):
         return datetime_from_ms(self.due_at_ms)
 
 
-class DeviceInfo(BaseModel):
+class DeviceInfo(GasmonModel):
     """What gasmon's readings say about a device: its group and where it is."""
 
     model_config = ConfigDict(frozen=True)
@@ -346,7 +356,7 @@ class DeviceInfo(BaseModel):
     last_reading_at: datetime | None = None
 
 
-class Email(BaseModel):
+class Email(GasmonModel):
     """One notification email. SNS wants the subject in printable ASCII and under 100 characters,
     so the subject is made safe here rather than rejected."""
 
@@ -385,7 +395,7 @@ class AlarmMessage(WarningMessage):
     started_at: datetime
 
 
-class ClearMessage(BaseModel):
+class ClearMessage(GasmonModel):
     """The message that ends an alarm episode: `{"clear": "no2 clear", "event": "clear", ...}`.
 
     It has no `warning` key on purpose: a seed `sub.py` that reacts to `warning` does not mistake
@@ -410,7 +420,7 @@ class ClearMessage(BaseModel):
     gps: str | None = None
 
 
-class AlarmEpisode(BaseModel):
+class AlarmEpisode(GasmonModel):
     """One alarm from open to clear (`ended_at` is None while it is open): the alarm history."""
 
     model_config = ConfigDict(frozen=True)
@@ -432,14 +442,14 @@ class AlarmEpisode(BaseModel):
         return self.ended_at is None
 
 
-class AlarmPage(BaseModel):
+class AlarmPage(GasmonModel):
     """One page of alarm history, newest first; pass `next_cursor` back for the next page."""
 
     items: list[AlarmEpisode]
     next_cursor: str | None = None
 
 
-class OpenAlarm(BaseModel):
+class OpenAlarm(GasmonModel):
     """The open episode inside an `AlarmState`, with what the clear rule needs to remember."""
 
     model_config = ConfigDict(frozen=True)
@@ -472,7 +482,7 @@ class OpenAlarm(BaseModel):
         )
 
 
-class OwedMessage(BaseModel):
+class OwedMessage(GasmonModel):
     """A message whose publish failed after its state was written; sent again on the next reading."""
 
     model_config = ConfigDict(frozen=True)
@@ -482,7 +492,7 @@ class OwedMessage(BaseModel):
     attempts: int = 1
 
 
-class AlarmState(BaseModel):
+class AlarmState(GasmonModel):
     """Everything remembered for one (device, gas): the open alarm, if any, and owed messages.
 
     `watermark` is the reading time of the newest reading that changed this state; readings older
@@ -499,7 +509,7 @@ class AlarmState(BaseModel):
     owed: tuple[OwedMessage, ...] = ()
 
 
-class GasThresholds(BaseModel):
+class GasThresholds(GasmonModel):
     """Per-gas levels an operator sets for a group or a device; a field left out is inherited."""
 
     model_config = ConfigDict(frozen=True, extra="ignore")
@@ -509,7 +519,7 @@ class GasThresholds(BaseModel):
     band: float | None = Field(default=None, ge=0)
 
 
-class AlarmOutcome(BaseModel):
+class AlarmOutcome(GasmonModel):
     """What alarm evaluation did for one POST (for the HTTP answer, metrics and logs)."""
 
     labels: dict[str, list[str]] = Field(default_factory=dict)  # reading_id -> published labels

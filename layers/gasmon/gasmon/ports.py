@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from gasmon.models import (
     AlarmEpisode,
@@ -19,6 +19,7 @@ from gasmon.models import (
     CheckRequest,
     DeviceInfo,
     Email,
+    GasmonModel,
     GasThresholds,
     LifecycleEvent,
     NoticeKind,
@@ -120,7 +121,7 @@ AlarmKey = tuple[str, str]
 ThresholdScope = tuple[Literal["group", "device"], str]
 
 
-class AlarmSnapshot(BaseModel):
+class AlarmSnapshot(GasmonModel):
     """What one batched read returns: the state of every key asked for, and threshold overrides.
 
     A key never saved comes back as a fresh `AlarmState` (version 0). `overrides` holds an entry

@@ -32,13 +32,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ConfigDict, ValidationError
 
 from gasmon.errors import MalformedEventError, PresenceStoreError
 from gasmon.models import (
     CheckRequest,
     DeviceInfo,
     Email,
+    GasmonModel,
     LifecycleEvent,
     NoticeClaim,
     NoticeKind,
@@ -102,7 +103,7 @@ REASONS: dict[str, tuple[str, str]] = {
 DisconnectKind = Literal["clean", "unexpected", "alerting"]
 
 
-class PresencePolicy(BaseModel):
+class PresencePolicy(GasmonModel):
     """The rules one deployment applies (built from settings)."""
 
     model_config = ConfigDict(frozen=True)
@@ -318,7 +319,7 @@ def delay_seconds(due_at: datetime, now: datetime) -> int:
     return max(0, min(MAX_CHECK_DELAY_SECONDS, math.ceil(remaining)))
 
 
-class CheckDecision(BaseModel):
+class CheckDecision(GasmonModel):
     """What a due presence check should do."""
 
     model_config = ConfigDict(frozen=True)
@@ -503,7 +504,7 @@ def format_reconnect_notice(state: PresenceState, device: DeviceInfo | None, pol
 # ---- Use cases -----------------------------------------------------------------------------------
 
 
-class RecordReport(BaseModel):
+class RecordReport(GasmonModel):
     """What recording one lifecycle event did (the record function's answer and its metrics)."""
 
     client_id: str
@@ -556,7 +557,7 @@ def record_lifecycle_event(
     return report.model_copy(update={"outcome": "reconnect_notice_sent", "mark_failed": mark_failed})
 
 
-class CheckReport(BaseModel):
+class CheckReport(GasmonModel):
     """What one presence check did (the check function's log line and metrics)."""
 
     client_id: str

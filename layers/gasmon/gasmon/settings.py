@@ -21,7 +21,7 @@ from gasmon.presence import ANY_REASON, MAX_CHECK_DELAY_SECONDS, PresencePolicy
 
 
 class _Settings(BaseSettings):
-    model_config = SettingsConfigDict(frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", defer_build=True)
 
     local_timezone: str = "Asia/Seoul"
 
