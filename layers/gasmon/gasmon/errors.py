@@ -48,3 +48,10 @@ class StoreUnavailableError(GasmonError):
 
 class PublishError(Exception):
     """A message could not be handed to the MQTT broker (AWS IoT Core or the local one)."""
+
+
+class InvalidQueryError(GasmonError):
+    """A query parameter is out of range, inconsistent with another, or a cursor is not ours."""
+
+    status = 422
+    code = "invalid_query"

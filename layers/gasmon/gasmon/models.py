@@ -143,6 +143,22 @@ class Reading(BaseModel):
     createdtime: str  # exactly as the device sent it
     created_at: datetime  # timezone-aware UTC
     received_at: datetime  # timezone-aware UTC
+    deviceid: str | None = None  # the Pi's id (its IoT thing name) when the document names it
+
+    @property
+    def device(self) -> str:
+        """The key the dashboard and queries group readings by (see `device_key`)."""
+        return device_key(self.groupid, self.sensorid, self.deviceid)
+
+
+def device_key(groupid: str, sensorid: str, deviceid: str | None) -> str:
+    """Which device a reading came from: its `deviceid` if sent, else `<groupid>/<sensorid>`.
+
+    A seed document names no device, only a group and one sensor per gas, so without a
+    `deviceid` each sensor is its own device. A Pi that sends its IoT thing name as `deviceid`
+    appears as one device with one value per gas, joined to its presence state.
+    """
+    return deviceid if deviceid else f"{groupid}/{sensorid}"
 
 
 class Problem(BaseModel):
@@ -216,3 +232,171 @@ class StoreOutcome(BaseModel):
 
 # The request body of POST /readings: one document, or a batch of up to 500.
 ReadingPost = ReadingDocument | list[ReadingDocument]
+
+
+# ---- Query API (GET /series, /devices, /warnings, /alerts) ----
+
+
+class SeriesQuery(BaseModel):
+    """What one time series covers: a gas, a half-open time range, a bucket width, filters."""
+
+    model_config = ConfigDict(frozen=True)
+
+    gas: str
+    start: datetime  # inclusive, aware UTC, aligned to `interval`
+    end: datetime  # exclusive, aware UTC
+    interval_seconds: int = Field(gt=0)
+    groupid: str | None = None
+    sensorid: str | None = None
+    deviceid: str | None = None
+
+
+class BucketStats(BaseModel):
+    """Statistics of the readings in one non-empty bucket, as a store computes them."""
+
+    model_config = ConfigDict(frozen=True)
+
+    start: datetime
+    count: int
+    avg: float
+    min: float
+    max: float
+
+
+class SeriesPoint(BaseModel):
+    """One bucket of a series; `avg`, `min` and `max` are null when it holds no reading."""
+
+    start: datetime
+    count: int
+    avg: float | None = None
+    min: float | None = None
+    max: float | None = None
+
+
+class SeriesResponse(BaseModel):
+    """The 200 answer to GET /series: every bucket of the range, oldest first."""
+
+    gas: str
+    interval: str
+    start: datetime
+    end: datetime
+    threshold: float | None = Field(description="The gas's warning threshold, null when it has none")
+    groupid: str | None = None
+    sensorid: str | None = None
+    deviceid: str | None = None
+    points: list[SeriesPoint]
+
+
+class GasValue(BaseModel):
+    """The latest value of one gas on one device."""
+
+    model_config = ConfigDict(frozen=True)
+
+    value: float
+    at: datetime
+    sensorid: str
+    createdtime: str
+
+
+class DeviceLatest(BaseModel):
+    """What the store knows of one device: its latest value per gas, group, location, last seen."""
+
+    model_config = ConfigDict(frozen=True)
+
+    device: str
+    deviceid: str | None = None
+    groupid: str
+    gps: str | None = None
+    lat: float | None = None
+    lon: float | None = None
+    last_seen: datetime
+    values: dict[str, GasValue]
+
+
+DeviceState = Literal["online", "offline"]
+
+
+class DeviceStatus(BaseModel):
+    """A device's connection state as presence last recorded it (keyed by MQTT client id)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    client_id: str
+    state: DeviceState
+    since: datetime | None = None  # when it entered this state
+    reason: str | None = None  # the disconnect reason, when offline
+
+
+class DisconnectAlert(BaseModel):
+    """A disconnect that presence alerted on (an e-mail went out)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    client_id: str
+    disconnected_at: datetime
+    alerted_at: datetime | None = None
+    reason: str | None = None
+    reconnected_at: datetime | None = None
+
+
+class DeviceView(BaseModel):
+    """One row of the device table: latest readings joined with presence."""
+
+    device: str
+    deviceid: str | None = None
+    groupid: str | None = None
+    gps: str | None = None
+    lat: float | None = None
+    lon: float | None = None
+    last_seen: datetime | None = Field(description="Time of the latest reading; null if it never posted one")
+    values: dict[str, GasValue] = Field(default_factory=dict)
+    over_threshold: list[str] = Field(
+        default_factory=list, description="Gases whose latest value is at or above the threshold"
+    )
+    status: Literal["online", "offline", "unknown"] = Field(
+        description="From presence; `unknown` when presence has no record of the device or is not configured"
+    )
+    status_since: datetime | None = None
+    disconnect_reason: str | None = None
+
+
+class DevicePage(BaseModel):
+    """The 200 answer to GET /devices, sorted by device; pass `next_cursor` back as `cursor`."""
+
+    devices: list[DeviceView]
+    presence: bool = Field(description="Whether a presence source is configured")
+    next_cursor: str | None = None
+
+
+class WarningItem(BaseModel):
+    """A reading at or above its gas's threshold."""
+
+    reading_id: str
+    device: str
+    deviceid: str | None = None
+    groupid: str
+    sensorid: str
+    gas: str
+    value: float
+    threshold: float
+    at: datetime
+    createdtime: str
+    gps: str | None = None
+
+
+class WarningPage(BaseModel):
+    """The 200 answer to GET /warnings, newest first; pass `next_cursor` back as `cursor`."""
+
+    warnings: list[WarningItem]
+    since: datetime
+    thresholds: dict[str, float]
+    next_cursor: str | None = None
+
+
+class AlertPage(BaseModel):
+    """The 200 answer to GET /alerts, newest first; `presence` is false when none is configured."""
+
+    alerts: list[DisconnectAlert]
+    since: datetime
+    presence: bool
+    next_cursor: str | None = None

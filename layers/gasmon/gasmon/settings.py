@@ -14,6 +14,7 @@ from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gasmon.ingest import DEFAULT_THRESHOLDS, IngestPolicy
+from gasmon.query import QueryPolicy
 
 
 class _Settings(BaseSettings):
@@ -73,3 +74,25 @@ class IngestSettings(StoreSettings):
             warning_topic=self.warning_topic,
             publish_status_messages=self.publish_status_messages,
         )
+
+
+class QuerySettings(StoreSettings):
+    """Settings of the query function behind the dashboard (GET /series, /devices, ...)."""
+
+    # The same THRESHOLDS value as the ingest function, so the dashboard draws the lines it warns at.
+    thresholds: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_THRESHOLDS))
+    # Presence's DynamoDB table; empty means no presence: devices show as `unknown`, no alerts.
+    presence_table: str = ""
+    max_buckets: int = Field(default=2000, ge=10, le=10_000)
+
+    @field_validator("thresholds")
+    @classmethod
+    def _thresholds_positive(cls, value: dict[str, float]) -> dict[str, float]:
+        merged = dict(DEFAULT_THRESHOLDS) | {gas.lower(): level for gas, level in value.items()}
+        for gas, level in merged.items():
+            if level <= 0:
+                raise ValueError(f"threshold for {gas} must be positive")
+        return merged
+
+    def policy(self) -> QueryPolicy:
+        return QueryPolicy(thresholds=self.thresholds, max_buckets=self.max_buckets)
