@@ -69,6 +69,11 @@ def _serve(url_path: str) -> Response[Any]:
 
 @app.get("/")
 def index() -> Response[Any]:
+    # https://<api>/Prod and https://<api>/Prod/ both land here, but the page's relative URLs
+    # (style.css, series, ...) resolve under the stage only from the second: send the first there.
+    stage_path = str(app.current_event.request_context.path or "/")
+    if not stage_path.endswith("/"):
+        return Response(status_code=301, headers={"Location": f"{stage_path}/"}, body="")
     return _serve("/index.html")
 
 
