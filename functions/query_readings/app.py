@@ -64,11 +64,21 @@ ERRORS: dict[int, Any] = {
     }.items()
 }
 
+
+def _answers(model: type[Any], text: str) -> dict[int, Any]:
+    """The route's 200 (its response model, which Powertools omits once `responses` is given) and errors."""
+    return {200: {"description": text, "content": {"application/json": {"model": model}}}, **ERRORS}
+
+
 Id = Annotated[str | None, Query(min_length=1, max_length=64)]
 Cursor = Annotated[str | None, Query(min_length=1, max_length=512, description="`next_cursor` of the previous page")]
 
 
-@app.get("/series", summary="Time series of one gas: avg/min/max/count per interval", responses=ERRORS)
+@app.get(
+    "/series",
+    summary="Time series of one gas: avg/min/max/count per interval",
+    responses=_answers(SeriesResponse, "Every bucket of the range, oldest first"),
+)
 @tracer.capture_method
 def get_series(
     gas: Annotated[str, Query(pattern=GAS_NAME_PATTERN, description="co, no2, c2h5oh, h2, ...")],
@@ -89,7 +99,11 @@ def get_series(
     return series(context["queries"], query, _policy())
 
 
-@app.get("/devices", summary="Devices with their latest values and online/offline state", responses=ERRORS)
+@app.get(
+    "/devices",
+    summary="Devices with their latest values and online/offline state",
+    responses=_answers(DevicePage, "One page of devices, sorted by device"),
+)
 @tracer.capture_method
 def get_devices(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
@@ -101,7 +115,11 @@ def get_devices(
     return device_page(context["queries"], context["presence"], _policy(), limit, cursor=cursor, groupid=groupid)
 
 
-@app.get("/warnings", summary="Recent readings at or above their gas's threshold, newest first", responses=ERRORS)
+@app.get(
+    "/warnings",
+    summary="Recent readings at or above their gas's threshold, newest first",
+    responses=_answers(WarningPage, "One page of threshold crossings, newest first"),
+)
 @tracer.capture_method
 def get_warnings(
     since: Annotated[datetime | None, Query(description="ISO-8601; default: 24 h ago")] = None,
@@ -116,7 +134,11 @@ def get_warnings(
     return warning_page(context["queries"], _policy(), start, limit, cursor=cursor, gas=gas, groupid=groupid)
 
 
-@app.get("/alerts", summary="Recent disconnect alerts from presence, newest first", responses=ERRORS)
+@app.get(
+    "/alerts",
+    summary="Recent disconnect alerts from presence, newest first",
+    responses=_answers(AlertPage, "One page of disconnect alerts, newest first"),
+)
 @tracer.capture_method
 def get_alerts(
     since: Annotated[datetime | None, Query(description="ISO-8601; default: 7 days ago")] = None,
