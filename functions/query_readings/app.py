@@ -151,8 +151,8 @@ def get_alerts(
     return alert_page(context["presence"], start, limit, cursor=cursor)
 
 
-@app.exception_handler(GasmonError)
-def _gasmon_error(error: GasmonError) -> Response[ErrorBody]:
+@app.exception_handler(GasmonError)  # type: ignore[untyped-decorator]  # Powertools leaves it unannotated
+def _gasmon_error(error: GasmonError) -> Response[str]:
     if isinstance(error, StoreUnavailableError):
         logger.warning("store unavailable", extra={"reason": error.message})
         metrics.add_metric("StoreUnavailable", MetricUnit.Count, 1)
@@ -168,8 +168,8 @@ PATTERN_HINTS = {
 }
 
 
-@app.exception_handler(RequestValidationError)
-def _invalid_request(error: RequestValidationError) -> Response[ErrorBody]:
+@app.exception_handler(RequestValidationError)  # type: ignore[untyped-decorator]
+def _invalid_request(error: RequestValidationError) -> Response[str]:
     metrics.add_metric("QueriesRejected", MetricUnit.Count, 1)
     details = [
         problem.model_copy(update={"problem": PATTERN_HINTS[problem.path]})
@@ -181,7 +181,7 @@ def _invalid_request(error: RequestValidationError) -> Response[ErrorBody]:
 
 
 @app.not_found
-def _not_found(_: Exception) -> Response[ErrorBody]:
+def _not_found(_: Exception) -> Response[str]:
     body = ErrorBody(error=f"no route {app.current_event.http_method} {app.current_event.path}", code="not_found")
     return Response(status_code=404, content_type="application/json", body=body.model_dump_json())
 
@@ -197,5 +197,5 @@ def lambda_handler(
     clock: Callable[[], datetime] | None = None,
 ) -> dict[str, Any]:
     """Lambda entry point; tests and `make local` may hand in their own adapters and clock."""
-    app.append_context(queries=queries or _queries(), presence=presence or _presence(), clock=clock or _utc_now)
+    app.append_context(queries=queries or _queries(), presence=presence or _presence(), clock=clock or _utc_now)  # type: ignore[no-untyped-call]
     return app.resolve(event, context)

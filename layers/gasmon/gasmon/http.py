@@ -9,7 +9,7 @@ from gasmon.errors import GasmonError, InvalidReadingsError, MalformedJsonError
 from gasmon.models import ErrorBody, Problem
 
 
-def error_response(error: GasmonError, headers: dict[str, str] | None = None) -> Response[ErrorBody]:
+def error_response(error: GasmonError, headers: dict[str, str] | None = None) -> Response[str]:
     """The JSON answer for a `GasmonError`, with its status code."""
     body = ErrorBody(error=error.message, code=error.code, details=error.details)
     return Response(

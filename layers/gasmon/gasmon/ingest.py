@@ -250,10 +250,10 @@ def ingest(
         ]
         fresh.extend(new)
         published = []
-        for message in warnings_for(new, policy.thresholds):
+        for warning in warnings_for(new, policy.thresholds):
             try:
-                publisher.publish(warning_topic(policy.warning_topic, message.groupid), message.model_dump())
-                published.append(message.warning)
+                publisher.publish(warning_topic(policy.warning_topic, warning.groupid), warning.model_dump())
+                published.append(warning.warning)
             except PublishError:
                 warned_failures += 1
         warning_count += len(published)
