@@ -145,11 +145,11 @@ def test_dashboard_shows_posted_readings_warnings_and_an_offline_device(dashboar
     warnings = page.locator("#warnings li")
     assert warnings.count() == 1
     assert "95.50" in warnings.first.inner_text() and "pi-1" in warnings.first.inner_text()
-    # ... pi-2 is offline and pi-1 online; the seed-style sensors show as unknown
+    # ... pi-2 is offline and pi-1 online; the seed-style group 7, unknown to presence, is unknown
     assert page.get_attribute("tr[data-device='pi-2']", "data-status") == "offline"
     assert page.locator("tr[data-device='pi-2'] .pill").inner_text() == "offline"
     assert page.get_attribute("tr[data-device='pi-1']", "data-status") == "online"
-    assert page.get_attribute("tr[data-device='7/0006']", "data-status") == "unknown"
+    assert page.get_attribute("tr[data-device='7']", "data-status") == "unknown"
     assert page.locator("tr[data-device='pi-1'] .value.over").count() == 0  # its latest NO2 is back below 88
     # ... and the disconnect alert is listed
     assert "pi-2" in page.locator("#alerts li").first.inner_text()

@@ -1,4 +1,8 @@
-"""The dashboard's view of presence, read from a DynamoDB table (moto) in presence's item shape."""
+"""The dashboard's view of presence, read from a DynamoDB table (moto) in presence's item shape.
+
+Items are written as `gasmon.adapters.dynamodb_presence` (presence branch) writes them: flat
+attributes, times as epoch milliseconds, notice claims as `alert_*` attributes.
+"""
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -37,14 +41,17 @@ def source(table: Any) -> DynamoDbDeviceStatusSource:
 
 
 def test_connected_and_disconnected_devices_read_as_online_and_offline(table: Any) -> None:
-    # Given presence recorded pi-1 connected and pi-2 lost (times as epoch ms and ISO text)
-    table.put_item(Item={"client_id": "pi-1", "status": "connected", "connected_at": ms(T0), "event_order": "x"})
+    # Given presence recorded pi-1 connected and pi-2 lost
+    table.put_item(Item={"client_id": "pi-1", "status": "connected", "connected_at_ms": ms(T0), "event_at_ms": ms(T0)})
     table.put_item(
         Item={
             "client_id": "pi-2",
+            "thing_name": "pi-2",
             "status": "disconnected",
-            "disconnected_at": (T0 + timedelta(minutes=3)).isoformat(),
+            "event_at_ms": ms(T0 + timedelta(minutes=3)),
+            "disconnected_at_ms": ms(T0 + timedelta(minutes=3)),
             "disconnect_reason": "CONNECTION_LOST",
+            "client_initiated": False,
         }
     )
     table.put_item(Item={"client_id": "junk"})
@@ -65,10 +72,13 @@ def test_only_sent_alerts_are_listed_newest_first_with_reconnects(table: Any) ->
             "client_id": "pi-1",
             "status": "connected",
             "episode_id": "e1",
-            "disconnected_at": ms(T0),
-            "connected_at": ms(T0 + timedelta(minutes=10)),
+            "disconnected_at_ms": ms(T0),
+            "connected_at_ms": ms(T0 + timedelta(minutes=10)),
             "disconnect_reason": "MQTT_KEEP_ALIVE_TIMEOUT",
-            "alert": {"episode_id": "e1", "token": "t", "claimed_at": ms(T0), "sent_at": ms(T0 + timedelta(minutes=1))},
+            "alert_episode": "e1",
+            "alert_claim": "t",
+            "alert_claimed_at_ms": ms(T0),
+            "alert_sent_at_ms": ms(T0 + timedelta(minutes=1)),
         }
     )
     table.put_item(
@@ -76,9 +86,12 @@ def test_only_sent_alerts_are_listed_newest_first_with_reconnects(table: Any) ->
             "client_id": "pi-2",
             "status": "disconnected",
             "episode_id": "e2",
-            "disconnected_at": ms(T0 + timedelta(minutes=5)),
+            "disconnected_at_ms": ms(T0 + timedelta(minutes=5)),
             "disconnect_reason": "CONNECTION_LOST",
-            "alert": {"episode_id": "e2", "token": "t", "claimed_at": ms(T0), "sent_at": ms(T0 + timedelta(minutes=6))},
+            "alert_episode": "e2",
+            "alert_claim": "t",
+            "alert_claimed_at_ms": ms(T0),
+            "alert_sent_at_ms": ms(T0 + timedelta(minutes=6)),
         }
     )
     table.put_item(
@@ -86,8 +99,10 @@ def test_only_sent_alerts_are_listed_newest_first_with_reconnects(table: Any) ->
             "client_id": "pi-3",
             "status": "disconnected",
             "episode_id": "e3",
-            "disconnected_at": ms(T0 + timedelta(minutes=7)),
-            "alert": {"episode_id": "e3", "token": "t", "claimed_at": ms(T0)},
+            "disconnected_at_ms": ms(T0 + timedelta(minutes=7)),
+            "alert_episode": "e3",
+            "alert_claim": "t",
+            "alert_claimed_at_ms": ms(T0),
         }
     )
     # When the recent alerts are read, one per page

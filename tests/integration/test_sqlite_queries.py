@@ -53,7 +53,7 @@ def test_buckets_are_epoch_aligned_with_avg_min_max(tmp_path: Path) -> None:
 
 
 def test_latest_value_per_device_and_gas_pages_by_device(tmp_path: Path) -> None:
-    # Given pi-1 (two sensors, several readings), pi-2, and a seed sensor without a device id
+    # Given pi-1 (two sensors, several readings), pi-2, and a seed document (group 7) without a device id
     store = SqliteReadingStore(tmp_path / "r.sqlite3")
     store.put_readings(
         [
@@ -68,7 +68,7 @@ def test_latest_value_per_device_and_gas_pages_by_device(tmp_path: Path) -> None
     first = store.latest_by_device(None, 2)
     rest = store.latest_by_device(first[-1].device, 2)
     # Then devices come in key order, each with its newest value per gas
-    assert [d.device for d in first] == ["7/0006", "pi-1"]
+    assert [d.device for d in first] == ["7", "pi-1"]
     assert [d.device for d in rest] == ["pi-2"]
     pi1 = first[1]
     assert pi1.deviceid == "pi-1" and pi1.groupid == "2"
@@ -114,6 +114,6 @@ def test_a_file_from_before_device_ids_is_migrated(tmp_path: Path) -> None:
     # When the store opens it
     store = SqliteReadingStore(path)
     # Then the old reading is a device of its own and new readings still go in
-    assert [d.device for d in store.latest_by_device(None, 10)] == ["2/0006"]
+    assert [d.device for d in store.latest_by_device(None, 10)] == ["2"]
     store.put_readings([reading(1, deviceid="pi-1")])
-    assert [d.device for d in store.latest_by_device(None, 10)] == ["2/0006", "pi-1"]
+    assert [d.device for d in store.latest_by_device(None, 10)] == ["2", "pi-1"]

@@ -241,13 +241,13 @@ def test_a_made_up_cursor_is_refused(cursor: str) -> None:
 # ---- devices ----
 
 
-def test_device_key_is_the_device_id_or_group_and_sensor() -> None:
-    assert device_key("2", "0006", "pi-1") == "pi-1"
-    assert device_key("2", "0006", None) == "2/0006"
+def test_device_key_is_the_device_id_or_the_group() -> None:
+    assert device_key("2", "pi-1") == "pi-1"
+    assert device_key("2", None) == "2"
 
 
 def test_devices_join_presence_by_device_id() -> None:
-    # Given pi-1 online and pi-2 offline in presence, and a seed sensor without a device id
+    # Given pi-1 online and pi-2 offline in presence, and a seed document (group 7) without a device id
     store = MemoryQueries(
         [
             reading(NOW - timedelta(minutes=1), deviceid="pi-1", value=95),
@@ -265,10 +265,10 @@ def test_devices_join_presence_by_device_id() -> None:
     page = device_page(store, presence, POLICY, limit=10)
     # Then each device has presence's state, or unknown when presence cannot know it
     rows = {d.device: d for d in page.devices}
-    assert [d.device for d in page.devices] == ["7/0006", "pi-1", "pi-2"]
+    assert [d.device for d in page.devices] == ["7", "pi-1", "pi-2"]
     assert rows["pi-1"].status == "online" and rows["pi-1"].over_threshold == ["no2"]
     assert rows["pi-2"].status == "offline" and rows["pi-2"].disconnect_reason == "CONNECTION_LOST"
-    assert rows["7/0006"].status == "unknown"
+    assert rows["7"].status == "unknown"
     assert page.presence is True and page.next_cursor is None
 
 
@@ -359,3 +359,16 @@ def test_alerts_page_newest_first() -> None:
     second = alert_page(MemoryPresence(alerts=alerts), NOW - timedelta(days=1), limit=3, cursor=first.next_cursor)
     assert [a.client_id for a in first.alerts + second.alerts] == ["pi-0", "pi-1", "pi-2", "pi-3", "pi-4"]
     assert second.next_cursor is None
+
+
+def test_a_pi_without_a_device_id_joins_presence_by_its_group() -> None:
+    # Given a seed Pi whose group is named like its thing (presence's convention), posting two gases
+    store = MemoryQueries(
+        [reading(NOW, groupid="pi-7"), reading(NOW, gas="co", value=3, sensorid="0005", groupid="pi-7")]
+    )
+    presence = MemoryPresence({"pi-7": DeviceStatus(client_id="pi-7", state="offline", reason="CONNECTION_LOST")})
+    # When the device table is read
+    page = device_page(store, presence, POLICY, limit=10)
+    # Then the Pi is one row with both gases, offline, and not listed a second time from presence
+    [row] = page.devices
+    assert (row.device, row.status, sorted(row.values)) == ("pi-7", "offline", ["co", "no2"])

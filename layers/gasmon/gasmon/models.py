@@ -148,17 +148,18 @@ class Reading(BaseModel):
     @property
     def device(self) -> str:
         """The key the dashboard and queries group readings by (see `device_key`)."""
-        return device_key(self.groupid, self.sensorid, self.deviceid)
+        return device_key(self.groupid, self.deviceid)
 
 
-def device_key(groupid: str, sensorid: str, deviceid: str | None) -> str:
-    """Which device a reading came from: its `deviceid` if sent, else `<groupid>/<sensorid>`.
+def device_key(groupid: str, deviceid: str | None) -> str:
+    """Which device a reading came from: its `deviceid` if the document sent one, else its group.
 
-    A seed document names no device, only a group and one sensor per gas, so without a
-    `deviceid` each sensor is its own device. A Pi that sends its IoT thing name as `deviceid`
-    appears as one device with one value per gas, joined to its presence state.
+    A seed Pi posts one document per sample with one `groupid` and a sensor per gas, so the group
+    is the device (presence finds a Pi's readings by a group named like its thing, alarms key on
+    `deviceid or groupid` too). Pis that share a group tell themselves apart with `deviceid`
+    (their IoT thing name), which is also how the dashboard joins them to presence.
     """
-    return deviceid if deviceid else f"{groupid}/{sensorid}"
+    return deviceid or groupid
 
 
 class Problem(BaseModel):

@@ -228,8 +228,8 @@ def device_page(
     """One page of the device table, sorted by device key: latest values joined with presence.
 
     A device presence knows but that never posted a reading is listed too (without values),
-    unless the page is filtered by group, which presence does not record. Readings join presence
-    where the reading's `deviceid` equals the MQTT client id.
+    unless the page is filtered by group, which presence does not record. A device joins presence
+    where its key (`deviceid`, else `groupid`) equals the MQTT client id.
     """
     position = decode_cursor("d", cursor)
     after = str(position["d"]) if position and "d" in position else None
@@ -256,7 +256,7 @@ def device_page(
     devices = []
     for key in shown:
         row = rows[key]
-        status = statuses.get(row.deviceid or "") if row.deviceid else None
+        status = statuses.get(key)
         if status is not None:
             row = row.model_copy(
                 update={

@@ -1,10 +1,10 @@
 """Device connection state for the dashboard, read from presence's DynamoDB table (or nothing).
 
-Presence (`gasmon.presence`) keeps one item per MQTT client id: the newest lifecycle event's
-`status` (`connected`/`disconnected`), when the session started (`connected_at`), the last
-disconnect (`disconnected_at`, `disconnect_reason`, `episode_id`) and the notice claims `alert`
-and `reconnect` (`episode_id`, `claimed_at`, `sent_at`). This adapter only reads that table.
-Times may be stored as epoch milliseconds or ISO-8601 text; both are accepted.
+Presence (`gasmon.adapters.dynamodb_presence` on the presence branch) keeps one item per MQTT
+client id with flat attributes: `status` (`connected`/`disconnected`), `thing_name`,
+`event_at_ms`, `connected_at_ms`, `disconnected_at_ms`, `disconnect_reason`, `episode_id`, and
+per notice kind `alert_episode`, `alert_claimed_at_ms`, `alert_sent_at_ms` (epoch ms numbers).
+This adapter only reads that table, with one Scan per call (the table has one item per device).
 
 Presence keeps a device's latest episode only, so `recent_alerts` lists at most one alert per
 device: the most recent one.
@@ -13,7 +13,7 @@ device: the most recent one.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -23,61 +23,51 @@ from gasmon.models import DeviceStatus, DisconnectAlert
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-def _time(value: Any) -> datetime | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, Decimal | int | float):
-        return datetime.fromtimestamp(float(value) / 1000, tz=UTC)
-    if isinstance(value, str):
-        try:
-            moment = datetime.fromisoformat(value)
-        except ValueError:
-            return None
-        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+def _time(item: Mapping[str, Any], attribute: str) -> datetime | None:
+    value = item.get(attribute)
+    if isinstance(value, Decimal | int) and not isinstance(value, bool):
+        return _EPOCH + timedelta(milliseconds=int(value))
     return None
+
+
+def _text(item: Mapping[str, Any], attribute: str) -> str | None:
+    value = item.get(attribute)
+    return value if isinstance(value, str) and value else None
 
 
 def status_from_item(item: Mapping[str, Any]) -> DeviceStatus | None:
     """A presence item as the dashboard shows it, or None when it is not a device's state."""
-    client_id = item.get("client_id")
+    client_id = _text(item, "client_id")
     status = item.get("status")
-    if not isinstance(client_id, str) or status not in ("connected", "disconnected"):
+    if client_id is None or status not in ("connected", "disconnected"):
         return None
     if status == "connected":
-        since = _time(item.get("connected_at")) or _time(item.get("event_at"))
+        since = _time(item, "connected_at_ms") or _time(item, "event_at_ms")
         return DeviceStatus(client_id=client_id, state="online", since=since)
-    since = _time(item.get("disconnected_at")) or _time(item.get("event_at"))
-    reason = item.get("disconnect_reason")
-    return DeviceStatus(
-        client_id=client_id, state="offline", since=since, reason=reason if isinstance(reason, str) else None
-    )
+    since = _time(item, "disconnected_at_ms") or _time(item, "event_at_ms")
+    return DeviceStatus(client_id=client_id, state="offline", since=since, reason=_text(item, "disconnect_reason"))
 
 
 def alert_from_item(item: Mapping[str, Any]) -> DisconnectAlert | None:
     """The disconnect alert a presence item records (its latest episode's), if one was sent."""
-    client_id = item.get("client_id")
-    alert = item.get("alert")
-    if not isinstance(client_id, str) or not isinstance(alert, Mapping):
-        return None
-    sent_at = _time(alert.get("sent_at"))
-    disconnected_at = _time(item.get("disconnected_at"))
-    if sent_at is None or disconnected_at is None:
-        return None  # claimed but not (yet) sent: no e-mail went out
-    same_episode = alert.get("episode_id") == item.get("episode_id")
-    connected_at = _time(item.get("connected_at"))
-    reconnected = (
-        connected_at
-        if item.get("status") == "connected" and connected_at is not None and connected_at > disconnected_at
-        else None
-    )
-    reason = item.get("disconnect_reason") if same_episode else None
+    client_id = _text(item, "client_id")
+    sent_at = _time(item, "alert_sent_at_ms")
+    if client_id is None or sent_at is None:
+        return None  # never alerted, or claimed but not sent: no e-mail went out
+    same_episode = item.get("alert_episode") == item.get("episode_id")
+    disconnected_at = _time(item, "disconnected_at_ms") if same_episode else None
+    connected_at = _time(item, "connected_at_ms")
+    back = item.get("status") == "connected" and connected_at is not None
     return DisconnectAlert(
         client_id=client_id,
-        disconnected_at=disconnected_at if same_episode else sent_at,
+        # A later episode replaced the alerted one's times: the alert's own time is what is left.
+        disconnected_at=disconnected_at or sent_at,
         alerted_at=sent_at,
-        reason=reason if isinstance(reason, str) else None,
-        reconnected_at=reconnected,
+        reason=_text(item, "disconnect_reason") if same_episode else None,
+        reconnected_at=connected_at if back and same_episode else None,
     )
 
 
@@ -139,12 +129,15 @@ class DynamoDbDeviceStatusSource:
             raise StoreUnavailableError(f"the presence table cannot be read: {exc}", retry_after_seconds=5) from exc
 
     def statuses(self) -> Mapping[str, DeviceStatus]:
-        """Every device's last recorded state, keyed by client id."""
-        found = {}
+        """Every device's last recorded state, keyed by client id (and by thing name if it differs)."""
+        found: dict[str, DeviceStatus] = {}
         for item in self._items():
             status = status_from_item(item)
             if status is not None:
                 found[status.client_id] = status
+                thing = _text(item, "thing_name")
+                if thing and thing != status.client_id:
+                    found.setdefault(thing, status)
         return found
 
     def recent_alerts(

@@ -88,7 +88,7 @@ class SqliteReadingStore:
         with self._transaction() as conn:
             for name, definition in missing:
                 conn.execute(f"ALTER TABLE readings ADD COLUMN {name} {definition}")
-            conn.execute("UPDATE readings SET device = groupid || '/' || sensorid WHERE device = ''")
+            conn.execute("UPDATE readings SET device = groupid WHERE device = ''")
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
