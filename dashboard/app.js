@@ -4,11 +4,12 @@
 
 (() => {
   const REFRESH_MS = 10_000;
+  // tick: the x-axis step, so labels fall on round times (quarter hours, hours, ...).
   const RANGES = {
-    "1h": { ms: 3_600_000, interval: "1m" },
-    "6h": { ms: 6 * 3_600_000, interval: "5m" },
-    "24h": { ms: 24 * 3_600_000, interval: "15m" },
-    "7d": { ms: 7 * 24 * 3_600_000, interval: "1h" },
+    "1h": { ms: 3_600_000, interval: "1m", tick: 15 * 60_000 },
+    "6h": { ms: 6 * 3_600_000, interval: "5m", tick: 3_600_000 },
+    "24h": { ms: 24 * 3_600_000, interval: "15m", tick: 6 * 3_600_000 },
+    "7d": { ms: 7 * 24 * 3_600_000, interval: "1h", tick: 24 * 3_600_000 },
   };
   const GAS_ORDER = ["no2", "co", "c2h5oh", "h2"];
   const GAS_LABELS = { no2: "NO₂", co: "CO", c2h5oh: "C₂H₅OH", h2: "H₂" };
@@ -107,8 +108,11 @@
 
   // ---- formatting ----
 
-  const timeOnly = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
-  const dayTime = new Intl.DateTimeFormat(undefined, { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
+  const timeOnly = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
+  const dayOnly = new Intl.DateTimeFormat(undefined, { month: "short", day: "numeric" });
+  const dayTime = new Intl.DateTimeFormat(undefined, {
+    month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", hourCycle: "h23",
+  });
   const full = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "medium" });
 
   function ago(iso) {
@@ -206,7 +210,14 @@
         scales: {
           x: {
             type: "linear",
-            ticks: { maxTicksLimit: 6, callback: (value) => tickLabel(value) },
+            ticks: { maxRotation: 0, callback: (value) => tickLabel(value) },
+            // Labels on round times (quarter hours, hours, ...) rather than wherever the range starts.
+            afterBuildTicks: (scale) => {
+              const step = RANGES[state.range].tick;
+              const ticks = [];
+              for (let value = Math.ceil(scale.min / step) * step; value <= scale.max; value += step) ticks.push({ value });
+              scale.ticks = ticks;
+            },
             grid: { display: false },
           },
           y: { beginAtZero: true, ticks: { maxTicksLimit: 5 } },
@@ -229,7 +240,7 @@
   }
 
   function tickLabel(ms) {
-    return RANGES[state.range].ms > 24 * 3_600_000 ? dayTime.format(new Date(ms)) : timeOnly.format(new Date(ms));
+    return RANGES[state.range].ms > 24 * 3_600_000 ? dayOnly.format(new Date(ms)) : timeOnly.format(new Date(ms));
   }
 
   function drawSeries(series, latestValue) {
