@@ -41,7 +41,12 @@ openapi: $(STAMP) ## write the API's OpenAPI spec to docs/openapi.json
 unit: $(STAMP) ## unit tests only (fast)
 	$(BIN)/pytest -q tests/unit device/tests
 
-test: $(STAMP) ## every check: lint, template, sam build, unit, integration and end-to-end tests
+browser: ## install Debian's chromium for the dashboard's browser test (once; Playwright drives it)
+	@test -x /usr/bin/chromium || { \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
+
+test: $(STAMP) browser ## every check: lint, template, sam build, unit, integration and end-to-end tests
 	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory validate
 	$(MAKE) --no-print-directory build
@@ -53,4 +58,4 @@ bench: $(STAMP) ## benchmarks, each beside a baseline measured in the same run
 clean: ## remove build output (keeps the virtualenv and .local data)
 	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help venv lint validate build openapi unit test bench clean
+.PHONY: help venv lint validate build openapi unit browser test bench clean

@@ -14,7 +14,7 @@ from pydantic import TypeAdapter
 from gasmon.models import ErrorBody, ReadingPost
 from gasmon_local.functions import load_function_module
 
-API_FUNCTIONS = ("functions/ingest_readings",)
+API_FUNCTIONS = ("functions/ingest_readings", "functions/query_readings")
 REF = "#/components/schemas/{model}"
 
 

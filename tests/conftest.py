@@ -6,7 +6,6 @@ import copy
 import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ EVENTS = ROOT / "events"
 
 # Settings every handler reads at cold start; tests never reach real AWS.
 os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")  # no EMF lines on stdout
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "gasmon")
 os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "gasmon-tests")
 os.environ.setdefault("AWS_DEFAULT_REGION", "ap-northeast-2")
@@ -33,7 +33,7 @@ def load_event(name: str) -> dict[str, Any]:
     return json.loads((EVENTS / name).read_text())  # type: ignore[no-any-return]
 
 
-def api_event(body: Any, path: str = "/readings", headers: dict[str, str] | None = None) -> dict[str, Any]:
+def ingest_event(body: Any, path: str = "/readings", headers: dict[str, str] | None = None) -> dict[str, Any]:
     """An API Gateway proxy event like the samples, with another body."""
     event = copy.deepcopy(load_event("ingest_seed_document.json"))
     event["path"] = event["resource"] = path
@@ -41,19 +41,6 @@ def api_event(body: Any, path: str = "/readings", headers: dict[str, str] | None
     if headers:
         event["headers"].update(headers)
     return event
-
-
-@dataclass
-class LambdaContext:
-    function_name: str = "gasmon-test"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = "arn:aws:lambda:ap-northeast-2:123456789012:function:gasmon-test"
-    aws_request_id: str = "c6af9ac6-7b61-11e6-9a41-93e8deadbeef"
-
-
-@pytest.fixture
-def lambda_context() -> LambdaContext:
-    return LambdaContext()
 
 
 @pytest.fixture(scope="session")
@@ -66,3 +53,61 @@ def ingest_handler() -> Callable[..., dict[str, Any]]:
 @pytest.fixture
 def seed_document() -> dict[str, Any]:
     return json.loads(load_event("ingest_seed_document.json")["body"])  # type: ignore[no-any-return]
+
+
+class FakeLambdaContext:
+    function_name = "gasmon-test"
+    function_version = "$LATEST"
+    memory_limit_in_mb = 512
+    invoked_function_arn = "arn:aws:lambda:ap-northeast-2:123456789012:function:gasmon-test"
+    aws_request_id = "00000000-0000-4000-8000-000000000000"
+    log_group_name = "/aws/lambda/gasmon-test"
+    log_stream_name = "test"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 15_000
+
+
+def rest_event(
+    method: str,
+    path: str,
+    query: dict[str, str] | None = None,
+    body: Any = None,
+    headers: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """An API Gateway REST proxy event, as API Gateway hands it to a Lambda function."""
+    all_headers = {"Host": "abc123.execute-api.ap-northeast-2.amazonaws.com", **(headers or {})}
+    text = body if body is None or isinstance(body, str) else json.dumps(body)
+    return {
+        "resource": path,
+        "path": path,
+        "httpMethod": method,
+        "headers": all_headers,
+        "multiValueHeaders": {name: [value] for name, value in all_headers.items()},
+        "queryStringParameters": query or None,
+        "multiValueQueryStringParameters": {name: [value] for name, value in query.items()} if query else None,
+        "pathParameters": None,
+        "stageVariables": None,
+        "requestContext": {
+            "resourcePath": path,
+            "httpMethod": method,
+            "path": f"/Prod{path}",
+            "stage": "Prod",
+            "requestId": "c6af9ac6-7b61-11e6-9a41-93e8deadbeef",
+            "identity": {"sourceIp": "127.0.0.1", "apiKey": "test-key", "apiKeyId": "test"},
+            "apiId": "abc123",
+            "accountId": "123456789012",
+        },
+        "body": text,
+        "isBase64Encoded": False,
+    }
+
+
+@pytest.fixture
+def lambda_context() -> FakeLambdaContext:
+    return FakeLambdaContext()
+
+
+@pytest.fixture
+def api_event() -> Callable[..., dict[str, Any]]:
+    return rest_event

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from gasmon.adapters.sqlite_store import SqliteReadingStore
-from tests.conftest import SEED_TIME, api_event, load_event
+from tests.conftest import SEED_TIME, ingest_event, load_event
 from tests.fakes import MemoryPublisher
 
 Invoke = Callable[..., dict[str, Any]]
@@ -106,7 +106,7 @@ def test_malformed_event_is_a_400_with_a_json_error(invoke: Any, store: SqliteRe
     ],
 )
 def test_bad_input_is_a_clear_4xx(invoke: Any, body: Any, status: int, path: str | None) -> None:
-    got_status, got, _ = invoke(api_event(body))
+    got_status, got, _ = invoke(ingest_event(body))
     assert got_status == status
     assert got["error"] and got["code"]
     if path is not None:
@@ -114,7 +114,7 @@ def test_bad_input_is_a_clear_4xx(invoke: Any, body: Any, status: int, path: str
 
 
 def test_unknown_route_is_a_json_404(invoke: Any) -> None:
-    status, body, _ = invoke(api_event({}, path="/nowhere"))
+    status, body, _ = invoke(ingest_event({}, path="/nowhere"))
     assert status == 404 and body["code"] == "not_found"
 
 
@@ -139,7 +139,7 @@ def test_store_down_is_a_503_with_retry_after(ingest_handler: Invoke, lambda_con
 def test_base64_bodies_are_decoded(invoke: Any, seed_document: dict[str, Any]) -> None:
     import base64
 
-    event = api_event(base64.b64encode(json.dumps(seed_document).encode()).decode())
+    event = ingest_event(base64.b64encode(json.dumps(seed_document).encode()).decode())
     event["isBase64Encoded"] = True
     status, body, _ = invoke(event)
     assert status == 200 and body["accepted"] == 4

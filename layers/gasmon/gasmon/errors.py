@@ -87,3 +87,10 @@ class InvalidAlarmQueryError(GasmonError):
 
     status = 400
     code = "invalid_alarm_query"
+
+
+class InvalidQueryError(GasmonError):
+    """A query parameter is out of range, inconsistent with another, or a cursor is not ours."""
+
+    status = 422
+    code = "invalid_query"

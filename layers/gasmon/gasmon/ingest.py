@@ -108,15 +108,17 @@ def parse_device_time(text: str, local_timezone: str) -> datetime:
     return parsed.astimezone(UTC)
 
 
-def reading_id(groupid: str, sensorid: str, gas: str, created_at: datetime) -> str:
+def reading_id(groupid: str, sensorid: str, gas: str, created_at: datetime, deviceid: str | None = None) -> str:
     """The deterministic id that makes a retried POST land on the same stored reading.
 
     32 hex characters: the reading time (UTC microseconds) then a hash of the device, sensor and
     gas. Leading with time keeps new ids at the right edge of the stores' indexes, so a batch
-    touches a few index pages instead of one random page per reading.
+    touches a few index pages instead of one random page per reading. A `deviceid`, when sent,
+    is part of the key, so two Pis of one group with the same sensor ids never collide.
     """
     micros = (created_at - _EPOCH) // _MICROSECOND  # exact, whatever the zone
-    digest = hashlib.sha256(f"{groupid}\x1f{sensorid}\x1f{gas}".encode()).hexdigest()
+    device = f"\x1f{deviceid}" if deviceid else ""
+    digest = hashlib.sha256(f"{groupid}\x1f{sensorid}\x1f{gas}{device}".encode()).hexdigest()
     return f"{micros:016x}{digest[:16]}"
 
 
@@ -170,7 +172,7 @@ def validate_document(raw: Any, index: int, prefix: str, policy: IngestPolicy, n
         readings.append(
             # Every field was validated above: construct without validating a second time (hot path).
             Reading.model_construct(
-                reading_id=reading_id(document.groupid, sample.sensorid, gas, created_at),
+                reading_id=reading_id(document.groupid, sample.sensorid, gas, created_at, document.deviceid),
                 groupid=document.groupid,
                 deviceid=document.deviceid,
                 gps=document.gps,

@@ -132,6 +132,22 @@ class Reading(GasmonModel):
     created_at: datetime  # timezone-aware UTC
     received_at: datetime  # timezone-aware UTC
 
+    @property
+    def device(self) -> str:
+        """The key the dashboard and queries group readings by (see `device_key`)."""
+        return device_key(self.groupid, self.deviceid)
+
+
+def device_key(groupid: str, deviceid: str | None) -> str:
+    """Which device a reading came from: its `deviceid` if the document sent one, else its group.
+
+    A seed Pi posts one document per sample with one `groupid` and a sensor per gas, so the group
+    is the device (presence finds a Pi's readings by a group named like its thing, alarms key on
+    `deviceid or groupid` too). Pis that share a group tell themselves apart with `deviceid`
+    (their IoT thing name), which is also how the dashboard joins them to presence.
+    """
+    return deviceid or groupid
+
 
 class Problem(GasmonModel):
     """One thing wrong with a request, named by the path of the field."""
@@ -529,3 +545,171 @@ class AlarmOutcome(GasmonModel):
     conflicts: int = 0  # version conflicts met (each one re-read and re-applied)
     degraded: int = 0  # (device, gas) keys that fell back to plain threshold warnings
     problems: list[str] = Field(default_factory=list)
+
+
+# ---- Query API (GET /series, /devices, /warnings, /alerts) ----
+
+
+class SeriesQuery(GasmonModel):
+    """What one time series covers: a gas, a half-open time range, a bucket width, filters."""
+
+    model_config = ConfigDict(frozen=True)
+
+    gas: str
+    start: datetime  # inclusive, aware UTC, aligned to `interval`
+    end: datetime  # exclusive, aware UTC
+    interval_seconds: int = Field(gt=0)
+    groupid: str | None = None
+    sensorid: str | None = None
+    deviceid: str | None = None
+
+
+class BucketStats(GasmonModel):
+    """Statistics of the readings in one non-empty bucket, as a store computes them."""
+
+    model_config = ConfigDict(frozen=True)
+
+    start: datetime
+    count: int
+    avg: float
+    min: float
+    max: float
+
+
+class SeriesPoint(GasmonModel):
+    """One bucket of a series; `avg`, `min` and `max` are null when it holds no reading."""
+
+    start: datetime
+    count: int
+    avg: float | None = None
+    min: float | None = None
+    max: float | None = None
+
+
+class SeriesResponse(GasmonModel):
+    """The 200 answer to GET /series: every bucket of the range, oldest first."""
+
+    gas: str
+    interval: str
+    start: datetime
+    end: datetime
+    threshold: float | None = Field(description="The gas's warning threshold, null when it has none")
+    groupid: str | None = None
+    sensorid: str | None = None
+    deviceid: str | None = None
+    points: list[SeriesPoint]
+
+
+class GasValue(GasmonModel):
+    """The latest value of one gas on one device."""
+
+    model_config = ConfigDict(frozen=True)
+
+    value: float
+    at: datetime
+    sensorid: str
+    createdtime: str
+
+
+class DeviceLatest(GasmonModel):
+    """What the store knows of one device: its latest value per gas, group, location, last seen."""
+
+    model_config = ConfigDict(frozen=True)
+
+    device: str
+    deviceid: str | None = None
+    groupid: str
+    gps: str | None = None
+    lat: float | None = None
+    lon: float | None = None
+    last_seen: datetime
+    values: dict[str, GasValue]
+
+
+DeviceState = Literal["online", "offline"]
+
+
+class DeviceStatus(GasmonModel):
+    """A device's connection state as presence last recorded it (keyed by MQTT client id)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    client_id: str
+    state: DeviceState
+    since: datetime | None = None  # when it entered this state
+    reason: str | None = None  # the disconnect reason, when offline
+
+
+class DisconnectAlert(GasmonModel):
+    """A disconnect that presence alerted on (an e-mail went out)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    client_id: str
+    disconnected_at: datetime
+    alerted_at: datetime | None = None
+    reason: str | None = None
+    reconnected_at: datetime | None = None
+
+
+class DeviceView(GasmonModel):
+    """One row of the device table: latest readings joined with presence."""
+
+    device: str
+    deviceid: str | None = None
+    groupid: str | None = None
+    gps: str | None = None
+    lat: float | None = None
+    lon: float | None = None
+    last_seen: datetime | None = Field(description="Time of the latest reading; null if it never posted one")
+    values: dict[str, GasValue] = Field(default_factory=dict)
+    over_threshold: list[str] = Field(
+        default_factory=list, description="Gases whose latest value is at or above the threshold"
+    )
+    status: Literal["online", "offline", "unknown"] = Field(
+        description="From presence; `unknown` when presence has no record of the device or is not configured"
+    )
+    status_since: datetime | None = None
+    disconnect_reason: str | None = None
+
+
+class DevicePage(GasmonModel):
+    """The 200 answer to GET /devices, sorted by device; pass `next_cursor` back as `cursor`."""
+
+    devices: list[DeviceView]
+    presence: bool = Field(description="Whether a presence source is configured")
+    next_cursor: str | None = None
+
+
+class WarningItem(GasmonModel):
+    """A reading at or above its gas's threshold."""
+
+    reading_id: str
+    device: str
+    deviceid: str | None = None
+    groupid: str
+    sensorid: str
+    gas: str
+    value: float
+    threshold: float
+    at: datetime
+    createdtime: str
+    gps: str | None = None
+
+
+class WarningPage(GasmonModel):
+    """The 200 answer to GET /warnings, newest first; pass `next_cursor` back as `cursor`."""
+
+    warnings: list[WarningItem]
+    since: datetime
+    thresholds: dict[str, float]
+    next_cursor: str | None = None
+
+
+class AlertPage(GasmonModel):
+    """The 200 answer to GET /alerts, newest first; `presence` is false when none is configured."""
+
+    alerts: list[DisconnectAlert]
+    since: datetime
+    presence: bool
+    next_cursor: str | None = None

@@ -6,7 +6,7 @@ tests. Domain code depends on these Protocols only.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
@@ -16,8 +16,12 @@ from gasmon.models import (
     AlarmEpisode,
     AlarmPage,
     AlarmState,
+    BucketStats,
     CheckRequest,
     DeviceInfo,
+    DeviceLatest,
+    DeviceStatus,
+    DisconnectAlert,
     Email,
     GasmonModel,
     GasThresholds,
@@ -26,6 +30,7 @@ from gasmon.models import (
     PresenceState,
     Reading,
     RecordOutcome,
+    SeriesQuery,
     StoreOutcome,
 )
 
@@ -165,4 +170,56 @@ class AlarmStateStore(Protocol):
 
     def open_alarms(self, device: str | None = None, gas: str | None = None) -> list[AlarmEpisode]:
         """Every alarm episode open now (whenever it started), newest first."""
+
+
+class ReadingQueries(Protocol):
+    """Read side of the reading store, for the query API and the dashboard.
+
+    Implemented by the SQLite store (SQL bucketing by `created_ms`) and the OpenSearch store
+    (date_histogram, composite/top_hits aggregations). Paging is keyset: each method takes the
+    position after which to continue and returns at most `limit` items; callers ask for one more
+    than they show to learn whether another page exists. Failures raise `StoreUnavailableError`.
+    """
+
+    def bucket_stats(self, query: SeriesQuery) -> list[BucketStats]:
+        """Count, average, minimum and maximum of `query.gas` per epoch-aligned bucket of
+        `query.interval_seconds` in [start, end), non-empty buckets only, oldest first."""
+        ...
+
+    def latest_by_device(self, after: str | None, limit: int, groupid: str | None = None) -> list[DeviceLatest]:
+        """Devices (see `gasmon.models.device_key`) sorted by key, keys greater than `after`,
+        each with its latest value per gas and the group and location of its latest reading."""
+        ...
+
+    def readings_at_or_above(
+        self,
+        thresholds: Mapping[str, float],
+        since: datetime,
+        limit: int,
+        before: tuple[datetime, str] | None = None,
+        groupid: str | None = None,
+    ) -> list[Reading]:
+        """Readings whose value is at or above their gas's entry in `thresholds` (other gases never
+        match), taken at or after `since`, newest first (ties by `reading_id`, descending), strictly
+        before the `(created_at, reading_id)` position `before` when given."""
+        ...
+
+
+class DeviceStatusSource(Protocol):
+    """Where device connection state comes from: presence's DynamoDB table, or nothing."""
+
+    @property
+    def configured(self) -> bool:
+        """False for the null source: the dashboard then shows every device as `unknown`."""
+        ...
+
+    def statuses(self) -> Mapping[str, DeviceStatus]:
+        """The last recorded state of every device presence knows, keyed by MQTT client id."""
+        ...
+
+    def recent_alerts(
+        self, since: datetime, limit: int, before: tuple[datetime, str] | None = None
+    ) -> list[DisconnectAlert]:
+        """Disconnects presence alerted on at or after `since`, newest first (ties by client id,
+        descending), strictly before the `(disconnected_at, client_id)` position `before`."""
         ...

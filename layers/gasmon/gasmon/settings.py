@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from gasmon.alarms import DEFAULT_CRITICAL_THRESHOLDS, AlarmPolicy
 from gasmon.ingest import DEFAULT_THRESHOLDS, IngestPolicy
 from gasmon.presence import ANY_REASON, MAX_CHECK_DELAY_SECONDS, PresencePolicy
+from gasmon.query import QueryPolicy
 
 
 class _Settings(BaseSettings):
@@ -178,3 +179,25 @@ class RecordPresenceSettings(PresenceSettings):
 
 class CheckPresenceSettings(PresenceSettings):
     """Settings of the check_presence function (the presence-check queue's consumer)."""
+
+
+class QuerySettings(StoreSettings):
+    """Settings of the query function behind the dashboard (GET /series, /devices, ...)."""
+
+    # The same THRESHOLDS value as the ingest function, so the dashboard draws the lines it warns at.
+    thresholds: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_THRESHOLDS))
+    # Presence's DynamoDB table; empty means no presence: devices show as `unknown`, no alerts.
+    presence_table: str = ""
+    max_buckets: int = Field(default=2000, ge=10, le=10_000)
+
+    @field_validator("thresholds")
+    @classmethod
+    def _thresholds_positive(cls, value: dict[str, float]) -> dict[str, float]:
+        merged = dict(DEFAULT_THRESHOLDS) | {gas.lower(): level for gas, level in value.items()}
+        for gas, level in merged.items():
+            if level <= 0:
+                raise ValueError(f"threshold for {gas} must be positive")
+        return merged
+
+    def policy(self) -> QueryPolicy:
+        return QueryPolicy(thresholds=self.thresholds, max_buckets=self.max_buckets)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from gasmon.ports import AlarmStateStore, ReadingStore
-    from gasmon.settings import IngestSettings, StoreSettings
+    from gasmon.ports import AlarmStateStore, DeviceStatusSource, ReadingQueries, ReadingStore
+    from gasmon.settings import IngestSettings, QuerySettings, StoreSettings
 
 
 def build_reading_store(settings: StoreSettings) -> ReadingStore:
@@ -33,3 +33,25 @@ def build_alarm_store(settings: IngestSettings) -> AlarmStateStore | None:
         region=settings.aws_region,
         threshold_cache_seconds=settings.alarm_threshold_cache_seconds,
     )
+
+
+def build_reading_queries(settings: StoreSettings) -> ReadingQueries:
+    """The read side of the reading store the settings name (same store, same configuration)."""
+    if settings.reading_store == "opensearch":
+        from gasmon.adapters.opensearch_store import OpenSearchReadingStore
+
+        return OpenSearchReadingStore(
+            endpoint=settings.opensearch_endpoint, index=settings.opensearch_index, region=settings.aws_region
+        )
+    from gasmon.adapters.sqlite_store import SqliteReadingStore
+
+    return SqliteReadingStore(settings.sqlite_path)
+
+
+def build_device_status_source(settings: QuerySettings) -> DeviceStatusSource:
+    """Presence's DynamoDB table when `PRESENCE_TABLE` is set, else a source that knows no device."""
+    from gasmon.adapters.presence_status import DynamoDbDeviceStatusSource, NullDeviceStatusSource
+
+    if settings.presence_table:
+        return DynamoDbDeviceStatusSource(settings.presence_table, region=settings.aws_region)
+    return NullDeviceStatusSource()

@@ -1,5 +1,8 @@
 """SQLite reading store: the embedded default, with the same idempotency as OpenSearch.
 
+It answers the query API too (`ReadingQueries`): buckets are integer divisions of `created_ms`,
+so they start on the same epoch-aligned boundaries as OpenSearch's fixed_interval histogram.
+
 A reading's primary key is its deterministic `reading_id`, so storing the same POST twice keeps
 one row; the check and the insert run in one IMMEDIATE transaction, so two processes posting the
 same reading at once still report it created exactly once.
@@ -9,13 +12,13 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 from gasmon.errors import StoreUnavailableError
-from gasmon.models import Reading, StoreOutcome
+from gasmon.models import BucketStats, DeviceLatest, GasValue, Reading, SeriesQuery, StoreOutcome
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS readings (
@@ -30,11 +33,22 @@ CREATE TABLE IF NOT EXISTS readings (
     value       REAL NOT NULL,
     createdtime TEXT NOT NULL,
     created_ms  INTEGER NOT NULL,
-    received_ms INTEGER NOT NULL
+    received_ms INTEGER NOT NULL,
+    deviceid    TEXT,
+    device      TEXT NOT NULL DEFAULT ''
 );
+"""
+# Columns added after the first release, for files created before them: (name, definition).
+_ADDED_COLUMNS = (("deviceid", "TEXT"), ("device", "TEXT NOT NULL DEFAULT ''"))
+INDEXES = """
 CREATE INDEX IF NOT EXISTS readings_by_gas_time ON readings (gas, created_ms);
 CREATE INDEX IF NOT EXISTS readings_by_sensor_time ON readings (groupid, sensorid, created_ms);
+CREATE INDEX IF NOT EXISTS readings_by_device_gas_time ON readings (device, gas, created_ms);
 """
+_COLUMNS = (
+    "reading_id, groupid, gps, lat, lon, gas, sensorid, sensortype, value, createdtime, created_ms, received_ms, "
+    "deviceid, device"
+)
 # SQLite allows 32,766 host parameters; stay well below it per statement.
 _CHUNK = 900
 
@@ -43,8 +57,8 @@ def _ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
-def _from_ms(milliseconds: int) -> datetime:
-    return datetime.fromtimestamp(milliseconds / 1000, UTC)
+def _from_ms(epoch_ms: int) -> datetime:
+    return datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
 
 
 class SqliteReadingStore:
@@ -62,7 +76,20 @@ class SqliteReadingStore:
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute("PRAGMA cache_size=-32000")
         self._conn.executescript(SCHEMA)
+        self._migrate()
+        self._conn.executescript(INDEXES)
         self.requests = 0  # store round trips, for `make bench`
+
+    def _migrate(self) -> None:
+        """Add the columns a file from an older gasmon lacks, and fill `device` for its rows."""
+        have = {row[1] for row in self._conn.execute("PRAGMA table_info(readings)")}
+        missing = [(name, definition) for name, definition in _ADDED_COLUMNS if name not in have]
+        if not missing:
+            return
+        with self._transaction() as conn:
+            for name, definition in missing:
+                conn.execute(f"ALTER TABLE readings ADD COLUMN {name} {definition}")
+            conn.execute("UPDATE readings SET device = groupid WHERE device = ''")
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -96,7 +123,7 @@ class SqliteReadingStore:
                     if r.reading_id not in existing:
                         new[r.reading_id] = r  # a batch may repeat a reading: keep one
                 conn.executemany(
-                    "INSERT INTO readings VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    f"INSERT INTO readings ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     [
                         (
                             r.reading_id,
@@ -111,6 +138,8 @@ class SqliteReadingStore:
                             r.createdtime,
                             _ms(r.created_at),
                             _ms(r.received_at),
+                            r.deviceid,
+                            r.device,
                         )
                         for r in new.values()
                     ],
@@ -139,6 +168,137 @@ class SqliteReadingStore:
             sensortype=row[7], value=row[8], createdtime=row[9],
             created_at=_from_ms(row[10]), received_at=_from_ms(row[11]),
         )  # fmt: skip
+
+    # ---- ReadingQueries ----
+
+    def _select(self, sql: str, params: Sequence[object]) -> list[sqlite3.Row]:
+        self.requests += 1
+        try:
+            with self._lock:
+                cursor = self._conn.execute(sql, params)
+                cursor.row_factory = sqlite3.Row
+                return cursor.fetchall()
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailableError(f"the reading store failed: {exc}", retry_after_seconds=2) from exc
+
+    def bucket_stats(self, query: SeriesQuery) -> list[BucketStats]:
+        """Per-bucket count/avg/min/max by integer division of `created_ms` (epoch-aligned)."""
+        step = query.interval_seconds * 1000
+        where = ["gas = ?", "created_ms >= ?", "created_ms < ?"]
+        params: list[object] = [query.gas, _ms(query.start), _ms(query.end)]
+        for column in ("groupid", "sensorid", "deviceid"):
+            value = getattr(query, column)
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        rows = self._select(
+            f"SELECT (created_ms / {step}) * {step} AS bucket, count(*) AS n, avg(value) AS avg_value,"
+            f" min(value) AS min_value, max(value) AS max_value"
+            f" FROM readings WHERE {' AND '.join(where)} GROUP BY bucket ORDER BY bucket",
+            params,
+        )
+        return [
+            BucketStats(
+                start=_from_ms(row["bucket"]),
+                count=row["n"],
+                avg=row["avg_value"],
+                min=row["min_value"],
+                max=row["max_value"],
+            )
+            for row in rows
+        ]
+
+    def latest_by_device(self, after: str | None, limit: int, groupid: str | None = None) -> list[DeviceLatest]:
+        """Latest value per (device, gas) for one page of device keys, in one statement."""
+        page_where = ["device > ?"]
+        params: list[object] = [after or ""]
+        if groupid is not None:
+            page_where.append("groupid = ?")
+            params.append(groupid)
+        params.append(limit)
+        # SQLite fills the bare columns of a max() aggregate from the row holding the maximum.
+        rows = self._select(
+            "WITH page AS (SELECT DISTINCT device FROM readings"
+            f" WHERE {' AND '.join(page_where)} ORDER BY device LIMIT ?)"
+            " SELECT device, gas, max(created_ms) AS created_ms, value, sensorid, createdtime,"
+            " deviceid, groupid, gps, lat, lon"
+            " FROM readings WHERE device IN (SELECT device FROM page)"
+            " GROUP BY device, gas ORDER BY device, gas",
+            params,
+        )
+        by_device: dict[str, list[sqlite3.Row]] = {}
+        for row in rows:
+            by_device.setdefault(row["device"], []).append(row)
+        devices = []
+        for device, gas_rows in by_device.items():
+            newest = max(gas_rows, key=lambda row: row["created_ms"])
+            devices.append(
+                DeviceLatest(
+                    device=device,
+                    deviceid=newest["deviceid"],
+                    groupid=newest["groupid"],
+                    gps=newest["gps"],
+                    lat=newest["lat"],
+                    lon=newest["lon"],
+                    last_seen=_from_ms(newest["created_ms"]),
+                    values={
+                        row["gas"]: GasValue(
+                            value=row["value"],
+                            at=_from_ms(row["created_ms"]),
+                            sensorid=row["sensorid"],
+                            createdtime=row["createdtime"],
+                        )
+                        for row in gas_rows
+                    },
+                )
+            )
+        return devices
+
+    def readings_at_or_above(
+        self,
+        thresholds: Mapping[str, float],
+        since: datetime,
+        limit: int,
+        before: tuple[datetime, str] | None = None,
+        groupid: str | None = None,
+    ) -> list[Reading]:
+        """Readings over their gas's threshold, newest first, keyset-paged on (created_ms, reading_id)."""
+        if not thresholds:
+            return []
+        crossing = " OR ".join("(gas = ? AND value >= ?)" for _ in thresholds)
+        where = [f"({crossing})", "created_ms >= ?"]
+        params: list[object] = [item for pair in thresholds.items() for item in pair]
+        params.append(_ms(since))
+        if before is not None:
+            where.append("(created_ms < ? OR (created_ms = ? AND reading_id < ?))")
+            params.extend([_ms(before[0]), _ms(before[0]), before[1]])
+        if groupid is not None:
+            where.append("groupid = ?")
+            params.append(groupid)
+        params.append(limit)
+        rows = self._select(
+            f"SELECT {_COLUMNS} FROM readings WHERE {' AND '.join(where)}"
+            " ORDER BY created_ms DESC, reading_id DESC LIMIT ?",
+            params,
+        )
+        return [
+            Reading(
+                reading_id=row["reading_id"],
+                groupid=row["groupid"],
+                gps=row["gps"],
+                lat=row["lat"],
+                lon=row["lon"],
+                gas=row["gas"],
+                sensorid=row["sensorid"],
+                sensortype=row["sensortype"],
+                value=row["value"],
+                createdtime=row["createdtime"],
+                created_at=_from_ms(row["created_ms"]),
+                received_at=_from_ms(row["received_ms"]),
+                deviceid=row["deviceid"],
+            )
+            for row in rows
+        ]
 
     def count(self) -> int:
         """How many readings are stored (for tests and the local stack's log)."""

@@ -1,0 +1,452 @@
+// gasmon dashboard: plain JavaScript, no build step. Reads the query API (GET series, devices,
+// warnings, alerts) with the API key kept in localStorage, and redraws every 10 seconds.
+"use strict";
+
+(() => {
+  const REFRESH_MS = 10_000;
+  // tick: the x-axis step, so labels fall on round times (quarter hours, hours, ...).
+  const RANGES = {
+    "1h": { ms: 3_600_000, interval: "1m", tick: 15 * 60_000 },
+    "6h": { ms: 6 * 3_600_000, interval: "5m", tick: 3_600_000 },
+    "24h": { ms: 24 * 3_600_000, interval: "15m", tick: 6 * 3_600_000 },
+    "7d": { ms: 7 * 24 * 3_600_000, interval: "1h", tick: 24 * 3_600_000 },
+  };
+  const GAS_ORDER = ["no2", "co", "c2h5oh", "h2"];
+  const GAS_LABELS = { no2: "NO₂", co: "CO", c2h5oh: "C₂H₅OH", h2: "H₂" };
+  const WARNINGS_PAGE = 50;
+  const KEY_STORE = "gasmon.apiKey";
+  const BASE_STORE = "gasmon.apiBase";
+  const RANGE_STORE = "gasmon.range";
+
+  const $ = (selector) => document.querySelector(selector);
+  const charts = new Map(); // gas -> { chart, card }
+  const state = {
+    range: RANGES[localStorage.getItem(RANGE_STORE)] ? localStorage.getItem(RANGE_STORE) : "24h",
+    warningsWanted: WARNINGS_PAGE,
+    timer: null,
+    running: false,
+    again: false,
+    refreshes: 0,
+  };
+
+  // ---- configuration: API key and base, kept in this browser ----
+
+  const params = new URLSearchParams(location.search);
+  if (params.has("api")) localStorage.setItem(BASE_STORE, params.get("api"));
+
+  function apiKey() {
+    return localStorage.getItem(KEY_STORE) || "";
+  }
+
+  function apiBase() {
+    // Empty: the API is on the page's own origin and path (make local, or the API serving the page).
+    const base = localStorage.getItem(BASE_STORE) || "";
+    if (!base) return new URL(".", location.href);
+    return new URL(base.endsWith("/") ? base : `${base}/`, location.href);
+  }
+
+  function askForSettings(problem) {
+    const dialog = $("#settings");
+    $("#api-key").value = apiKey();
+    $("#api-base").value = localStorage.getItem(BASE_STORE) || "";
+    const box = $("#settings-problem");
+    box.textContent = problem || "";
+    box.hidden = !problem;
+    if (!dialog.open) dialog.showModal();
+    $("#api-key").focus();
+  }
+
+  $("#settings-form").addEventListener("submit", () => {
+    localStorage.setItem(KEY_STORE, $("#api-key").value.trim());
+    const base = $("#api-base").value.trim();
+    if (base) localStorage.setItem(BASE_STORE, base);
+    else localStorage.removeItem(BASE_STORE);
+    refreshSoon(0);
+  });
+  $("#settings-button").addEventListener("click", () => askForSettings());
+
+  // ---- the API ----
+
+  class AuthError extends Error {}
+
+  async function api(path, query) {
+    const url = new URL(path, apiBase());
+    for (const [name, value] of Object.entries(query || {})) {
+      if (value !== undefined && value !== null && value !== "") url.searchParams.set(name, value);
+    }
+    const response = await fetch(url, { headers: { "x-api-key": apiKey(), accept: "application/json" } });
+    if (response.status === 401 || response.status === 403) {
+      throw new AuthError(`the API refused the key (HTTP ${response.status})`);
+    }
+    let body = null;
+    try {
+      body = await response.json();
+    } catch {
+      body = null;
+    }
+    if (!response.ok) {
+      const detail = body && body.details && body.details.length
+        ? `: ${body.details.map((d) => `${d.path} ${d.problem}`).join("; ")}`
+        : "";
+      throw new Error(`${path} answered ${response.status} ${(body && body.error) || response.statusText}${detail}`);
+    }
+    return body;
+  }
+
+  async function allPages(path, query, key, maxItems) {
+    const items = [];
+    let cursor = null;
+    let first = null;
+    for (;;) {
+      const page = await api(path, { ...query, cursor });
+      first = first || page;
+      items.push(...page[key]);
+      cursor = page.next_cursor;
+      if (!cursor || items.length >= maxItems) return { items, first, more: Boolean(cursor) };
+    }
+  }
+
+  // ---- formatting ----
+
+  const timeOnly = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
+  const dayOnly = new Intl.DateTimeFormat(undefined, { month: "short", day: "numeric" });
+  const dayTime = new Intl.DateTimeFormat(undefined, {
+    month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", hourCycle: "h23",
+  });
+  const full = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "medium" });
+
+  function ago(iso) {
+    if (!iso) return "never";
+    const seconds = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));
+    if (seconds < 60) return `${seconds} s ago`;
+    if (seconds < 3600) return `${Math.floor(seconds / 60)} min ago`;
+    if (seconds < 86400) return `${Math.floor(seconds / 3600)} h ago`;
+    return `${Math.floor(seconds / 86400)} d ago`;
+  }
+
+  function number(value) {
+    if (value === null || value === undefined) return "–";
+    return Math.abs(value) >= 100 ? value.toFixed(0) : value.toFixed(value % 1 ? 2 : 0);
+  }
+
+  function gasLabel(gas) {
+    return GAS_LABELS[gas] || gas;
+  }
+
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [name, value] of Object.entries(attrs || {})) {
+      if (value === undefined || value === null || value === false) continue;
+      if (name === "class") node.className = value;
+      else node.setAttribute(name, value === true ? "" : String(value));
+    }
+    for (const child of children) {
+      if (child === null || child === undefined) continue;
+      node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    }
+    return node;
+  }
+
+  function locationEl(device) {
+    if (device.lat === null || device.lat === undefined) return device.gps || "–";
+    const text = `${device.lat.toFixed(5)}, ${device.lon.toFixed(5)}`;
+    const map = `https://www.openstreetmap.org/?mlat=${device.lat}&mlon=${device.lon}#map=16/${device.lat}/${device.lon}`;
+    return el("a", { href: map, target: "_blank", rel: "noopener noreferrer", title: device.gps }, text);
+  }
+
+  function timeEl(iso) {
+    if (!iso) return el("time", {}, "–");
+    return el("time", { datetime: iso, title: full.format(new Date(iso)) }, dayTime.format(new Date(iso)));
+  }
+
+  // ---- charts ----
+
+  function orderedGases(thresholds, devices) {
+    const seen = new Set(Object.keys(thresholds || {}));
+    for (const device of devices) for (const gas of Object.keys(device.values || {})) seen.add(gas);
+    const known = GAS_ORDER.filter((gas) => seen.has(gas));
+    return known.concat([...seen].filter((gas) => !GAS_ORDER.includes(gas)).sort());
+  }
+
+  function chartCard(gas) {
+    if (charts.has(gas)) return charts.get(gas);
+    const canvas = el("canvas", { "data-gas": gas, "aria-label": `${gasLabel(gas)} over time`, role: "img" });
+    const empty = el("div", { class: "empty muted" }, "no readings in this range");
+    const latest = el("span", { class: "latest muted" });
+    const card = el(
+      "article",
+      { class: "chart", "data-gas": gas },
+      el("header", {}, el("h3", {}, gasLabel(gas)), latest),
+      el("div", { class: "canvas-box" }, canvas, empty),
+    );
+    $("#charts").append(card);
+    const look = { sparse: true }; // few points: draw dots too, so a lone reading between gaps shows
+    const band = "rgba(31, 111, 235, 0.14)";
+    const edge = "rgba(31, 111, 235, 0.45)";
+    const chart = new Chart(canvas, {
+      type: "line",
+      data: {
+        datasets: [
+          {
+            label: "average", data: [], borderColor: "#1f6feb", backgroundColor: "#1f6feb", borderWidth: 2,
+            spanGaps: false, pointRadius: () => (look.sparse ? 3 : 0),
+          },
+          {
+            label: "max", data: [], borderColor: edge, borderWidth: 1, fill: false, backgroundColor: band,
+            pointBackgroundColor: edge, pointRadius: () => (look.sparse ? 2 : 0),
+          },
+          {
+            label: "min", data: [], borderColor: edge, borderWidth: 1, fill: "-1", backgroundColor: band,
+            pointBackgroundColor: edge, pointRadius: () => (look.sparse ? 2 : 0),
+          },
+          { label: "threshold", data: [], borderColor: "#cf222e", borderDash: [6, 4], borderWidth: 1.5, pointRadius: 0 },
+        ],
+      },
+      options: {
+        animation: false,
+        parsing: false,
+        maintainAspectRatio: false,
+        interaction: { mode: "nearest", axis: "x", intersect: false },
+        scales: {
+          x: {
+            type: "linear",
+            ticks: { maxRotation: 0, callback: (value) => tickLabel(value) },
+            // Labels on round times (quarter hours, hours, ...) rather than wherever the range starts.
+            afterBuildTicks: (scale) => {
+              const step = RANGES[state.range].tick;
+              const ticks = [];
+              for (let value = Math.ceil(scale.min / step) * step; value <= scale.max; value += step) ticks.push({ value });
+              scale.ticks = ticks;
+            },
+            grid: { display: false },
+          },
+          y: { beginAtZero: true, ticks: { maxTicksLimit: 5 } },
+        },
+        plugins: {
+          legend: { display: false },
+          tooltip: {
+            filter: (item) => item.parsed.y !== null,
+            callbacks: {
+              title: (items) => (items.length ? full.format(new Date(items[0].parsed.x)) : ""),
+              label: (item) => `${item.dataset.label}: ${number(item.parsed.y)}`,
+            },
+          },
+        },
+      },
+    });
+    const entry = { chart, card, canvas, empty, latest, look };
+    charts.set(gas, entry);
+    return entry;
+  }
+
+  function tickLabel(ms) {
+    return RANGES[state.range].ms > 24 * 3_600_000 ? dayOnly.format(new Date(ms)) : timeOnly.format(new Date(ms));
+  }
+
+  function drawSeries(series, latestValue) {
+    const entry = chartCard(series.gas);
+    const points = series.points.map((p) => ({ x: Date.parse(p.start), p }));
+    const filled = points.filter(({ p }) => p.count > 0);
+    const [average, max, min, threshold] = entry.chart.data.datasets;
+    average.data = points.map(({ x, p }) => ({ x, y: p.avg }));
+    max.data = points.map(({ x, p }) => ({ x, y: p.max }));
+    min.data = points.map(({ x, p }) => ({ x, y: p.min }));
+    entry.look.sparse = filled.length < 30;
+    const start = Date.parse(series.start);
+    const end = Date.parse(series.end);
+    threshold.data = series.threshold === null ? [] : [{ x: start, y: series.threshold }, { x: end, y: series.threshold }];
+    const scales = entry.chart.options.scales;
+    scales.x.min = start;
+    scales.x.max = end;
+    const peak = Math.max(0, ...filled.map(({ p }) => p.max));
+    scales.y.suggestedMax = Math.max(peak, series.threshold || 0) * 1.08 || 1;
+    entry.chart.update("none");
+
+    entry.canvas.dataset.points = String(filled.length);
+    entry.canvas.dataset.readings = String(filled.reduce((sum, { p }) => sum + p.count, 0));
+    entry.empty.hidden = filled.length > 0;
+    const over = latestValue !== undefined && series.threshold !== null && latestValue >= series.threshold;
+    entry.latest.className = `latest ${over ? "over" : "muted"}`;
+    entry.latest.textContent =
+      (latestValue === undefined ? "" : `latest ${number(latestValue)}`) +
+      (series.threshold === null ? "" : ` · threshold ${number(series.threshold)}`);
+  }
+
+  // ---- tables and lists ----
+
+  function drawDevices(devices, thresholds) {
+    const body = $("#devices tbody");
+    body.replaceChildren(
+      ...devices.map((device) => {
+        const values = el(
+          "div",
+          { class: "values" },
+          ...Object.entries(device.values || {})
+            .sort(([a], [b]) => orderedGases(thresholds, []).indexOf(a) - orderedGases(thresholds, []).indexOf(b))
+            .map(([gas, reading]) =>
+              el(
+                "span",
+                {
+                  class: device.over_threshold.includes(gas) ? "value over" : "value",
+                  title: `${gasLabel(gas)} at ${full.format(new Date(reading.at))}, sensor ${reading.sensorid}`,
+                },
+                `${gasLabel(gas)} ${number(reading.value)}`,
+              ),
+            ),
+        );
+        const since = device.status_since ? ` since ${full.format(new Date(device.status_since))}` : "";
+        const reason = device.disconnect_reason ? ` (${device.disconnect_reason})` : "";
+        return el(
+          "tr",
+          { class: device.status, "data-device": device.device, "data-status": device.status },
+          el("td", { "data-label": "Device" }, device.device),
+          el(
+            "td",
+            { "data-label": "Status" },
+            el("span", { class: `pill ${device.status}`, title: `${device.status}${since}${reason}` }, device.status),
+          ),
+          el(
+            "td",
+            { "data-label": "Last seen" },
+            el("span", { title: device.last_seen ? full.format(new Date(device.last_seen)) : "" }, ago(device.last_seen)),
+          ),
+          el("td", { "data-label": "Last values" }, values),
+          el("td", { "data-label": "Group" }, device.groupid || "–"),
+          el("td", { "data-label": "Location" }, locationEl(device)),
+        );
+      }),
+    );
+    $("#devices-empty").hidden = devices.length > 0;
+  }
+
+  function drawWarnings(warnings, more) {
+    $("#warnings").replaceChildren(
+      ...warnings.map((w) =>
+        el(
+          "li",
+          { "data-gas": w.gas, "data-device": w.device },
+          timeEl(w.at),
+          el(
+            "span",
+            { class: "what" },
+            el("strong", {}, `${gasLabel(w.gas)} ${number(w.value)}`),
+            ` ≥ ${number(w.threshold)} on ${w.device}`,
+            w.groupid ? ` (group ${w.groupid})` : "",
+          ),
+        ),
+      ),
+    );
+    $("#warnings-empty").hidden = warnings.length > 0;
+    $("#warnings-more").hidden = !more;
+  }
+
+  function drawAlerts(page) {
+    $("#alerts").replaceChildren(
+      ...page.alerts.map((a) =>
+        el(
+          "li",
+          { "data-device": a.client_id },
+          timeEl(a.disconnected_at),
+          el(
+            "span",
+            { class: "what" },
+            el("strong", {}, a.client_id),
+            ` disconnected${a.reason ? ` (${a.reason})` : ""}`,
+            a.reconnected_at ? `, back ${dayTime.format(new Date(a.reconnected_at))}` : ", not back yet",
+          ),
+        ),
+      ),
+    );
+    const empty = $("#alerts-empty");
+    empty.textContent = page.presence
+      ? "No disconnect alert in the last 7 days."
+      : "Presence is not configured for this API: no disconnect alerts to show.";
+    empty.hidden = page.alerts.length > 0;
+  }
+
+  // ---- refresh loop ----
+
+  async function refresh() {
+    if (!apiKey()) {
+      askForSettings();
+      return false;
+    }
+    const range = RANGES[state.range];
+    const since = new Date(Date.now() - range.ms).toISOString();
+    const [devices, warnings, alerts] = await Promise.all([
+      allPages("devices", { limit: 200 }, "devices", 2000),
+      allPages("warnings", { since, limit: WARNINGS_PAGE }, "warnings", state.warningsWanted),
+      api("alerts", { limit: 20 }),
+    ]);
+    const thresholds = warnings.first.thresholds || {};
+    const latestByGas = {};
+    for (const device of devices.items) {
+      for (const [gas, reading] of Object.entries(device.values || {})) {
+        if (!latestByGas[gas] || reading.at > latestByGas[gas].at) latestByGas[gas] = reading;
+      }
+    }
+    const gases = orderedGases(thresholds, devices.items);
+    const series = await Promise.all(gases.map((gas) => api("series", { gas, start: since, interval: range.interval })));
+    series.forEach((s) => drawSeries(s, latestByGas[s.gas] && latestByGas[s.gas].value));
+    drawDevices(devices.items, thresholds);
+    drawWarnings(warnings.items, warnings.more);
+    drawAlerts(alerts);
+    $("#warnings-title small").textContent = `readings at or above threshold, last ${state.range}`;
+    return true;
+  }
+
+  async function cycle() {
+    if (state.running) {
+      state.again = true; // a range change during a refresh: run once more when it ends
+      return;
+    }
+    state.running = true;
+    state.again = false;
+    clearTimeout(state.timer);
+    try {
+      if (await refresh()) {
+        $("#error").hidden = true;
+        $("#updated").textContent = `updated ${timeOnly.format(new Date())}`;
+        state.refreshes += 1;
+        document.body.dataset.refreshes = String(state.refreshes); // for people and tests alike
+      }
+    } catch (error) {
+      if (error instanceof AuthError) {
+        askForSettings(`${error.message}. Enter a valid API key.`);
+      } else {
+        const banner = $("#error");
+        banner.textContent = `Could not refresh: ${error.message}. Showing the last data; retrying.`;
+        banner.hidden = false;
+      }
+    } finally {
+      state.running = false;
+      state.timer = setTimeout(cycle, state.again ? 0 : REFRESH_MS);
+    }
+  }
+
+  function refreshSoon(delay) {
+    clearTimeout(state.timer);
+    state.timer = setTimeout(cycle, delay);
+  }
+
+  for (const button of document.querySelectorAll("[data-range]")) {
+    button.setAttribute("aria-pressed", String(button.dataset.range === state.range));
+    button.addEventListener("click", () => {
+      state.range = button.dataset.range;
+      localStorage.setItem(RANGE_STORE, state.range);
+      for (const other of document.querySelectorAll("[data-range]")) {
+        other.setAttribute("aria-pressed", String(other === button));
+      }
+      refreshSoon(0);
+    });
+  }
+  $("#warnings-more").addEventListener("click", () => {
+    state.warningsWanted += WARNINGS_PAGE;
+    refreshSoon(0);
+  });
+  document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState === "visible") refreshSoon(0);
+  });
+
+  refreshSoon(0);
+})();

@@ -1,0 +1,201 @@
+"""GET /series, /devices, /warnings, /alerts: what the dashboard shows, read through the ports.
+
+Thin handler: Powertools validates the query string against the annotations below, cached
+adapters are built from settings, `gasmon.query` does the work. Every client error is a 422
+`ErrorBody` naming the parameter (code `invalid_query`); a store outage is a 503.
+"""
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from functools import cache
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.params import Query
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from gasmon.adapters import build_device_status_source, build_reading_queries
+from gasmon.errors import GasmonError, InvalidQueryError, StoreUnavailableError
+from gasmon.http import error_response, problems_from_validation
+from gasmon.models import GAS_NAME_PATTERN, AlertPage, DevicePage, ErrorBody, SeriesResponse, WarningPage
+from gasmon.observability import logger, metrics, tracer
+from gasmon.ports import DeviceStatusSource, ReadingQueries
+from gasmon.query import QueryPolicy, alert_page, device_page, plan_series, series, warning_page
+from gasmon.settings import QuerySettings
+
+app = APIGatewayRestResolver(enable_validation=True)
+
+
+@cache
+def _settings() -> QuerySettings:
+    return QuerySettings()
+
+
+@cache
+def _policy() -> QueryPolicy:
+    return _settings().policy()
+
+
+@cache
+def _queries() -> ReadingQueries:
+    return build_reading_queries(_settings())
+
+
+@cache
+def _presence() -> DeviceStatusSource:
+    return build_device_status_source(_settings())
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+ERRORS: dict[int, Any] = {
+    status: {
+        "description": text,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+    }
+    for status, text in {
+        422: "A parameter is invalid; `details` names each one and its problem",
+        503: "Reading store or presence table unavailable; retry after the Retry-After header",
+    }.items()
+}
+
+
+def _answers(model: type[Any], text: str) -> dict[int, Any]:
+    """The route's 200 (its response model, which Powertools omits once `responses` is given) and errors."""
+    return {200: {"description": text, "content": {"application/json": {"model": model}}}, **ERRORS}
+
+
+Id = Annotated[str | None, Query(min_length=1, max_length=64)]
+Cursor = Annotated[str | None, Query(min_length=1, max_length=512, description="`next_cursor` of the previous page")]
+
+
+@app.get(
+    "/series",
+    summary="Time series of one gas: avg/min/max/count per interval",
+    responses=_answers(SeriesResponse, "Every bucket of the range, oldest first"),
+)
+@tracer.capture_method
+def get_series(
+    gas: Annotated[str, Query(pattern=GAS_NAME_PATTERN, description="co, no2, c2h5oh, h2, ...")],
+    start: Annotated[datetime | None, Query(description="ISO-8601; default: 24 h before end")] = None,
+    end: Annotated[datetime | None, Query(description="ISO-8601, exclusive; default: now")] = None,
+    interval: Annotated[
+        str, Query(pattern=r"^(auto|[1-9][0-9]{0,4}[smhd])$", description="Bucket width: 30s, 5m, 1h, 1d or auto")
+    ] = "auto",
+    groupid: Id = None,
+    sensorid: Id = None,
+    deviceid: Id = None,
+) -> SeriesResponse:
+    context = app.context
+    metrics.add_metric("SeriesQueries", MetricUnit.Count, 1)
+    query = plan_series(
+        gas, start, end, interval, context["clock"](), _policy(), groupid=groupid, sensorid=sensorid, deviceid=deviceid
+    )
+    return series(context["queries"], query, _policy())
+
+
+@app.get(
+    "/devices",
+    summary="Devices with their latest values and online/offline state",
+    responses=_answers(DevicePage, "One page of devices, sorted by device"),
+)
+@tracer.capture_method
+def get_devices(
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    cursor: Cursor = None,
+    groupid: Id = None,
+) -> DevicePage:
+    context = app.context
+    metrics.add_metric("DeviceQueries", MetricUnit.Count, 1)
+    return device_page(context["queries"], context["presence"], _policy(), limit, cursor=cursor, groupid=groupid)
+
+
+@app.get(
+    "/warnings",
+    summary="Recent readings at or above their gas's threshold, newest first",
+    responses=_answers(WarningPage, "One page of threshold crossings, newest first"),
+)
+@tracer.capture_method
+def get_warnings(
+    since: Annotated[datetime | None, Query(description="ISO-8601; default: 24 h ago")] = None,
+    gas: Annotated[str | None, Query(pattern=GAS_NAME_PATTERN)] = None,
+    groupid: Id = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Cursor = None,
+) -> WarningPage:
+    context = app.context
+    metrics.add_metric("WarningQueries", MetricUnit.Count, 1)
+    start = since or context["clock"]() - timedelta(hours=24)
+    return warning_page(context["queries"], _policy(), start, limit, cursor=cursor, gas=gas, groupid=groupid)
+
+
+@app.get(
+    "/alerts",
+    summary="Recent disconnect alerts from presence, newest first",
+    responses=_answers(AlertPage, "One page of disconnect alerts, newest first"),
+)
+@tracer.capture_method
+def get_alerts(
+    since: Annotated[datetime | None, Query(description="ISO-8601; default: 7 days ago")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 20,
+    cursor: Cursor = None,
+) -> AlertPage:
+    context = app.context
+    metrics.add_metric("AlertQueries", MetricUnit.Count, 1)
+    start = since or context["clock"]() - timedelta(days=7)
+    return alert_page(context["presence"], start, limit, cursor=cursor)
+
+
+@app.exception_handler(GasmonError)  # type: ignore[untyped-decorator]  # Powertools leaves it unannotated
+def _gasmon_error(error: GasmonError) -> Response[str]:
+    if isinstance(error, StoreUnavailableError):
+        logger.warning("store unavailable", extra={"reason": error.message})
+        metrics.add_metric("StoreUnavailable", MetricUnit.Count, 1)
+        return error_response(error, headers={"Retry-After": str(error.retry_after_seconds)})
+    metrics.add_metric("QueriesRejected", MetricUnit.Count, 1)
+    return error_response(error)
+
+
+# Pydantic's "String should match pattern '^...$'" tells a person little; say what fits instead.
+PATTERN_HINTS = {
+    "gas": "must be a gas name in lower case, such as no2, co, c2h5oh or h2",
+    "interval": "must be a bucket width such as 30s, 5m, 1h or 1d, or auto",
+}
+
+
+@app.exception_handler(RequestValidationError)  # type: ignore[untyped-decorator]
+def _invalid_request(error: RequestValidationError) -> Response[str]:
+    metrics.add_metric("QueriesRejected", MetricUnit.Count, 1)
+    details = [
+        problem.model_copy(update={"problem": PATTERN_HINTS[problem.path]})
+        if problem.path in PATTERN_HINTS and "pattern" in problem.problem
+        else problem
+        for problem in problems_from_validation(error).details
+    ]
+    return error_response(InvalidQueryError("the query is invalid", details))
+
+
+@app.not_found
+def _not_found(_: Exception) -> Response[str]:
+    body = ErrorBody(error=f"no route {app.current_event.http_method} {app.current_event.path}", code="not_found")
+    return Response(status_code=404, content_type="application/json", body=body.model_dump_json())
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(
+    event: dict[str, Any],
+    context: LambdaContext,
+    queries: ReadingQueries | None = None,
+    presence: DeviceStatusSource | None = None,
+    clock: Callable[[], datetime] | None = None,
+) -> dict[str, Any]:
+    """Lambda entry point; tests and `make local` may hand in their own adapters and clock."""
+    app.append_context(queries=queries or _queries(), presence=presence or _presence(), clock=clock or _utc_now)  # type: ignore[no-untyped-call]
+    return app.resolve(event, context)

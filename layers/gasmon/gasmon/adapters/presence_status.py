@@ -1,0 +1,152 @@
+"""Device connection state for the dashboard, read from presence's DynamoDB table (or nothing).
+
+Presence (`gasmon.adapters.dynamodb_presence` on the presence branch) keeps one item per MQTT
+client id with flat attributes: `status` (`connected`/`disconnected`), `thing_name`,
+`event_at_ms`, `connected_at_ms`, `disconnected_at_ms`, `disconnect_reason`, `episode_id`, and
+per notice kind `alert_episode`, `alert_claimed_at_ms`, `alert_sent_at_ms` (epoch ms numbers).
+This adapter only reads that table, with one Scan per call (the table has one item per device).
+
+Presence keeps a device's latest episode only, so `recent_alerts` lists at most one alert per
+device: the most recent one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from gasmon.errors import StoreUnavailableError
+from gasmon.models import DeviceStatus, DisconnectAlert
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.service_resource import Table
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _time(item: Mapping[str, Any], attribute: str) -> datetime | None:
+    value = item.get(attribute)
+    if isinstance(value, Decimal | int) and not isinstance(value, bool):
+        return _EPOCH + timedelta(milliseconds=int(value))
+    return None
+
+
+def _text(item: Mapping[str, Any], attribute: str) -> str | None:
+    value = item.get(attribute)
+    return value if isinstance(value, str) and value else None
+
+
+def status_from_item(item: Mapping[str, Any]) -> DeviceStatus | None:
+    """A presence item as the dashboard shows it, or None when it is not a device's state."""
+    client_id = _text(item, "client_id")
+    status = item.get("status")
+    if client_id is None or status not in ("connected", "disconnected"):
+        return None
+    if status == "connected":
+        since = _time(item, "connected_at_ms") or _time(item, "event_at_ms")
+        return DeviceStatus(client_id=client_id, state="online", since=since)
+    since = _time(item, "disconnected_at_ms") or _time(item, "event_at_ms")
+    return DeviceStatus(client_id=client_id, state="offline", since=since, reason=_text(item, "disconnect_reason"))
+
+
+def alert_from_item(item: Mapping[str, Any]) -> DisconnectAlert | None:
+    """The disconnect alert a presence item records (its latest episode's), if one was sent."""
+    client_id = _text(item, "client_id")
+    sent_at = _time(item, "alert_sent_at_ms")
+    if client_id is None or sent_at is None:
+        return None  # never alerted, or claimed but not sent: no e-mail went out
+    same_episode = item.get("alert_episode") == item.get("episode_id")
+    disconnected_at = _time(item, "disconnected_at_ms") if same_episode else None
+    connected_at = _time(item, "connected_at_ms")
+    back = item.get("status") == "connected" and connected_at is not None
+    return DisconnectAlert(
+        client_id=client_id,
+        # A later episode replaced the alerted one's times: the alert's own time is what is left.
+        disconnected_at=disconnected_at or sent_at,
+        alerted_at=sent_at,
+        reason=_text(item, "disconnect_reason") if same_episode else None,
+        reconnected_at=connected_at if back and same_episode else None,
+    )
+
+
+class NullDeviceStatusSource:
+    """The `DeviceStatusSource` when no presence table is configured: knows no device."""
+
+    @property
+    def configured(self) -> bool:
+        return False
+
+    def statuses(self) -> Mapping[str, DeviceStatus]:
+        return {}
+
+    def recent_alerts(
+        self, since: datetime, limit: int, before: tuple[datetime, str] | None = None
+    ) -> list[DisconnectAlert]:
+        return []
+
+
+class DynamoDbDeviceStatusSource:
+    """A `DeviceStatusSource` over presence's DynamoDB table (one Scan per call, fleet-sized)."""
+
+    def __init__(
+        self, table_name: str, region: str = "ap-northeast-2", table_factory: Callable[[], Table] | None = None
+    ):
+        self.table_name = table_name
+        self.region = region
+        self._table_factory = table_factory
+        self._table: Table | None = None
+
+    @property
+    def table(self) -> Table:
+        if self._table is None:
+            if self._table_factory is not None:
+                self._table = self._table_factory()
+            else:
+                import boto3
+
+                self._table = boto3.resource("dynamodb", region_name=self.region).Table(self.table_name)
+        return self._table
+
+    @property
+    def configured(self) -> bool:
+        return True
+
+    def _items(self) -> Iterator[Mapping[str, Any]]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        kwargs: dict[str, Any] = {}
+        try:
+            while True:
+                page = self.table.scan(**kwargs)
+                yield from page.get("Items", [])
+                last = page.get("LastEvaluatedKey")
+                if not last:
+                    return
+                kwargs["ExclusiveStartKey"] = last
+        except (BotoCoreError, ClientError) as exc:
+            raise StoreUnavailableError(f"the presence table cannot be read: {exc}", retry_after_seconds=5) from exc
+
+    def statuses(self) -> Mapping[str, DeviceStatus]:
+        """Every device's last recorded state, keyed by client id (and by thing name if it differs)."""
+        found: dict[str, DeviceStatus] = {}
+        for item in self._items():
+            status = status_from_item(item)
+            if status is not None:
+                found[status.client_id] = status
+                thing = _text(item, "thing_name")
+                if thing and thing != status.client_id:
+                    found.setdefault(thing, status)
+        return found
+
+    def recent_alerts(
+        self, since: datetime, limit: int, before: tuple[datetime, str] | None = None
+    ) -> list[DisconnectAlert]:
+        """Sent disconnect alerts at or after `since`, newest first, keyset-paged."""
+        alerts = [alert for item in self._items() if (alert := alert_from_item(item)) is not None]
+        alerts = [a for a in alerts if a.disconnected_at >= since]
+        if before is not None:
+            alerts = [a for a in alerts if (a.disconnected_at, a.client_id) < before]
+        alerts.sort(key=lambda a: (a.disconnected_at, a.client_id), reverse=True)
+        return alerts[:limit]

@@ -1,0 +1,338 @@
+"""The query use cases behind GET /series, /devices, /warnings and /alerts.
+
+Pure apart from the ports it is handed (`ReadingQueries`, `DeviceStatusSource`): no AWS SDK, no
+OpenSearch query text, no environment. Times are aware UTC; cursors are opaque to clients.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from gasmon.errors import InvalidQueryError
+from gasmon.models import (
+    AlertPage,
+    DevicePage,
+    DeviceView,
+    Problem,
+    SeriesPoint,
+    SeriesQuery,
+    SeriesResponse,
+    WarningItem,
+    WarningPage,
+)
+from gasmon.ports import DeviceStatusSource, ReadingQueries
+
+INTERVAL_PATTERN = r"^[1-9][0-9]{0,4}[smhd]$"
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+# Widths `interval=auto` picks from: the smallest that keeps the series within TARGET_BUCKETS.
+NICE_INTERVALS = ("10s", "30s", "1m", "5m", "15m", "30m", "1h", "3h", "6h", "12h", "1d")
+TARGET_BUCKETS = 300
+
+
+class QueryPolicy(BaseModel):
+    """The limits one deployment puts on queries (built from settings)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    thresholds: Mapping[str, float]
+    max_buckets: int = 2000
+    default_range: timedelta = timedelta(hours=24)
+
+
+def parse_interval(text: str) -> int:
+    """Seconds in an interval written as `<n><unit>` with unit s, m, h or d (`5m` -> 300)."""
+    if not re.fullmatch(INTERVAL_PATTERN, text):
+        raise InvalidQueryError(
+            "the interval is invalid",
+            [Problem(path="interval", problem="must look like 30s, 5m, 1h or 1d, or be 'auto'")],
+        )
+    return int(text[:-1]) * _UNIT_SECONDS[text[-1]]
+
+
+def format_interval(seconds: int) -> str:
+    """The shortest `<n><unit>` text for a number of seconds (300 -> `5m`)."""
+    for unit in ("d", "h", "m"):
+        if seconds % _UNIT_SECONDS[unit] == 0:
+            return f"{seconds // _UNIT_SECONDS[unit]}{unit}"
+    return f"{seconds}s"
+
+
+def auto_interval(span: timedelta) -> int:
+    """The smallest nice bucket width that draws `span` in at most TARGET_BUCKETS points."""
+    for text in NICE_INTERVALS:
+        seconds = parse_interval(text)
+        if span.total_seconds() / seconds <= TARGET_BUCKETS:
+            return seconds
+    return int(-(-span.total_seconds() // (TARGET_BUCKETS * 86400))) * 86400
+
+
+def as_utc(moment: datetime) -> datetime:
+    """A datetime in UTC; one without a zone is taken to be UTC already."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _align(moment: datetime, seconds: int) -> datetime:
+    epoch_ms = int(moment.timestamp() * 1000)
+    step = seconds * 1000
+    return datetime.fromtimestamp((epoch_ms // step) * step / 1000, tz=UTC)
+
+
+def plan_series(
+    gas: str,
+    start: datetime | None,
+    end: datetime | None,
+    interval: str,
+    now: datetime,
+    policy: QueryPolicy,
+    groupid: str | None = None,
+    sensorid: str | None = None,
+    deviceid: str | None = None,
+) -> SeriesQuery:
+    """Turn GET /series parameters into a `SeriesQuery`, or say which parameter is wrong.
+
+    `end` defaults to now and `start` to `policy.default_range` before it. `start` is aligned
+    down to the bucket width so that every bucket is whole; buckets start on multiples of the
+    width since the Unix epoch (UTC), as OpenSearch's fixed_interval date_histogram does.
+    """
+    end_utc = as_utc(end) if end else now
+    start_utc = as_utc(start) if start else end_utc - policy.default_range
+    if start_utc >= end_utc:
+        raise InvalidQueryError("the time range is empty", [Problem(path="start", problem="must be before end")])
+    seconds = auto_interval(end_utc - start_utc) if interval == "auto" else parse_interval(interval)
+    aligned = _align(start_utc, seconds)
+    buckets = -(-int((end_utc - aligned).total_seconds()) // seconds)
+    if buckets > policy.max_buckets:
+        raise InvalidQueryError(
+            "the series would be too long",
+            [
+                Problem(
+                    path="interval",
+                    problem=f"gives {buckets} buckets over this range; at most {policy.max_buckets} "
+                    "(choose a wider interval or a shorter range)",
+                )
+            ],
+        )
+    return SeriesQuery(
+        gas=gas,
+        start=aligned,
+        end=end_utc,
+        interval_seconds=seconds,
+        groupid=groupid,
+        sensorid=sensorid,
+        deviceid=deviceid,
+    )
+
+
+def _round(value: float) -> float:
+    return round(value, 4)
+
+
+def series(queries: ReadingQueries, query: SeriesQuery, policy: QueryPolicy) -> SeriesResponse:
+    """Every bucket of the query's range, oldest first; empty buckets have count 0 and no values.
+
+    The store returns non-empty buckets only; filling the gaps here gives the chart a point per
+    bucket (a gap in the line, not a line drawn across missing data) from either store.
+    """
+    stats = {int(b.start.timestamp()): b for b in queries.bucket_stats(query)}
+    points: list[SeriesPoint] = []
+    moment = query.start
+    step = timedelta(seconds=query.interval_seconds)
+    while moment < query.end:
+        found = stats.get(int(moment.timestamp()))
+        if found is None:
+            points.append(SeriesPoint(start=moment, count=0))
+        else:
+            points.append(
+                SeriesPoint(
+                    start=moment,
+                    count=found.count,
+                    avg=_round(found.avg),
+                    min=_round(found.min),
+                    max=_round(found.max),
+                )
+            )
+        moment += step
+    return SeriesResponse(
+        gas=query.gas,
+        interval=format_interval(query.interval_seconds),
+        start=query.start,
+        end=query.end,
+        threshold=policy.thresholds.get(query.gas),
+        groupid=query.groupid,
+        sensorid=query.sensorid,
+        deviceid=query.deviceid,
+        points=points,
+    )
+
+
+# ---- cursors: opaque to clients, checked on the way back in ----
+
+
+def encode_cursor(kind: str, position: dict[str, Any]) -> str:
+    """An opaque, URL-safe cursor naming the endpoint it belongs to and where to continue."""
+    raw = json.dumps({"k": kind, **position}, separators=(",", ":"), sort_keys=True).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(kind: str, cursor: str | None) -> dict[str, Any] | None:
+    """The position inside a cursor from `encode_cursor`; `InvalidQueryError` if it is not one."""
+    if not cursor:
+        return None
+    try:
+        decoded = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        decoded = None
+    if not isinstance(decoded, dict) or decoded.get("k") != kind:
+        raise InvalidQueryError(
+            "the cursor is not valid here",
+            [Problem(path="cursor", problem="pass back the next_cursor of the previous page of this list")],
+        )
+    return decoded
+
+
+def _time_position(kind: str, cursor: str | None, key: str) -> tuple[datetime, str] | None:
+    position = decode_cursor(kind, cursor)
+    if position is None:
+        return None
+    try:
+        return datetime.fromtimestamp(int(position["t"]) / 1000, tz=UTC), str(position[key])
+    except (KeyError, TypeError, ValueError):
+        raise InvalidQueryError(
+            "the cursor is not valid here", [Problem(path="cursor", problem="is damaged; start from the first page")]
+        ) from None
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+# ---- devices ----
+
+
+def device_page(
+    queries: ReadingQueries,
+    presence: DeviceStatusSource,
+    policy: QueryPolicy,
+    limit: int,
+    cursor: str | None = None,
+    groupid: str | None = None,
+) -> DevicePage:
+    """One page of the device table, sorted by device key: latest values joined with presence.
+
+    A device presence knows but that never posted a reading is listed too (without values),
+    unless the page is filtered by group, which presence does not record. A device joins presence
+    where its key (`deviceid`, else `groupid`) equals the MQTT client id.
+    """
+    position = decode_cursor("d", cursor)
+    after = str(position["d"]) if position and "d" in position else None
+    latest = queries.latest_by_device(after, limit + 1, groupid=groupid)
+    statuses = presence.statuses() if presence.configured else {}
+
+    rows: dict[str, DeviceView] = {}
+    for item in latest:
+        crossed = [
+            gas
+            for gas, reading in sorted(item.values.items())
+            if gas in policy.thresholds and reading.value >= policy.thresholds[gas]
+        ]
+        rows[item.device] = DeviceView(**item.model_dump(), over_threshold=crossed, status="unknown")
+    if groupid is None:
+        for client_id in statuses:
+            if client_id not in rows and (after is None or client_id > after):
+                rows[client_id] = DeviceView(device=client_id, deviceid=client_id, last_seen=None, status="unknown")
+
+    # The store's page holds every stored key up to its last one, so the first `limit` keys of
+    # the union are complete; anything past them belongs to the next page.
+    ordered = sorted(rows)
+    shown = ordered[:limit]
+    devices = []
+    for key in shown:
+        row = rows[key]
+        status = statuses.get(key)
+        if status is not None:
+            row = row.model_copy(
+                update={
+                    "status": status.state,
+                    "status_since": status.since,
+                    "disconnect_reason": status.reason if status.state == "offline" else None,
+                }
+            )
+        devices.append(row)
+    next_cursor = encode_cursor("d", {"d": shown[-1]}) if len(ordered) > limit and shown else None
+    return DevicePage(devices=devices, presence=presence.configured, next_cursor=next_cursor)
+
+
+# ---- warnings (threshold crossings) ----
+
+
+def warning_page(
+    queries: ReadingQueries,
+    policy: QueryPolicy,
+    since: datetime,
+    limit: int,
+    cursor: str | None = None,
+    gas: str | None = None,
+    groupid: str | None = None,
+) -> WarningPage:
+    """Readings at or above their gas's threshold since `since`, newest first, one page.
+
+    Derived from the readings and the deployment's thresholds, so it shows every crossing, not
+    only those an alarm was raised for.
+    """
+    thresholds = dict(policy.thresholds)
+    if gas is not None:
+        thresholds = {gas: thresholds[gas]} if gas in thresholds else {}
+    before = _time_position("w", cursor, "id")
+    since_utc = as_utc(since)
+    found = (
+        queries.readings_at_or_above(thresholds, since_utc, limit + 1, before=before, groupid=groupid)
+        if thresholds
+        else []
+    )
+    items = [
+        WarningItem(
+            reading_id=r.reading_id,
+            device=r.device,
+            deviceid=r.deviceid,
+            groupid=r.groupid,
+            sensorid=r.sensorid,
+            gas=r.gas,
+            value=r.value,
+            threshold=thresholds[r.gas],
+            at=r.created_at,
+            createdtime=r.createdtime,
+            gps=r.gps,
+        )
+        for r in found[:limit]
+    ]
+    next_cursor = (
+        encode_cursor("w", {"t": _ms(items[-1].at), "id": items[-1].reading_id}) if len(found) > limit else None
+    )
+    return WarningPage(warnings=items, since=since_utc, thresholds=thresholds, next_cursor=next_cursor)
+
+
+# ---- disconnect alerts ----
+
+
+def alert_page(presence: DeviceStatusSource, since: datetime, limit: int, cursor: str | None = None) -> AlertPage:
+    """Disconnect alerts presence sent since `since`, newest first, one page (empty without presence)."""
+    since_utc = as_utc(since)
+    before = _time_position("a", cursor, "c")
+    if not presence.configured:
+        return AlertPage(alerts=[], since=since_utc, presence=False)
+    found = presence.recent_alerts(since_utc, limit + 1, before=before)
+    alerts = found[:limit]
+    next_cursor = (
+        encode_cursor("a", {"t": _ms(alerts[-1].disconnected_at), "c": alerts[-1].client_id})
+        if len(found) > limit
+        else None
+    )
+    return AlertPage(alerts=alerts, since=since_utc, presence=True, next_cursor=next_cursor)
