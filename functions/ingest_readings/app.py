@@ -51,7 +51,8 @@ def _alarm_policy() -> AlarmPolicy:
 
 @cache
 def _alarm_store() -> AlarmStateStore | None:
-    return build_alarm_store(_settings())
+    settings = _settings()
+    return build_alarm_store(settings.alarm_table, settings.aws_region, settings.alarm_threshold_cache_seconds)
 
 
 @cache

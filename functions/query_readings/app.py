@@ -1,4 +1,4 @@
-"""GET /series, /devices, /warnings, /alerts: what the dashboard shows, read through the ports.
+"""GET /series, /devices, /warnings, /alerts, /alarms: what the dashboard shows, read through the ports.
 
 Thin handler: Powertools validates the query string against the annotations below, cached
 adapters are built from settings, `gasmon.query` does the work. Every client error is a 422
@@ -8,7 +8,7 @@ adapters are built from settings, `gasmon.query` does the work. Every client err
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import cache
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
@@ -17,13 +17,21 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from gasmon.adapters import build_device_status_source, build_reading_queries
+from gasmon.adapters import build_alarm_store, build_device_status_source, build_reading_queries
 from gasmon.errors import GasmonError, InvalidQueryError, StoreUnavailableError
 from gasmon.http import error_response, problems_from_validation
-from gasmon.models import GAS_NAME_PATTERN, AlertPage, DevicePage, ErrorBody, SeriesResponse, WarningPage
+from gasmon.models import (
+    GAS_NAME_PATTERN,
+    AlarmHistoryPage,
+    AlertPage,
+    DevicePage,
+    ErrorBody,
+    SeriesResponse,
+    WarningPage,
+)
 from gasmon.observability import logger, metrics, tracer
-from gasmon.ports import DeviceStatusSource, ReadingQueries
-from gasmon.query import QueryPolicy, alert_page, device_page, plan_series, series, warning_page
+from gasmon.ports import AlarmStateStore, DeviceStatusSource, ReadingQueries
+from gasmon.query import QueryPolicy, alarm_page, alert_page, device_page, plan_series, series, warning_page
 from gasmon.settings import QuerySettings
 
 app = APIGatewayRestResolver(enable_validation=True)
@@ -49,6 +57,12 @@ def _presence() -> DeviceStatusSource:
     return build_device_status_source(_settings())
 
 
+@cache
+def _alarm_store() -> AlarmStateStore | None:
+    settings = _settings()
+    return build_alarm_store(settings.alarm_table, settings.aws_region)
+
+
 def _utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -60,7 +74,7 @@ ERRORS: dict[int, Any] = {
     }
     for status, text in {
         422: "A parameter is invalid; `details` names each one and its problem",
-        503: "Reading store or presence table unavailable; retry after the Retry-After header",
+        503: "Reading store, presence or alarm table unavailable; retry after the Retry-After header",
     }.items()
 }
 
@@ -151,6 +165,41 @@ def get_alerts(
     return alert_page(context["presence"], start, limit, cursor=cursor)
 
 
+@app.get(
+    "/alarms",
+    summary="Alarm episodes (open and closed) with start, end, level and peak, newest first",
+    responses=_answers(AlarmHistoryPage, "One page of alarm episodes, newest first by start"),
+)
+@tracer.capture_method
+def get_alarms(
+    state: Annotated[
+        Literal["open", "closed", "all"],
+        Query(
+            description="open: every alarm open now, whenever it started; closed or all: episodes started since `since`"
+        ),
+    ] = "all",
+    since: Annotated[datetime | None, Query(description="ISO-8601; default: 24 h ago (state=open: no limit)")] = None,
+    until: Annotated[datetime | None, Query(description="ISO-8601, exclusive; default: now")] = None,
+    device: Id = None,
+    gas: Annotated[str | None, Query(pattern=GAS_NAME_PATTERN)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Cursor = None,
+) -> AlarmHistoryPage:
+    context = app.context
+    metrics.add_metric("AlarmQueries", MetricUnit.Count, 1)
+    return alarm_page(
+        context["alarms"],
+        state,
+        context["clock"](),
+        limit,
+        since=since,
+        until=until,
+        cursor=cursor,
+        device=device,
+        gas=gas,
+    )
+
+
 @app.exception_handler(GasmonError)  # type: ignore[untyped-decorator]  # Powertools leaves it unannotated
 def _gasmon_error(error: GasmonError) -> Response[str]:
     if isinstance(error, StoreUnavailableError):
@@ -195,7 +244,16 @@ def lambda_handler(
     queries: ReadingQueries | None = None,
     presence: DeviceStatusSource | None = None,
     clock: Callable[[], datetime] | None = None,
+    alarm_store: AlarmStateStore | None = None,
 ) -> dict[str, Any]:
-    """Lambda entry point; tests and `make local` may hand in their own adapters and clock."""
-    app.append_context(queries=queries or _queries(), presence=presence or _presence(), clock=clock or _utc_now)  # type: ignore[no-untyped-call]
+    """Lambda entry point; tests and `make local` may hand in their own adapters and clock.
+
+    Without `alarm_store`, ALARM_TABLE decides: empty means GET /alarms has no history to show.
+    """
+    app.append_context(  # type: ignore[no-untyped-call]
+        queries=queries or _queries(),
+        presence=presence or _presence(),
+        clock=clock or _utc_now,
+        alarms=alarm_store if alarm_store is not None else _alarm_store(),
+    )
     return app.resolve(event, context)

@@ -113,6 +113,20 @@ def test_an_open_warning_escalates_once_to_critical() -> None:
     assert messages[1].level == "critical" and messages[1].peak == 1200
 
 
+def test_the_episode_records_the_levels_it_was_judged_against() -> None:
+    # Given the device's levels: warning 88, critical 1000
+    # When an alarm opens at 90, escalates at 1200 and clears
+    state, episodes = fresh_state(), []
+    for value, seconds in [(90, 0), (1200, 5), (50, 10), (50, 40), (50, 75)]:
+        step = apply_reading(state, reading(value, seconds), NO2, POLICY)
+        state = step.state
+        episodes.extend(step.episodes)
+    # Then every version of the episode, the closed one too, carries both levels (for the history)
+    assert [e.level for e in episodes] == ["warning", "critical", "critical"]
+    assert {(e.threshold, e.critical) for e in episodes} == {(88, 1000)}
+    assert episodes[-1].ended_at == T0 + timedelta(seconds=75) and episodes[-1].peak == 1200
+
+
 def test_the_value_must_stay_below_the_clear_line_for_k_readings_and_s_seconds() -> None:
     # Given an open alarm, K=3 readings and S=60 s
     # When the value drops to 50 and is posted every 5 s
@@ -518,7 +532,7 @@ def test_alarm_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatc
     assert (policy.hysteresis, policy.clear_after_readings) == (0.05, 4)
     assert (policy.clear_after, policy.remind_every) == (timedelta(seconds=30), timedelta(minutes=10))
     # And the DynamoDB store is built (lazily: no client yet)
-    store = build_alarm_store(settings)
+    store = build_alarm_store(settings.alarm_table, settings.aws_region, settings.alarm_threshold_cache_seconds)
     assert isinstance(store, DynamoDbAlarmStore) and store.table_name == "gasmon-AlarmTable-1"
 
 
@@ -529,7 +543,8 @@ def test_without_alarm_table_there_is_no_alarm_store(monkeypatch: pytest.MonkeyP
     monkeypatch.delenv("ALARM_TABLE", raising=False)
     # A plain deployment may even raise a warning level above a default critical one
     monkeypatch.setenv("THRESHOLDS", '{"no2": 2000}')
-    assert build_alarm_store(IngestSettings()) is None
+    settings = IngestSettings()
+    assert build_alarm_store(settings.alarm_table, settings.aws_region) is None
 
 
 def test_a_critical_level_not_above_its_warning_fails_at_cold_start(monkeypatch: pytest.MonkeyPatch) -> None:

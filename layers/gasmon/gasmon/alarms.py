@@ -208,6 +208,7 @@ def apply_reading(state: AlarmState, reading: Reading, levels: GasLevels, policy
             peak=reading.value,
             peak_at=at,
             last_notified_at=at,
+            critical=levels.critical,
         )
         return Step(
             state=state.model_copy(update={"alarm": alarm, "watermark": at}),
@@ -233,7 +234,7 @@ def apply_reading(state: AlarmState, reading: Reading, levels: GasLevels, policy
         if alarm.below_count:
             updates.update(below_count=0, below_since=None)  # back above the line: start again
         if alarm.level == "warning" and levels.critical is not None and reading.value >= levels.critical:
-            updates.update(level="critical", last_notified_at=at)
+            updates.update(level="critical", last_notified_at=at, critical=levels.critical)
             event = "escalate"
         elif policy.remind_every > timedelta(0) and at - alarm.last_notified_at >= policy.remind_every:
             updates.update(last_notified_at=at)

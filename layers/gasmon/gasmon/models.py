@@ -452,6 +452,7 @@ class AlarmEpisode(GasmonModel):
     ended_at: datetime | None = None
     peak: float
     peak_at: datetime
+    critical: float | None = None  # the critical level in force (None: the gas has none, or not recorded)
 
     @property
     def is_open(self) -> bool:
@@ -481,6 +482,7 @@ class OpenAlarm(GasmonModel):
     last_notified_at: datetime  # reading time of the last open/escalate/remind message
     below_count: int = 0  # consecutive readings below the clear line
     below_since: datetime | None = None  # reading time of the first of them
+    critical: float | None = None  # the critical level when it opened (or escalated); None: no escalation
 
     def episode(self, device: str, gas: str, ended_at: datetime | None = None) -> AlarmEpisode:
         return AlarmEpisode(
@@ -495,6 +497,7 @@ class OpenAlarm(GasmonModel):
             ended_at=ended_at,
             peak=self.peak,
             peak_at=self.peak_at,
+            critical=self.critical,
         )
 
 
@@ -712,4 +715,42 @@ class AlertPage(GasmonModel):
     alerts: list[DisconnectAlert]
     since: datetime
     presence: bool
+    next_cursor: str | None = None
+
+
+AlarmStateFilter = Literal["open", "closed", "all"]
+
+
+class AlarmView(GasmonModel):
+    """One alarm episode as GET /alarms shows it: from open to clear, with its peak."""
+
+    alarm_id: str
+    device: str
+    groupid: str
+    sensorid: str
+    gas: str
+    state: Literal["open", "closed"]
+    level: AlarmLevel = Field(description="The highest level the episode reached")
+    started_at: datetime
+    ended_at: datetime | None = Field(description="When the alarm cleared; null while it is open")
+    peak: float = Field(description="The highest value of the episode (so far, while open)")
+    peak_at: datetime
+    threshold: float = Field(description="The warning level when the alarm opened")
+    critical: float | None = Field(
+        default=None, description="The critical level in force; null when the gas has none or it was not recorded"
+    )
+
+    @classmethod
+    def of(cls, episode: AlarmEpisode) -> AlarmView:
+        return cls(**episode.model_dump(), state="open" if episode.is_open else "closed")
+
+
+class AlarmHistoryPage(GasmonModel):
+    """The 200 answer to GET /alarms, newest first; `configured` is false when no alarm table is set."""
+
+    alarms: list[AlarmView]
+    configured: bool = Field(description="Whether this API has an alarm table; false: no alarm history to show")
+    state: AlarmStateFilter
+    since: datetime | None = Field(description="Earliest start listed; null: every alarm open now")
+    until: datetime | None = None
     next_cursor: str | None = None

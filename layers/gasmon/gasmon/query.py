@@ -1,7 +1,8 @@
-"""The query use cases behind GET /series, /devices, /warnings and /alerts.
+"""The query use cases behind GET /series, /devices, /warnings, /alerts and /alarms.
 
-Pure apart from the ports it is handed (`ReadingQueries`, `DeviceStatusSource`): no AWS SDK, no
-OpenSearch query text, no environment. Times are aware UTC; cursors are opaque to clients.
+Pure apart from the ports it is handed (`ReadingQueries`, `DeviceStatusSource`,
+`AlarmStateStore`): no AWS SDK, no OpenSearch query text, no environment. Times are aware UTC;
+cursors are opaque to clients.
 """
 
 from __future__ import annotations
@@ -16,8 +17,17 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from gasmon.errors import InvalidQueryError
+from gasmon.errors import (
+    AlarmStoreUnavailableError,
+    InvalidAlarmQueryError,
+    InvalidQueryError,
+    StoreUnavailableError,
+)
 from gasmon.models import (
+    AlarmEpisode,
+    AlarmHistoryPage,
+    AlarmStateFilter,
+    AlarmView,
     AlertPage,
     DevicePage,
     DeviceView,
@@ -28,7 +38,7 @@ from gasmon.models import (
     WarningItem,
     WarningPage,
 )
-from gasmon.ports import DeviceStatusSource, ReadingQueries
+from gasmon.ports import AlarmStateStore, DeviceStatusSource, ReadingQueries
 
 INTERVAL_PATTERN = r"^[1-9][0-9]{0,4}[smhd]$"
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -336,3 +346,114 @@ def alert_page(presence: DeviceStatusSource, since: datetime, limit: int, cursor
         else None
     )
     return AlertPage(alerts=alerts, since=since_utc, presence=True, next_cursor=next_cursor)
+
+
+# ---- alarm history (episodes from the alarm table) ----
+
+# Store pages one GET /alarms?state=closed may read to fill its page; open episodes are skipped,
+# and there is at most one open per (device, gas), so a few pages always suffice in practice.
+MAX_ALARM_STORE_PAGES = 5
+
+
+def alarm_page(
+    store: AlarmStateStore | None,
+    state: AlarmStateFilter,
+    now: datetime,
+    limit: int,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    cursor: str | None = None,
+    device: str | None = None,
+    gas: str | None = None,
+    default_range: timedelta = timedelta(hours=24),
+) -> AlarmHistoryPage:
+    """One page of alarm episodes, newest first (by start); empty, `configured=False`, without a store.
+
+    `state=open` lists every alarm open now, whenever it started (only those started at or after
+    `since` when it is given): an alarm open for three days is the one an operator must see.
+    `closed` and `all` list episodes that started in [since, until), `since` defaulting to
+    `default_range` before now. Cursors name the state they were given for.
+    """
+    since_utc = as_utc(since) if since else (None if state == "open" else now - default_range)
+    until_utc = as_utc(until) if until else None
+    if since_utc is not None and until_utc is not None and until_utc <= since_utc:
+        raise InvalidQueryError("the time range is empty", [Problem(path="until", problem="must be after since")])
+    kind = f"alarms-{state}"
+    position = decode_cursor(kind, cursor)
+    page = AlarmHistoryPage(alarms=[], configured=store is not None, state=state, since=since_utc, until=until_utc)
+    if store is None:
+        return page
+    try:
+        if state == "open":
+            episodes, next_position = _open_page(store, since_utc, until_utc, limit, position, device, gas)
+        else:
+            start = since_utc if since_utc is not None else now - default_range
+            episodes, next_position = _history_page(store, state, start, until_utc or now, limit, position, device, gas)
+    except InvalidAlarmQueryError as exc:
+        raise InvalidQueryError("the cursor is not valid here", [Problem(path="cursor", problem=exc.message)]) from None
+    except AlarmStoreUnavailableError as exc:
+        raise StoreUnavailableError(f"the alarm history cannot be read now: {exc}") from exc
+    next_cursor = encode_cursor(kind, next_position) if next_position is not None else None
+    return page.model_copy(update={"alarms": [AlarmView.of(e) for e in episodes], "next_cursor": next_cursor})
+
+
+def _open_page(
+    store: AlarmStateStore,
+    since: datetime | None,
+    until: datetime | None,
+    limit: int,
+    position: dict[str, Any] | None,
+    device: str | None,
+    gas: str | None,
+) -> tuple[list[AlarmEpisode], dict[str, Any] | None]:
+    """Open episodes, newest first, paged by (started_at, alarm_id): the store returns them all."""
+    before: tuple[int, str] | None = None
+    if position is not None:
+        try:
+            before = (int(position["t"]), str(position["id"]))
+        except (KeyError, TypeError, ValueError):
+            raise InvalidQueryError(
+                "the cursor is not valid here",
+                [Problem(path="cursor", problem="is damaged; start from the first page")],
+            ) from None
+    found = [
+        e
+        for e in store.open_alarms(device=device, gas=gas)
+        if (since is None or e.started_at >= since) and (until is None or e.started_at < until)
+    ]
+    found.sort(key=lambda e: (_ms(e.started_at), e.alarm_id), reverse=True)
+    if before is not None:
+        found = [e for e in found if (_ms(e.started_at), e.alarm_id) < before]
+    shown = found[:limit]
+    more = len(found) > limit
+    return shown, ({"t": _ms(shown[-1].started_at), "id": shown[-1].alarm_id} if more else None)
+
+
+def _history_page(
+    store: AlarmStateStore,
+    state: AlarmStateFilter,
+    since: datetime,
+    until: datetime,
+    limit: int,
+    position: dict[str, Any] | None,
+    device: str | None,
+    gas: str | None,
+) -> tuple[list[AlarmEpisode], dict[str, Any] | None]:
+    """Episodes from the store's history pages; `closed` skips the open ones and reads on to fill."""
+    store_cursor = position.get("c") if position is not None else None
+    if store_cursor is not None and not isinstance(store_cursor, str):
+        raise InvalidQueryError(
+            "the cursor is not valid here", [Problem(path="cursor", problem="is damaged; start from the first page")]
+        )
+    episodes: list[AlarmEpisode] = []
+    for _ in range(MAX_ALARM_STORE_PAGES):
+        # Never more than the page still has room for: the store's cursor then points just past
+        # the last episode shown, so the next page starts exactly there.
+        found = store.list_alarms(
+            since, until, device=device, gas=gas, limit=limit - len(episodes), cursor=store_cursor
+        )
+        episodes.extend(e for e in found.items if state == "all" or not e.is_open)
+        store_cursor = found.next_cursor
+        if store_cursor is None or len(episodes) >= limit:
+            break
+    return episodes, ({"c": store_cursor} if store_cursor is not None else None)

@@ -188,6 +188,8 @@ class QuerySettings(StoreSettings):
     thresholds: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_THRESHOLDS))
     # Presence's DynamoDB table; empty means no presence: devices show as `unknown`, no alerts.
     presence_table: str = ""
+    # The alarm table ingest writes; empty means no alarm history: GET /alarms says `configured: false`.
+    alarm_table: str = ""
     max_buckets: int = Field(default=2000, ge=10, le=10_000)
 
     @field_validator("thresholds")

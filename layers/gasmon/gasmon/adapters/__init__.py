@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from gasmon.ports import AlarmStateStore, DeviceStatusSource, ReadingQueries, ReadingStore
-    from gasmon.settings import IngestSettings, QuerySettings, StoreSettings
+    from gasmon.settings import QuerySettings, StoreSettings
 
 
 def build_reading_store(settings: StoreSettings) -> ReadingStore:
@@ -22,17 +22,18 @@ def build_reading_store(settings: StoreSettings) -> ReadingStore:
     return SqliteReadingStore(settings.sqlite_path)
 
 
-def build_alarm_store(settings: IngestSettings) -> AlarmStateStore | None:
-    """The DynamoDB alarm store when ALARM_TABLE names a table; None keeps plain threshold warnings."""
-    if not settings.alarm_table:
+def build_alarm_store(table: str, region: str, threshold_cache_seconds: float = 60.0) -> AlarmStateStore | None:
+    """The DynamoDB alarm store on `table` (the function's ALARM_TABLE); None when it is empty.
+
+    Ingest and the query API both build theirs here: None means plain threshold warnings to
+    ingest and "no alarm history" to the query API. Only ingest reads thresholds, so only its
+    `threshold_cache_seconds` matters.
+    """
+    if not table:
         return None
     from gasmon.adapters.dynamodb_alarms import DynamoDbAlarmStore
 
-    return DynamoDbAlarmStore(
-        settings.alarm_table,
-        region=settings.aws_region,
-        threshold_cache_seconds=settings.alarm_threshold_cache_seconds,
-    )
+    return DynamoDbAlarmStore(table, region=region, threshold_cache_seconds=threshold_cache_seconds)
 
 
 def build_reading_queries(settings: StoreSettings) -> ReadingQueries:

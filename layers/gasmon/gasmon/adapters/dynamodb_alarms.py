@@ -112,6 +112,8 @@ def episode_item(episode: AlarmEpisode) -> dict[str, Any]:
         "by_time_pk": {"S": f"ALARMS#{started[:7]}"},
         "by_time_sk": {"S": order},
     }
+    if episode.critical is not None:
+        item["critical"] = _num(episode.critical)
     if episode.ended_at is None:
         item["open_pk"] = {"S": "OPEN"}
         item["open_sk"] = {"S": order}
@@ -133,6 +135,7 @@ def episode_from_item(item: Mapping[str, Any]) -> AlarmEpisode:
         ended_at=_parse_ts(item["ended_at"]["S"]) if "ended_at" in item else None,
         peak=float(item["peak"]["N"]),
         peak_at=_parse_ts(item["peak_at"]["S"]),
+        critical=float(item["critical"]["N"]) if "critical" in item else None,  # absent on older items
     )
 
 
