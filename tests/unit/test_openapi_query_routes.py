@@ -10,6 +10,7 @@ def test_the_query_routes_are_in_the_spec_with_their_models() -> None:
         "/devices": "DevicePage",
         "/warnings": "WarningPage",
         "/alerts": "AlertPage",
+        "/alarms": "AlarmHistoryPage",
     }.items():
         operation = spec["paths"][path]["get"]
         assert operation["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith(model)
@@ -19,4 +20,7 @@ def test_the_query_routes_are_in_the_spec_with_their_models() -> None:
     assert series["interval"]["schema"]["pattern"] == "^(auto|[1-9][0-9]{0,4}[smhd])$"
     limit = {p["name"]: p for p in spec["paths"]["/warnings"]["get"]["parameters"]}["limit"]["schema"]
     assert (limit["minimum"], limit["maximum"]) == (1, 500)
+    alarms = {p["name"]: p["schema"] for p in spec["paths"]["/alarms"]["get"]["parameters"]}
+    assert alarms["state"]["enum"] == ["open", "closed", "all"] and alarms["state"]["default"] == "all"
+    assert (alarms["limit"]["minimum"], alarms["limit"]["maximum"]) == (1, 200)
     assert spec["security"] == [{"api_key": []}]
