@@ -1,5 +1,5 @@
 // gasmon dashboard: plain JavaScript, no build step. Reads the query API (GET series, devices,
-// warnings, alerts) with the API key kept in localStorage, and redraws every 10 seconds.
+// warnings, alerts, alarms) with the API key kept in localStorage, and redraws every 10 seconds.
 "use strict";
 
 (() => {
@@ -14,6 +14,8 @@
   const GAS_ORDER = ["no2", "co", "c2h5oh", "h2"];
   const GAS_LABELS = { no2: "NO₂", co: "CO", c2h5oh: "C₂H₅OH", h2: "H₂" };
   const WARNINGS_PAGE = 50;
+  const ALARMS_PAGE = 20;
+  const OPEN_ALARMS_MAX = 200;
   const KEY_STORE = "gasmon.apiKey";
   const BASE_STORE = "gasmon.apiBase";
   const RANGE_STORE = "gasmon.range";
@@ -23,6 +25,8 @@
   const state = {
     range: RANGES[localStorage.getItem(RANGE_STORE)] ? localStorage.getItem(RANGE_STORE) : "24h",
     warningsWanted: WARNINGS_PAGE,
+    alarmsWanted: ALARMS_PAGE,
+    alarmsConfigured: null, // unknown until GET /alarms answers; false: show threshold warnings
     timer: null,
     running: false,
     again: false,
@@ -69,6 +73,13 @@
 
   class AuthError extends Error {}
 
+  class ApiError extends Error {
+    constructor(message, status) {
+      super(message);
+      this.status = status;
+    }
+  }
+
   async function api(path, query) {
     const url = new URL(path, apiBase());
     for (const [name, value] of Object.entries(query || {})) {
@@ -88,7 +99,10 @@
       const detail = body && body.details && body.details.length
         ? `: ${body.details.map((d) => `${d.path} ${d.problem}`).join("; ")}`
         : "";
-      throw new Error(`${path} answered ${response.status} ${(body && body.error) || response.statusText}${detail}`);
+      throw new ApiError(
+        `${path} answered ${response.status} ${(body && body.error) || response.statusText}${detail}`,
+        response.status,
+      );
     }
     return body;
   }
@@ -114,6 +128,14 @@
     month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", hourCycle: "h23",
   });
   const full = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "medium" });
+
+  function duration(ms) {
+    const minutes = Math.floor(Math.max(0, ms) / 60_000);
+    if (minutes < 1) return `${Math.max(0, Math.round(ms / 1000))} s`;
+    if (minutes < 60) return `${minutes} min`;
+    if (minutes < 24 * 60) return `${Math.floor(minutes / 60)} h ${minutes % 60} min`;
+    return `${Math.floor(minutes / 1440)} d ${Math.floor((minutes % 1440) / 60)} h`;
+  }
 
   function ago(iso) {
     if (!iso) return "never";
@@ -340,6 +362,72 @@
     $("#warnings-more").hidden = !more;
   }
 
+  // Open alarms: what is wrong now, with how long and how high. Closed: when, how long, how high.
+  function alarmItem(a) {
+    const start = Date.parse(a.started_at);
+    const open = a.state === "open";
+    const end = open ? Date.now() : Date.parse(a.ended_at);
+    const level = a.level === "critical" && a.critical !== null && a.critical !== undefined
+      ? `critical ≥ ${number(a.critical)}`
+      : `warning ≥ ${number(a.threshold)}`;
+    // The time column shows the start; the detail says how long, and until when once closed.
+    const sameDay = new Date(start).toDateString() === new Date(end).toDateString();
+    const when = open
+      ? `open for ${duration(end - start)}`
+      : `until ${(sameDay ? timeOnly : dayTime).format(new Date(end))} (${duration(end - start)})`;
+    return el(
+      "li",
+      {
+        class: `alarm ${a.state} ${a.level}`,
+        "data-alarm": a.alarm_id,
+        "data-state": a.state,
+        "data-level": a.level,
+        "data-gas": a.gas,
+        "data-device": a.device,
+      },
+      timeEl(a.started_at),
+      el(
+        "span",
+        { class: "what" },
+        el("span", { class: `level ${a.level}` }, a.level),
+        el("strong", {}, gasLabel(a.gas)),
+        `on ${a.device}`,
+        el("span", { class: "detail" }, `${when} · peak ${number(a.peak)} (${level})`),
+      ),
+    );
+  }
+
+  function drawAlarms(open, closed) {
+    $("#alarms-open").replaceChildren(...open.items.map(alarmItem));
+    $("#alarms-open-empty").hidden = open.items.length > 0;
+    $("#alarms-closed").replaceChildren(...closed.items.map(alarmItem));
+    const empty = $("#alarms-closed-empty");
+    empty.textContent = `No alarm closed in the last ${state.range}.`;
+    empty.hidden = closed.items.length > 0;
+    $("#alarms-more").hidden = !closed.more;
+    $("#alarms-title small").textContent = `open now, and closed ones started in the last ${state.range}`;
+  }
+
+  // Alarm history, or null when this API keeps none (no alarm table, or an API without the route).
+  async function alarms(since) {
+    try {
+      const [open, closed] = await Promise.all([
+        allPages("alarms", { state: "open", limit: OPEN_ALARMS_MAX }, "alarms", OPEN_ALARMS_MAX),
+        allPages("alarms", { state: "closed", since, limit: ALARMS_PAGE }, "alarms", state.alarmsWanted),
+      ]);
+      return open.first.configured ? { open, closed } : null;
+    } catch (error) {
+      if (error instanceof ApiError && error.status === 404) return null;
+      throw error;
+    }
+  }
+
+  function showAlarmsOrWarnings(configured) {
+    state.alarmsConfigured = configured;
+    $("#alarms-section").hidden = !configured;
+    $("#warnings-section").hidden = configured;
+  }
+
   function drawAlerts(page) {
     $("#alerts").replaceChildren(
       ...page.alerts.map((a) =>
@@ -373,10 +461,13 @@
     }
     const range = RANGES[state.range];
     const since = new Date(Date.now() - range.ms).toISOString();
-    const [devices, warnings, alerts] = await Promise.all([
+    // With alarm history the warnings list is not shown; one warning still brings the thresholds.
+    const warningsLimit = state.alarmsConfigured ? 1 : WARNINGS_PAGE;
+    const [devices, warnings, alerts, history] = await Promise.all([
       allPages("devices", { limit: 200 }, "devices", 2000),
-      allPages("warnings", { since, limit: WARNINGS_PAGE }, "warnings", state.warningsWanted),
+      allPages("warnings", { since, limit: warningsLimit }, "warnings", state.alarmsConfigured ? 1 : state.warningsWanted),
       api("alerts", { limit: 20 }),
+      alarms(since),
     ]);
     const thresholds = warnings.first.thresholds || {};
     const latestByGas = {};
@@ -389,7 +480,11 @@
     const series = await Promise.all(gases.map((gas) => api("series", { gas, start: since, interval: range.interval })));
     series.forEach((s) => drawSeries(s, latestByGas[s.gas] && latestByGas[s.gas].value));
     drawDevices(devices.items, thresholds);
-    drawWarnings(warnings.items, warnings.more);
+    if (history) drawAlarms(history.open, history.closed);
+    else drawWarnings(warnings.items, warnings.more);
+    const switched = state.alarmsConfigured !== null && state.alarmsConfigured !== Boolean(history);
+    showAlarmsOrWarnings(Boolean(history));
+    if (switched && !history) state.again = true; // alarms went away: fetch the full warnings list now
     drawAlerts(alerts);
     $("#warnings-title small").textContent = `readings at or above threshold, last ${state.range}`;
     return true;
@@ -440,6 +535,10 @@
       refreshSoon(0);
     });
   }
+  $("#alarms-more").addEventListener("click", () => {
+    state.alarmsWanted += ALARMS_PAGE;
+    refreshSoon(0);
+  });
   $("#warnings-more").addEventListener("click", () => {
     state.warningsWanted += WARNINGS_PAGE;
     refreshSoon(0);

@@ -2,8 +2,11 @@
 
 One HTTP server on 127.0.0.1 that does what API Gateway does for these routes: it builds REST
 proxy events and invokes the real handlers in-process: POST /readings (ingest, SQLite store),
-GET /series, /devices, /warnings, /alerts (query, same SQLite store, a fake presence source) with
-the API key enforced, and every other GET from the static-dashboard function without a key.
+GET /series, /devices, /warnings, /alerts, /alarms (query, same SQLite store, a fake presence
+source) with the API key enforced, and every other GET from the static-dashboard function without
+a key. `dashboard_stack` runs without alarms (no ALARM_TABLE: plain warnings, GET /alarms says
+`configured: false`); `dashboard_stack_with_alarms` gives ingest and query one in-memory alarm
+store, so alarms open and clear through the real alarm code and the page reads them back.
 """
 
 import json
@@ -21,9 +24,10 @@ import pytest
 from gasmon.adapters.sqlite_store import SqliteReadingStore
 from gasmon.models import DeviceStatus, DisconnectAlert
 from gasmon_local.functions import load_handler
+from tests.fakes import MemoryAlarmStore
 
 API_KEY = "e2e-dashboard-key"
-QUERY_PATHS = {"/series", "/devices", "/warnings", "/alerts"}
+QUERY_PATHS = {"/series", "/devices", "/warnings", "/alerts", "/alarms"}
 
 
 @dataclass
@@ -63,12 +67,14 @@ class DashboardStack:
     store: SqliteReadingStore
     presence: FakePresence
     publisher: RecordingPublisher
+    alarms: MemoryAlarmStore | None = None
 
 
 def _server(
     store: SqliteReadingStore,
     presence: FakePresence,
     publisher: RecordingPublisher,
+    alarms: MemoryAlarmStore | None,
     rest_event: Callable[..., dict[str, Any]],
     context: Any,
 ) -> ThreadingHTTPServer:
@@ -108,9 +114,9 @@ def _server(
                 return
             with lock:
                 if parts.path == "/readings":
-                    result = ingest(event, context, store=store, publisher=publisher)
+                    result = ingest(event, context, store=store, publisher=publisher, alarm_store=alarms)
                 elif parts.path in QUERY_PATHS:
-                    result = query(event, context, queries=store, presence=presence)
+                    result = query(event, context, queries=store, presence=presence, alarm_store=alarms)
                 else:
                     result = static(event, context)
             self._answer(result)
@@ -124,21 +130,35 @@ def _server(
     return ThreadingHTTPServer(("127.0.0.1", 0), Gateway)
 
 
-@pytest.fixture
-def dashboard_stack(
-    tmp_path: Path, api_event: Callable[..., dict[str, Any]], lambda_context: Any
+def _stack(
+    tmp_path: Path, alarms: MemoryAlarmStore | None, rest_event: Callable[..., dict[str, Any]], context: Any
 ) -> Iterator[DashboardStack]:
     store = SqliteReadingStore(tmp_path / "readings.sqlite3")
     presence = FakePresence()
     publisher = RecordingPublisher()
-    server = _server(store, presence, publisher, api_event, lambda_context)
+    server = _server(store, presence, publisher, alarms, rest_event, context)
     thread = threading.Thread(target=server.serve_forever, name="dashboard-stack", daemon=True)
     thread.start()
     host, port = server.server_address[:2]
     try:
-        yield DashboardStack(f"http://{host}:{port}/", API_KEY, store, presence, publisher)
+        yield DashboardStack(f"http://{host}:{port}/", API_KEY, store, presence, publisher, alarms)
     finally:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
         store.close()
+
+
+@pytest.fixture
+def dashboard_stack(
+    tmp_path: Path, api_event: Callable[..., dict[str, Any]], lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[DashboardStack]:
+    monkeypatch.delenv("ALARM_TABLE", raising=False)  # the handlers' settings then build no alarm store
+    yield from _stack(tmp_path, None, api_event, lambda_context)
+
+
+@pytest.fixture
+def dashboard_stack_with_alarms(
+    tmp_path: Path, api_event: Callable[..., dict[str, Any]], lambda_context: Any
+) -> Iterator[DashboardStack]:
+    yield from _stack(tmp_path, MemoryAlarmStore(), api_event, lambda_context)
