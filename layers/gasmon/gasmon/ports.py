@@ -165,7 +165,12 @@ class AlarmStateStore(Protocol):
         limit: int = 50,
         cursor: str | None = None,
     ) -> AlarmPage:
-        """Alarm episodes that started in [since, until), newest first, one page at a time."""
+        """Alarm episodes that started in [since, until), newest first, at most `limit` per page.
+
+        `next_cursor` continues just after the page's last episode (None: nothing follows).
+        Raises `InvalidAlarmQueryError` for a cursor it did not give out,
+        `AlarmStoreUnavailableError` when it cannot read.
+        """
         ...
 
     def open_alarms(self, device: str | None = None, gas: str | None = None) -> list[AlarmEpisode]:

@@ -374,7 +374,8 @@ def alarm_page(
     `closed` and `all` list episodes that started in [since, until), `since` defaulting to
     `default_range` before now. Cursors name the state they were given for.
     """
-    since_utc = as_utc(since) if since else (None if state == "open" else now - default_range)
+    start = as_utc(since) if since else now - default_range
+    since_utc = None if state == "open" and since is None else start  # as listed: None = no lower bound
     until_utc = as_utc(until) if until else None
     if since_utc is not None and until_utc is not None and until_utc <= since_utc:
         raise InvalidQueryError("the time range is empty", [Problem(path="until", problem="must be after since")])
@@ -387,7 +388,6 @@ def alarm_page(
         if state == "open":
             episodes, next_position = _open_page(store, since_utc, until_utc, limit, position, device, gas)
         else:
-            start = since_utc if since_utc is not None else now - default_range
             episodes, next_position = _history_page(store, state, start, until_utc or now, limit, position, device, gas)
     except InvalidAlarmQueryError as exc:
         raise InvalidQueryError("the cursor is not valid here", [Problem(path="cursor", problem=exc.message)]) from None
