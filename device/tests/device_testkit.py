@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import ipaddress
 import json
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 # Powertools settings the template sets in AWS; metrics are not flushed anywhere in tests.
@@ -77,8 +80,11 @@ class IngestGateway:
     api_key: str = API_KEY
     mode: str = "up"  # "up" | "down" (no answer, connection closed) | "unavailable" (503)
     retry_after: int = 7
-    # Called with "before" (nothing stored yet) and "after" (stored, answer not sent) for each request.
-    on_request: Callable[[str], None] | None = None
+    # Called with ("before", documents) before the handler runs and ("after", documents) once it has
+    # stored them but before the answer is sent. Returning False at "before" abandons the request
+    # (the connection closes and the handler never runs), as when a client dies before its request
+    # is complete.
+    on_request: Callable[[str, int], bool | None] | None = None
     publisher: RecordingPublisher = field(default_factory=RecordingPublisher)
     requests: list[GatewayRequest] = field(default_factory=list)
 
@@ -137,8 +143,9 @@ class IngestGateway:
         if request.headers.get("x-api-key") != self.api_key:
             self._reply(request, 403, {}, b'{"message":"Forbidden"}', documents)  # API Gateway's answer
             return
-        if self.on_request:
-            self.on_request("before")
+        if self.on_request and self.on_request("before", documents) is False:
+            request.close_connection = True
+            return
         with self._lock:  # the handler's resolver keeps per-request state in module globals
             result = self.handler(
                 self._event(request, body),
@@ -148,7 +155,7 @@ class IngestGateway:
                 clock=self.clock,
             )
         if self.on_request:
-            self.on_request("after")
+            self.on_request("after", documents)
         headers = dict(result.get("headers") or {})
         for name, values in (result.get("multiValueHeaders") or {}).items():
             headers[name] = ", ".join(values)
@@ -213,24 +220,37 @@ def free_port() -> int:
 
 
 class BrokerThread:
-    """An amqtt broker on 127.0.0.1, run by its own event loop on a daemon thread."""
+    """An amqtt broker on 127.0.0.1, run by its own event loop on a daemon thread.
 
-    def __init__(self, listeners: dict[str, Any] | None = None) -> None:
+    With `tls`, the listener speaks TLS with the server certificate and verifies any client
+    certificate against the CA (amqtt uses CERT_OPTIONAL: a presented certificate must be valid).
+    """
+
+    def __init__(self, tls: TlsFiles | None = None) -> None:
         from amqtt.broker import Broker
 
         self.port = free_port()
+        listener: dict[str, Any] = {"type": "tcp", "bind": f"127.0.0.1:{self.port}"}
+        if tls is not None:
+            listener |= {
+                "ssl": True,
+                "cafile": str(tls.ca),
+                "certfile": str(tls.server_cert),
+                "keyfile": str(tls.server_key),
+            }
         config = {
-            "listeners": listeners or {"default": {"type": "tcp", "bind": f"127.0.0.1:{self.port}"}},
+            "listeners": {"default": listener},
             "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
         }
         self.loop = asyncio.new_event_loop()
-        self.broker = Broker(config, loop=self.loop)
         ready = threading.Event()
         failure: list[BaseException] = []
 
         def run() -> None:
             asyncio.set_event_loop(self.loop)
             try:
+                # Built on its own loop's thread: amqtt creates futures on the current loop in __init__.
+                self.broker = Broker(config, loop=self.loop)
                 self.loop.run_until_complete(self.broker.start())
             except BaseException as exc:  # surfaced to the test below
                 failure.append(exc)
@@ -248,3 +268,142 @@ class BrokerThread:
         asyncio.run_coroutine_threadsafe(self.broker.shutdown(), self.loop).result(10)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
+
+
+class Watcher:
+    """A plain paho client that records every message on the topics it watches."""
+
+    def __init__(self, port: int, *topics: str) -> None:
+        import paho.mqtt.client as paho
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        self.messages: list[tuple[str, bytes]] = []
+        self._changed = threading.Condition()
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"watcher-{uuid.uuid4().hex[:8]}")
+        subscribed = threading.Event()
+        self.client.on_message = self._record
+        self.client.on_subscribe = lambda *args: subscribed.set()
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        self.client.subscribe([(topic, 1) for topic in topics])
+        if not subscribed.wait(5):
+            raise RuntimeError("the watcher could not subscribe")
+
+    def _record(self, client: Any, userdata: Any, message: Any) -> None:
+        with self._changed:
+            self.messages.append((message.topic, bytes(message.payload)))
+            self._changed.notify_all()
+
+    def on(self, topic: str) -> list[bytes]:
+        with self._changed:
+            return [payload for seen, payload in self.messages if seen == topic]
+
+    def wait_for(self, topic: str, count: int, timeout: float = 10.0) -> list[bytes]:
+        """Wait until `count` messages arrived on `topic`; return them (fewer on timeout)."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while len(self.on(topic)) < count and time.monotonic() < deadline:
+                self._changed.wait(deadline - time.monotonic())
+            return self.on(topic)
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        self.client.publish(topic, payload, qos=1).wait_for_publish(5)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+
+
+def make_tls_files(directory: Path, *, client_ca_name: str = "gasmon test CA") -> TlsFiles:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate (signed by a CA named
+    `client_ca_name`: a different name makes a second, untrusted CA)."""
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    directory.mkdir(parents=True, exist_ok=True)
+    now = datetime.now(UTC)
+
+    def name(common: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
+
+    def write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> Path:
+        path.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+        return path
+
+    def write_cert(cert: x509.Certificate, path: Path) -> Path:
+        path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        return path
+
+    def make_ca(common: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name(common))
+            .issuer_name(name(common))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(minutes=5))
+            .not_valid_after(now + timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+            .sign(key, hashes.SHA256())
+        )
+        return key, cert
+
+    def issue(
+        ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate, common: str, server: bool
+    ) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+        key = ec.generate_private_key(ec.SECP256R1())
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(name(common))
+            .issuer_name(ca_cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(minutes=5))
+            .not_valid_after(now + timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .add_extension(
+                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH]),
+                critical=False,
+            )
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+        )
+        if server:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False
+            )
+        return key, builder.sign(ca_key, hashes.SHA256())
+
+    ca_key, ca_cert = make_ca("gasmon test CA")
+    server_key, server_cert = issue(ca_key, ca_cert, "127.0.0.1", server=True)
+    if client_ca_name == "gasmon test CA":
+        client_ca_key, client_ca_cert = ca_key, ca_cert
+    else:
+        client_ca_key, client_ca_cert = make_ca(client_ca_name)
+    client_key, client_cert = issue(client_ca_key, client_ca_cert, "sub-pi", server=False)
+    return TlsFiles(
+        ca=write_cert(ca_cert, directory / "AmazonRootCA1.pem"),
+        server_cert=write_cert(server_cert, directory / "server.pem.crt"),
+        server_key=write_key(server_key, directory / "server.pem.key"),
+        client_cert=write_cert(client_cert, directory / "device.pem.crt"),
+        client_key=write_key(client_key, directory / "private.pem.key"),
+    )

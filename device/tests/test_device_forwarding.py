@@ -173,7 +173,9 @@ def test_a_batch_refused_whole_with_422_is_set_aside_and_later_readings_still_fl
 ) -> None:
     # Given three queued readings the server will refuse as too old (recorded 40 days ago)
     old = local_times(3, START - timedelta(days=40))
-    source = CsvReplaySource(write_csv(tmp_path / "old.csv", [(t, "52.00") for t in old]), GASES, use_recorded_times=True)
+    source = CsvReplaySource(
+        write_csv(tmp_path / "old.csv", [(t, "52.00") for t in old]), GASES, use_recorded_times=True
+    )
     sampler, forwarder, queue = make_device(tmp_path, fake_time_gateway, clock, source)
     while sampler.sample_once():
         pass
