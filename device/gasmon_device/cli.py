@@ -20,7 +20,8 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -93,16 +94,21 @@ def _configure_logging(verbose: bool) -> None:
         logging.getLogger("urllib3").setLevel(logging.WARNING)
 
 
-def _stop_on_signals() -> threading.Event:
+@contextmanager
+def _stop_on_signals() -> Iterator[threading.Event]:
+    """An event set by SIGTERM (systemctl stop) or SIGINT (Ctrl-C); the old handlers come back after."""
     stop = threading.Event()
 
     def handle(signum: int, _frame: object) -> None:
         logger.info("received %s; stopping", signal.Signals(signum).name)
         stop.set()
 
-    signal.signal(signal.SIGTERM, handle)
-    signal.signal(signal.SIGINT, handle)
-    return stop
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def build_source(config: DeviceConfig) -> SensorSource:
@@ -154,8 +160,7 @@ def cmd_publish(config: DeviceConfig, args: argparse.Namespace) -> int:
         config = replace(config, interval_seconds=args.interval)
     config.require_api()
     source = None if args.drain else build_source(config)
-    stop = _stop_on_signals()
-    with exclusive(config.queue.path):
+    with _stop_on_signals() as stop, exclusive(config.queue.path):
         queue = _open_queue(config)
         sender = HttpSender(
             config.api.endpoint,
@@ -195,7 +200,8 @@ def cmd_subscribe(config: DeviceConfig, args: argparse.Namespace) -> int:
         "on" if config.mqtt.tls else "off",
         subscriber.connection.topic,
     )
-    subscriber.run(_stop_on_signals())
+    with _stop_on_signals() as stop:
+        subscriber.run(stop)
     return 0
 
 
@@ -203,19 +209,19 @@ def cmd_simulate(config: DeviceConfig, args: argparse.Namespace) -> int:
     from .simulator import DevicePlan, run_fleet
 
     config.require_api()
-    stop = _stop_on_signals()
-    reports = run_fleet(
-        config.api.endpoint,
-        config.api.api_key,
-        None if args.no_mqtt else (config.mqtt.host or None),
-        config.mqtt.port if config.mqtt.host else 1883,
-        devices=args.devices,
-        interval=args.interval,
-        stop_event=stop,
-        plans=[DevicePlan("steady")] * args.devices if args.steady else None,
-        seed=args.seed,
-        duration=args.duration,
-    )
+    with _stop_on_signals() as stop:
+        reports = run_fleet(
+            config.api.endpoint,
+            config.api.api_key,
+            None if args.no_mqtt else (config.mqtt.host or None),
+            config.mqtt.port if config.mqtt.host else 1883,
+            devices=args.devices,
+            interval=args.interval,
+            stop_event=stop,
+            plans=[DevicePlan("steady")] * args.devices if args.steady else None,
+            seed=args.seed,
+            duration=args.duration,
+        )
     for report in reports:
         print(
             f"{report.thing_name}: {report.samples} readings, {report.delivered} delivered, "

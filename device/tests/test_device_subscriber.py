@@ -186,7 +186,7 @@ def test_mutual_tls_uses_the_root_ca_certificate_and_key(tmp_path, thing) -> Non
         rogue_subscriber.start()
         try:
             # Then the handshake fails: the certificate really is presented and checked
-            assert not rogue_subscriber.connection.wait_connected(2)
+            assert not rogue_subscriber.connection.wait_connected(1)
         finally:
             rogue_subscriber.stop()
     finally:
