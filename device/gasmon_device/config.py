@@ -8,11 +8,12 @@ mistake raises `ConfigError` naming the setting and how to fix it.
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -276,7 +277,8 @@ def load_config(
     if config_path is not None:
         raw = _read_toml(config_path)
 
-    endpoints = endpoints_file or env.get("GASMON_ENDPOINTS_FILE") or raw.pop("endpoints_file", None)
+    from_file = raw.pop("endpoints_file", None)
+    endpoints = endpoints_file or env.get("GASMON_ENDPOINTS_FILE") or from_file
     if endpoints:
         _merge(raw, endpoints_overrides(Path(str(endpoints))))
 
@@ -448,8 +450,36 @@ def _sensors(raw: Any) -> tuple[SensorSpec, ...]:
     return tuple(specs)
 
 
+def _reject_unknown_keys(raw: Mapping[str, Any]) -> None:
+    """A misspelt setting must not be silently ignored: name it, and suggest the closest known one."""
+    sections: dict[str, type] = {
+        "api": ApiSettings,
+        "queue": QueueSettings,
+        "backoff": BackoffSettings,
+        "mqtt": MqttSettings,
+        "source": SourceSettings,
+        "hook": HookSettings,
+    }
+    top = {f.name for f in fields(DeviceConfig)} | {"interval_seconds", "endpoints_file"}
+    checks: list[tuple[str, Any, set[str]]] = [("", raw, top)]
+    checks += [(name, raw.get(name), {f.name for f in fields(kind)}) for name, kind in sections.items()]
+    sensors = raw.get("sensors")
+    if isinstance(sensors, list):
+        checks += [("sensors", item, {f.name for f in fields(SensorSpec)}) for item in sensors]
+    for section, table, known in checks:
+        if not isinstance(table, Mapping):
+            continue
+        for key in table:
+            if key not in known:
+                where = f"[{section}] {key}" if section else key
+                close = difflib.get_close_matches(key, sorted(known), n=1)
+                hint = f" (did you mean {close[0]}?)" if close else ""
+                raise ConfigError(f"unknown setting {where}{hint}")
+
+
 def build_config(raw: Mapping[str, Any]) -> DeviceConfig:
     """Validate a TOML-shaped mapping into a `DeviceConfig`, raising `ConfigError` on the first mistake."""
+    _reject_unknown_keys(raw)
     top = _Section(raw, "")
     api_s, queue_s = _Section(raw.get("api"), "api"), _Section(raw.get("queue"), "queue")
     backoff_s, mqtt_s = _Section(raw.get("backoff"), "backoff"), _Section(raw.get("mqtt"), "mqtt")

@@ -85,6 +85,7 @@ class DeviceConnection:
         self._online.set()
         self._thread: threading.Thread | None = None
         self._connected_at = 0.0
+        self._failures = 0  # reconnect attempts since the last connection that stayed up
         self.client = self._build_client()
 
     # -- setup ---------------------------------------------------------------------------------
@@ -187,8 +188,6 @@ class DeviceConnection:
             logger.exception("handling a message on %s failed", message.topic)
 
     # -- supervision ---------------------------------------------------------------------------
-
-    _failures = 0
 
     def start(self) -> None:
         if self._thread is not None:

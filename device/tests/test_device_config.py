@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -118,10 +119,12 @@ def test_defaults_need_no_file(tmp_path, monkeypatch) -> None:
         ("[source]\nkind = 'lidar'", {}, "must be one of simulated, csv, adc"),
         ("", {"GASMON_MQTT_PORT": "eighty"}, "GASMON_MQTT_PORT='eighty'"),
         ("not toml [", {}, "is not valid TOML"),
+        ("[api]\nendpont = 'x'", {}, "unknown setting [api] endpont (did you mean endpoint?)"),
+        ("intervall_seconds = 3", {}, "did you mean interval_seconds"),
     ],
 )
 def test_mistakes_name_the_setting(tmp_path, text: str, env: dict[str, str], message: str) -> None:
-    with pytest.raises(ConfigError, match=message.replace("[", r"\[")):
+    with pytest.raises(ConfigError, match=re.escape(message)):
         load_config(write(tmp_path, text), environ=env)
 
 
@@ -146,3 +149,17 @@ def test_url_helpers() -> None:
     assert mqtt_host_port("localhost:1884") == ("localhost", 1884)
     assert mqtt_host_port({"host": "h", "port": 1885}) == ("h", 1885)
     assert mqtt_host_port("broker") == ("broker", None)
+
+
+def test_the_example_config_is_valid() -> None:
+    # Given the example shipped next to the README
+    example = Path(__file__).parent.parent / "config.example.toml"
+
+    # When it is loaded
+    config = load_config(example, environ={"GASMON_API_KEY": "k"})
+
+    # Then it describes an AWS device with four ADC sensors
+    assert config.mqtt.tls and config.mqtt.port == 8883 and config.mqtt.keepalive_seconds == 30
+    assert [(s.gas, s.channel) for s in config.sensors] == [("co", 0), ("no2", 1), ("c2h5oh", 2), ("h2", 3)]
+    assert config.queue.path == Path("/var/lib/gasmon/queue.sqlite3")
+    config.require_api()
