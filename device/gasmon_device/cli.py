@@ -44,11 +44,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--local",
-        nargs="?",
-        const=str(DEFAULT_ENDPOINTS_FILE),
-        metavar="ENDPOINTS_JSON",
-        help="use the endpoints `make local` wrote (default .local/endpoints.json)",
+        action="store_true",
+        help=f"use the endpoints `make local` wrote ({DEFAULT_ENDPOINTS_FILE})",
     )
+    parser.add_argument("--endpoints-file", type=Path, help="like --local, with another endpoints.json")
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -357,7 +356,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     _configure_logging(args.verbose)
     try:
-        config = load_config(args.config, endpoints_file=args.local)
+        endpoints = args.endpoints_file or (DEFAULT_ENDPOINTS_FILE if args.local else None)
+        config = load_config(args.config, endpoints_file=endpoints)
         return COMMANDS[args.command](config, args)
     except (ConfigError, SourceError, QueueLockedError, AdcError) as exc:
         print(f"gasmon-device: {exc}", file=sys.stderr)

@@ -165,14 +165,18 @@ class Forwarder:
         if plan.retry:
             retry_in = self._fail(result, len(batch), now_ms)
         else:
+            recovered = self._failures
             self._failures = 0
             self._next_attempt_at = float("-inf")
-            self._limit = self.batch_size
+            self._limit = min(self.batch_size, self._limit * 2)  # after a 413 split, grow back gradually
             if plan.acknowledge:
-                logger.info(
-                    "delivered %d reading document(s) (%d already stored), %d still queued",
+                # Routine single-reading sends stay out of the journal; catching up is news.
+                log = logger.info if recovered or len(plan.acknowledge) > 1 else logger.debug
+                log(
+                    "delivered %d reading document(s) (%d already stored)%s, %d still queued",
                     len(plan.acknowledge),
                     plan.duplicates,
+                    f" after {recovered} failed attempt(s)" if recovered else "",
                     self.queue.depth(),
                 )
         return SendReport(

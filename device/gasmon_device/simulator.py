@@ -54,21 +54,26 @@ class DevicePlan:
 
     `drop` closes its socket without DISCONNECT (the Last Will fires; an unexpected disconnect);
     `clean` reports connected=false and sends DISCONNECT. It leaves `leave_after` seconds after the
-    fleet starts and comes back after `away_for` seconds (None: it stays away).
+    fleet starts and comes back after `away_for` seconds (None: it stays away). `spike_at_sample`
+    guarantees a warning early in a demo instead of waiting for a random plume.
     """
 
     behaviour: Behaviour = "steady"
     leave_after: float = 20.0
     away_for: float | None = 90.0
+    spike_at_sample: int | None = None  # force an NO2 plume over threshold on this sample (1-based)
 
 
 def default_plans(devices: int) -> list[DevicePlan]:
-    """The local stack's default: device 2 drops unexpectedly after 15 s and stays away 90 s (past
-    the 60 s presence grace, so a disconnect email goes out), device 3 leaves cleanly after 30 s for
-    20 s (no email), every other device is steady (and every 5th one after that drops too)."""
+    """The local stack's default: device 1 is steady and sends an NO2 plume over the threshold on its
+    3rd reading (a warning within seconds), device 2 drops unexpectedly after 15 s and stays away
+    90 s (past the 60 s presence grace, so a disconnect email goes out), device 3 leaves cleanly
+    after 30 s for 20 s (no email), every other device is steady (and every 5th one drops too)."""
     plans = []
     for number in range(1, devices + 1):
-        if number == 2:
+        if number == 1:
+            plans.append(DevicePlan("steady", spike_at_sample=3))
+        elif number == 2:
             plans.append(DevicePlan("drop", leave_after=15.0, away_for=90.0))
         elif number == 3:
             plans.append(DevicePlan("clean", leave_after=30.0, away_for=20.0))
@@ -183,6 +188,8 @@ class VirtualDevice:
                 ):
                     self._return()
             try:
+                if self.plan.spike_at_sample == self.sampler.taken + 1:
+                    self.source.spike("no2")
                 self.sampler.sample_once()
                 self.report.samples = self.sampler.taken
                 if self.online:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
+from datetime import UTC, datetime
 
 import pytest
 
@@ -177,3 +178,42 @@ def test_a_422_names_each_document_by_its_index() -> None:
         101: "HTTP 422: co.createdtime: is older than 30 days; h2.value: must not be negative",
         102: "HTTP 422: every document in the batch is invalid",
     }
+
+
+class TooLargeAbove:
+    """A fake API that answers 413 to batches above `limit` documents and accepts the rest."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.sizes: list[int] = []
+
+    def send(self, bodies: list[str]) -> SendResult:
+        self.sizes.append(len(bodies))
+        if len(bodies) > self.limit:
+            return SendResult("too_large", 413, reason="too large")
+        return SendResult("delivered", 200, items=tuple(ItemOutcome("accepted") for _ in bodies))
+
+
+def test_a_413_halves_the_batch_until_it_fits_and_nothing_is_lost(tmp_path) -> None:
+    # Given ten queued documents and an API that only takes four at a time
+    from gasmon_device.backoff import Backoff
+    from gasmon_device.clock import FakeClock
+    from gasmon_device.publisher import Forwarder
+
+    queue = DiskQueue(tmp_path / "queue.sqlite3", max_bytes=1 << 20)
+    for n in range(10):
+        queue.put(document(n), now_ms=n)
+    api = TooLargeAbove(4)
+    forwarder = Forwarder(
+        queue, api, backoff=Backoff(), clock=FakeClock(datetime(2025, 1, 1, tzinfo=UTC)), batch_size=10
+    )
+
+    # When the queue is drained
+    while queue.depth() and len(api.sizes) < 20:
+        forwarder.send_once()
+
+    # Then every document was delivered, none set aside, and no accepted batch was over the limit
+    assert queue.depth() == 0 and queue.dead_letters() == []
+    assert queue.health().delivered == 10
+    assert api.sizes[:2] == [10, 5]
+    assert all(size <= 4 for size in api.sizes[2:])
