@@ -130,6 +130,8 @@ class DiskQueue:
         self._conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=FULL")
+        # Without a limit the -wal file keeps the size of the biggest burst forever.
+        self._conn.execute("PRAGMA journal_size_limit=8388608")
         with self._transaction() as conn:
             # executescript() would commit on its own: run the statements inside this transaction.
             for statement in SCHEMA.split(";"):
@@ -322,7 +324,9 @@ class DiskQueue:
     def _reclaim(self) -> None:
         """Give freed pages back to the file system so the file tracks the budget."""
         with self._lock:
-            self._conn.execute("PRAGMA incremental_vacuum")
+            # The pragma frees pages one step at a time: fetch every row or it stops after the first.
+            self._conn.execute("PRAGMA incremental_vacuum").fetchall()
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
 
     # -- reading -------------------------------------------------------------------------------
 

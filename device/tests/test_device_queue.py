@@ -6,6 +6,7 @@ import json
 import logging
 import sqlite3
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -217,3 +218,19 @@ def test_a_413_halves_the_batch_until_it_fits_and_nothing_is_lost(tmp_path) -> N
     assert queue.health().delivered == 10
     assert api.sizes[:2] == [10, 5]
     assert all(size <= 4 for size in api.sizes[2:])
+
+
+def test_the_file_shrinks_back_once_a_backlog_is_delivered(tmp_path) -> None:
+    # Given a backlog of about 1 MB on disk
+    path = tmp_path / "queue.sqlite3"
+    queue = DiskQueue(path, max_bytes=1 << 24)
+    for n in range(500):
+        queue.put(document(n, padding=2000), now_ms=n)
+    assert path.stat().st_size + Path(f"{path}-wal").stat().st_size > 1_000_000
+
+    # When all of it is acknowledged
+    queue.acknowledge([d.id for d in queue.documents()], 0, now_ms=1)
+
+    # Then the database and its WAL give the space back
+    wal = Path(f"{path}-wal")
+    assert path.stat().st_size + (wal.stat().st_size if wal.exists() else 0) < 100_000
