@@ -13,7 +13,7 @@ import json
 import os
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -581,15 +581,13 @@ def build_config(raw: Mapping[str, Any]) -> DeviceConfig:
 
 
 def _check_gps(gps: str) -> None:
-    parts = [part.strip() for part in gps.split(",")]
+    problem = f"gps = {gps!r} must be 'latitude, longitude' in decimal degrees, e.g. '37.61, 126.99'"
+    parts = gps.split(",")
+    if len(parts) != 2:
+        raise ConfigError(problem)
     try:
-        lat, lon = (float(part) for part in parts) if len(parts) == 2 else (None, None)
+        lat, lon = float(parts[0]), float(parts[1])
     except ValueError:
-        lat = lon = None
-    if lat is None or lon is None or not (-90 <= lat <= 90 and -180 <= lon <= 180):
-        raise ConfigError(f"gps = {gps!r} must be 'latitude, longitude' in decimal degrees, e.g. '37.61, 126.99'")
-
-
-def with_overrides(config: DeviceConfig, **changes: Any) -> DeviceConfig:
-    """A copy of `config` with top-level fields replaced (for command-line flags)."""
-    return replace(config, **changes)
+        raise ConfigError(problem) from None
+    if not (-90 <= lat <= 90 and -180 <= lon <= 180):  # NaN fails these too
+        raise ConfigError(problem)

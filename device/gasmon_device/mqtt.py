@@ -21,7 +21,6 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
@@ -37,13 +36,6 @@ logger = logging.getLogger(__name__)
 MessageHandler = Callable[[str, bytes], None]
 # AWS IoT on port 443 needs this ALPN protocol name to speak MQTT.
 AWS_IOT_ALPN = "x-amzn-mqtt-ca"
-
-
-@dataclass(frozen=True)
-class ConnectionStats:
-    connects: int
-    disconnects: int
-    connected: bool
 
 
 class DeviceConnection:
@@ -195,10 +187,6 @@ class DeviceConnection:
         self._thread = threading.Thread(target=self._supervise, name=f"mqtt-{self.client_id}", daemon=True)
         self._thread.start()
 
-    def run_forever(self) -> None:
-        """Run the connection on the calling thread until `stop()` is called from elsewhere."""
-        self._supervise()
-
     def _supervise(self) -> None:
         s = self.settings
         while not self._stop.is_set():
@@ -268,6 +256,3 @@ class DeviceConnection:
     def resume(self) -> None:
         """Let a device that `leave()`ed reconnect."""
         self._online.set()
-
-    def stats(self) -> ConnectionStats:
-        return ConnectionStats(self.connects, self.disconnects, self.connected.is_set())
