@@ -324,8 +324,9 @@ class DiskQueue:
     def _reclaim(self) -> None:
         """Give freed pages back to the file system so the file tracks the budget."""
         with self._lock:
-            # The pragma frees pages one step at a time: fetch every row or it stops after the first.
-            self._conn.execute("PRAGMA incremental_vacuum").fetchall()
+            # The pragma frees one page per step; `execute` on Python 3.11 steps it only once, while
+            # `executescript` runs every statement to completion.
+            self._conn.executescript("PRAGMA incremental_vacuum;")
             self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
 
     # -- reading -------------------------------------------------------------------------------
