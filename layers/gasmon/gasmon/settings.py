@@ -81,10 +81,25 @@ class StoreSettings(_Settings):
     aws_region: str = "ap-northeast-2"
 
 
-class IngestSettings(StoreSettings):
-    """Settings of the ingest function (environment variable = field name, upper case)."""
+class ThresholdSettings(StoreSettings):
+    """The THRESHOLDS setting (JSON, gases left out keep their defaults), shared by ingest and query
+    so the dashboard draws the lines ingest warns at."""
 
     thresholds: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_THRESHOLDS))
+
+    @field_validator("thresholds")
+    @classmethod
+    def _thresholds_positive(cls, value: dict[str, float]) -> dict[str, float]:
+        merged = dict(DEFAULT_THRESHOLDS) | {gas.lower(): level for gas, level in value.items()}
+        for gas, level in merged.items():
+            if level <= 0:
+                raise ValueError(f"threshold for {gas} must be positive")
+        return merged
+
+
+class IngestSettings(ThresholdSettings):
+    """Settings of the ingest function (environment variable = field name, upper case)."""
+
     warning_topic: str = "pi/1"
     # boto3's own AWS_ENDPOINT_URL_IOT_DATA is honoured too: that is how `make local` points it home.
     iot_data_endpoint: str = Field(
@@ -103,15 +118,6 @@ class IngestSettings(StoreSettings):
     alarm_clear_seconds: int = Field(default=60, ge=0)
     alarm_reminder_minutes: float = Field(default=15.0, ge=0)  # 0: no reminders
     alarm_threshold_cache_seconds: float = Field(default=60.0, ge=0, le=3600)
-
-    @field_validator("thresholds")
-    @classmethod
-    def _thresholds_positive(cls, value: dict[str, float]) -> dict[str, float]:
-        merged = dict(DEFAULT_THRESHOLDS) | {gas.lower(): level for gas, level in value.items()}
-        for gas, level in merged.items():
-            if level <= 0:
-                raise ValueError(f"threshold for {gas} must be positive")
-        return merged
 
     @field_validator("critical_thresholds")
     @classmethod
@@ -216,23 +222,12 @@ class CheckPresenceSettings(PresenceSettings):
     """Settings of the check_presence function (the presence-check queue's consumer)."""
 
 
-class QuerySettings(StoreSettings):
+class QuerySettings(ThresholdSettings):
     """Settings of the query function behind the dashboard (GET /series, /devices, ...)."""
 
-    # The same THRESHOLDS value as the ingest function, so the dashboard draws the lines it warns at.
-    thresholds: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_THRESHOLDS))
     # Presence's DynamoDB table; empty means no presence: devices show as `unknown`, no alerts.
     presence_table: str = ""
     max_buckets: int = Field(default=2000, ge=10, le=10_000)
-
-    @field_validator("thresholds")
-    @classmethod
-    def _thresholds_positive(cls, value: dict[str, float]) -> dict[str, float]:
-        merged = dict(DEFAULT_THRESHOLDS) | {gas.lower(): level for gas, level in value.items()}
-        for gas, level in merged.items():
-            if level <= 0:
-                raise ValueError(f"threshold for {gas} must be positive")
-        return merged
 
     def policy(self) -> QueryPolicy:
         return QueryPolicy(thresholds=self.thresholds, max_buckets=self.max_buckets)
