@@ -14,7 +14,7 @@ STAMP  := $(VENV)/.installed
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-$(STAMP): requirements-dev.txt layers/gasmon/requirements.txt device/requirements.txt pyproject.toml
+$(STAMP): requirements-dev.txt layers/gasmon/requirements.txt device/requirements.txt pyproject.toml device/pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (pyenv install 3.13.0, or set PYTHON=)"; exit 1; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip

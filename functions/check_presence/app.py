@@ -17,10 +17,7 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from gasmon.adapters.device_directory import build_device_directory
-from gasmon.adapters.dynamodb_presence import DynamoDbPresenceRepository
-from gasmon.adapters.sns_notifier import SnsNotifier
-from gasmon.adapters.sqs_scheduler import SqsCheckScheduler
+from gasmon.adapters import build_presence_ports
 from gasmon.errors import MalformedEventError
 from gasmon.observability import logger, metrics, tracer
 from gasmon.ports import CheckScheduler, DeviceDirectory, Notifier, PresenceRepository
@@ -49,26 +46,8 @@ def _policy() -> PresencePolicy:
 
 
 @cache
-def _repository() -> PresenceRepository:
-    settings = _settings()
-    return DynamoDbPresenceRepository(settings.required("presence_table"), region=settings.aws_region)
-
-
-@cache
-def _scheduler() -> CheckScheduler:
-    settings = _settings()
-    return SqsCheckScheduler(settings.required("check_queue_url"), region=settings.aws_region)
-
-
-@cache
-def _notifier() -> Notifier:
-    settings = _settings()
-    return SnsNotifier(settings.required("alert_topic_arn"), region=settings.aws_region)
-
-
-@cache
-def _directory() -> DeviceDirectory:
-    return build_device_directory(_settings())
+def _ports() -> PresencePorts:
+    return build_presence_ports(_settings())
 
 
 def _utc_now() -> datetime:
@@ -112,12 +91,7 @@ def lambda_handler(
     clock: Callable[[], datetime] | None = None,
 ) -> PartialItemFailureResponse:
     """Lambda entry point (SQS batch); tests and the local stack may hand in adapters and a clock."""
-    ports = PresencePorts(
-        repository=repository or _repository(),
-        scheduler=scheduler or _scheduler(),
-        notifier=notifier or _notifier(),
-        directory=directory or _directory(),
-    )
+    ports = PresencePorts.merged(_ports, repository, scheduler, notifier, directory)
     now = clock or _utc_now
     return process_partial_response(
         event=event,

@@ -14,10 +14,7 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from gasmon.adapters.device_directory import build_device_directory
-from gasmon.adapters.dynamodb_presence import DynamoDbPresenceRepository
-from gasmon.adapters.sns_notifier import SnsNotifier
-from gasmon.adapters.sqs_scheduler import SqsCheckScheduler
+from gasmon.adapters import build_presence_ports
 from gasmon.errors import MalformedEventError
 from gasmon.observability import logger, metrics, tracer
 from gasmon.ports import CheckScheduler, DeviceDirectory, Notifier, PresenceRepository
@@ -36,26 +33,8 @@ def _policy() -> PresencePolicy:
 
 
 @cache
-def _repository() -> PresenceRepository:
-    settings = _settings()
-    return DynamoDbPresenceRepository(settings.required("presence_table"), region=settings.aws_region)
-
-
-@cache
-def _scheduler() -> CheckScheduler:
-    settings = _settings()
-    return SqsCheckScheduler(settings.required("check_queue_url"), region=settings.aws_region)
-
-
-@cache
-def _notifier() -> Notifier:
-    settings = _settings()
-    return SnsNotifier(settings.required("alert_topic_arn"), region=settings.aws_region)
-
-
-@cache
-def _directory() -> DeviceDirectory:
-    return build_device_directory(_settings())
+def _ports() -> PresencePorts:
+    return build_presence_ports(_settings())
 
 
 def _utc_now() -> datetime:
@@ -87,12 +66,7 @@ def lambda_handler(
         return {"outcome": "dropped", "error": error.message, "code": error.code}
 
     logger.append_keys(client_id=lifecycle.client_id, event_type=lifecycle.event_type)
-    ports = PresencePorts(
-        repository=repository or _repository(),
-        scheduler=scheduler or _scheduler(),
-        notifier=notifier or _notifier(),
-        directory=directory or _directory(),
-    )
+    ports = PresencePorts.merged(_ports, repository, scheduler, notifier, directory)
     now = (clock or _utc_now)()
     report = record_lifecycle_event(lifecycle, _policy(), now, context.aws_request_id, ports)
 

@@ -138,7 +138,7 @@ class Stack:
 
 def _clear_handler_caches() -> None:
     for module in (record_module, check_module):
-        for name in ("_settings", "_policy", "_repository", "_scheduler", "_notifier", "_directory"):
+        for name in ("_settings", "_policy", "_ports"):
             getattr(module, name).cache_clear()
 
 

@@ -38,7 +38,7 @@ def _free_port() -> int:
 
 def _clear_handler_caches() -> None:
     for module in (record_module, check_module):
-        for name in ("_settings", "_policy", "_repository", "_scheduler", "_notifier", "_directory"):
+        for name in ("_settings", "_policy", "_ports"):
             getattr(module, name).cache_clear()
 
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -129,6 +129,26 @@ class PresencePorts:
     scheduler: CheckScheduler
     notifier: Notifier
     directory: DeviceDirectory
+
+    @classmethod
+    def merged(
+        cls,
+        default: Callable[[], PresencePorts],
+        repository: PresenceRepository | None = None,
+        scheduler: CheckScheduler | None = None,
+        notifier: Notifier | None = None,
+        directory: DeviceDirectory | None = None,
+    ) -> PresencePorts:
+        """The ports given (tests hand in fakes), the others from `default()`, called only if needed."""
+        if repository and scheduler and notifier and directory:
+            return cls(repository, scheduler, notifier, directory)
+        fallback = default()
+        return cls(
+            repository=repository or fallback.repository,
+            scheduler=scheduler or fallback.scheduler,
+            notifier=notifier or fallback.notifier,
+            directory=directory or fallback.directory,
+        )
 
 
 # ---- Parsing -------------------------------------------------------------------------------------

@@ -7,22 +7,57 @@ Domain code never reads the environment: handlers turn settings into domain poli
 from __future__ import annotations
 
 import json
+import os
 import re
+from collections.abc import Mapping
 from datetime import timedelta
-from typing import Annotated, Any, Literal
+from typing import Any, Literal, get_origin
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AliasChoices, Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import AliasChoices, ConfigDict, Field, field_validator, model_validator
 
 from gasmon.alarms import DEFAULT_CRITICAL_THRESHOLDS, AlarmPolicy
 from gasmon.ingest import DEFAULT_THRESHOLDS, IngestPolicy
+from gasmon.models import GasmonModel
 from gasmon.presence import ANY_REASON, MAX_CHECK_DELAY_SECONDS, PresencePolicy
 from gasmon.query import QueryPolicy
 
 
-class _Settings(BaseSettings):
-    model_config = SettingsConfigDict(frozen=True, extra="ignore", defer_build=True)
+def environment_values(model: type[GasmonModel], environ: Mapping[str, str]) -> dict[str, Any]:
+    """The fields of `model` found in `environ`: name upper-cased (or one of its alias choices),
+    case-insensitive as Lambda's environment is; a JSON object is decoded for a dict field."""
+    upper = {key.upper(): value for key, value in environ.items()}
+    values: dict[str, Any] = {}
+    for name, field in model.model_fields.items():
+        alias = field.validation_alias
+        keys = [str(key).upper() for key in alias.choices] if isinstance(alias, AliasChoices) else [name.upper()]
+        raw = next((upper[key] for key in keys if key in upper), None)
+        if raw is None:
+            continue
+        if get_origin(field.annotation) is dict and raw.lstrip().startswith("{"):
+            try:
+                values[name] = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{keys[0]} is not valid JSON: {exc}") from None
+        else:
+            values[name] = raw
+    return values
+
+
+class _Settings(GasmonModel):
+    """Settings read from the environment when constructed (keyword arguments win).
+
+    Plain pydantic rather than pydantic-settings: the latter costs ~0.1 s of every cold start
+    for features (dotenv, CLI, secrets directories) no function uses.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore", defer_build=True, validate_by_name=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_environment(cls, data: Any) -> Any:
+        given = dict(data) if isinstance(data, Mapping) else {}
+        return environment_values(cls, os.environ) | given
 
     local_timezone: str = "Asia/Seoul"
 
@@ -46,10 +81,25 @@ class StoreSettings(_Settings):
     aws_region: str = "ap-northeast-2"
 
 
-class IngestSettings(StoreSettings):
-    """Settings of the ingest function (environment variable = field name, upper case)."""
+class ThresholdSettings(StoreSettings):
+    """The THRESHOLDS setting (JSON, gases left out keep their defaults), shared by ingest and query
+    so the dashboard draws the lines ingest warns at."""
 
     thresholds: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_THRESHOLDS))
+
+    @field_validator("thresholds")
+    @classmethod
+    def _thresholds_positive(cls, value: dict[str, float]) -> dict[str, float]:
+        merged = dict(DEFAULT_THRESHOLDS) | {gas.lower(): level for gas, level in value.items()}
+        for gas, level in merged.items():
+            if level <= 0:
+                raise ValueError(f"threshold for {gas} must be positive")
+        return merged
+
+
+class IngestSettings(ThresholdSettings):
+    """Settings of the ingest function (environment variable = field name, upper case)."""
+
     warning_topic: str = "pi/1"
     # boto3's own AWS_ENDPOINT_URL_IOT_DATA is honoured too: that is how `make local` points it home.
     iot_data_endpoint: str = Field(
@@ -68,15 +118,6 @@ class IngestSettings(StoreSettings):
     alarm_clear_seconds: int = Field(default=60, ge=0)
     alarm_reminder_minutes: float = Field(default=15.0, ge=0)  # 0: no reminders
     alarm_threshold_cache_seconds: float = Field(default=60.0, ge=0, le=3600)
-
-    @field_validator("thresholds")
-    @classmethod
-    def _thresholds_positive(cls, value: dict[str, float]) -> dict[str, float]:
-        merged = dict(DEFAULT_THRESHOLDS) | {gas.lower(): level for gas, level in value.items()}
-        for gas, level in merged.items():
-            if level <= 0:
-                raise ValueError(f"threshold for {gas} must be positive")
-        return merged
 
     @field_validator("critical_thresholds")
     @classmethod
@@ -133,7 +174,7 @@ class PresenceSettings(_Settings):
     aws_region: str = "ap-northeast-2"
     grace_seconds: int = Field(default=60, ge=0, le=MAX_CHECK_DELAY_SECONDS)
     # Comma-separated disconnectReason names (or a JSON list); `*` means every unexpected reason.
-    alert_reasons: Annotated[frozenset[str], NoDecode] = frozenset({ANY_REASON})
+    alert_reasons: frozenset[str] = frozenset({ANY_REASON})
     claim_lease_seconds: int = Field(default=120, ge=30, le=3600)
     # Where group and location come from: nowhere (AWS default) or the SQLite reading store.
     device_directory: Literal["none", "sqlite"] = "none"
@@ -181,25 +222,14 @@ class CheckPresenceSettings(PresenceSettings):
     """Settings of the check_presence function (the presence-check queue's consumer)."""
 
 
-class QuerySettings(StoreSettings):
+class QuerySettings(ThresholdSettings):
     """Settings of the query function behind the dashboard (GET /series, /devices, ...)."""
 
-    # The same THRESHOLDS value as the ingest function, so the dashboard draws the lines it warns at.
-    thresholds: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_THRESHOLDS))
     # Presence's DynamoDB table; empty means no presence: devices show as `unknown`, no alerts.
     presence_table: str = ""
     # The alarm table ingest writes; empty means no alarm history: GET /alarms says `configured: false`.
     alarm_table: str = ""
     max_buckets: int = Field(default=2000, ge=10, le=10_000)
-
-    @field_validator("thresholds")
-    @classmethod
-    def _thresholds_positive(cls, value: dict[str, float]) -> dict[str, float]:
-        merged = dict(DEFAULT_THRESHOLDS) | {gas.lower(): level for gas, level in value.items()}
-        for gas, level in merged.items():
-            if level <= 0:
-                raise ValueError(f"threshold for {gas} must be positive")
-        return merged
 
     def policy(self) -> QueryPolicy:
         return QueryPolicy(thresholds=self.thresholds, max_buckets=self.max_buckets)

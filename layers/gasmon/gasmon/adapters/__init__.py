@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from gasmon.ports import AlarmStateStore, DeviceStatusSource, ReadingQueries, ReadingStore
-    from gasmon.settings import QuerySettings, StoreSettings
+    from gasmon.presence import PresencePorts
+    from gasmon.settings import PresenceSettings, QuerySettings, StoreSettings
 
 
 def build_reading_store(settings: StoreSettings) -> ReadingStore:
@@ -56,3 +57,22 @@ def build_device_status_source(settings: QuerySettings) -> DeviceStatusSource:
     if settings.presence_table:
         return DynamoDbDeviceStatusSource(settings.presence_table, region=settings.aws_region)
     return NullDeviceStatusSource()
+
+
+def build_presence_ports(settings: PresenceSettings) -> PresencePorts:
+    """The presence table, check queue, alert topic and device directory the settings name.
+
+    boto3 clients inside are created on first use, so building the ports costs no network call.
+    """
+    from gasmon.adapters.device_directory import build_device_directory
+    from gasmon.adapters.dynamodb_presence import DynamoDbPresenceRepository
+    from gasmon.adapters.sns_notifier import SnsNotifier
+    from gasmon.adapters.sqs_scheduler import SqsCheckScheduler
+    from gasmon.presence import PresencePorts
+
+    return PresencePorts(
+        repository=DynamoDbPresenceRepository(settings.required("presence_table"), region=settings.aws_region),
+        scheduler=SqsCheckScheduler(settings.required("check_queue_url"), region=settings.aws_region),
+        notifier=SnsNotifier(settings.required("alert_topic_arn"), region=settings.aws_region),
+        directory=build_device_directory(settings),
+    )

@@ -1,0 +1,5 @@
+"""`python -m gasmon_device` is `gasmon-device`."""
+
+from .cli import main
+
+raise SystemExit(main())
