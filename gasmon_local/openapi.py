@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 from pydantic import TypeAdapter
 
 from gasmon.models import ErrorBody, ReadingPost
@@ -19,11 +20,12 @@ REF = "#/components/schemas/{model}"
 
 
 def build_spec() -> dict[str, Any]:
-    modules = [load_function_module(path) for path in API_FUNCTIONS]
-    app = modules[0].app
-    for other in modules[1:]:  # fold every function's routes into one document
-        app._static_routes.extend(other.app._static_routes)
-        app._dynamic_routes.extend(other.app._dynamic_routes)
+    # One resolver holding every function's routes, so the functions' own apps stay untouched.
+    app = APIGatewayRestResolver(enable_validation=True)
+    for path in API_FUNCTIONS:
+        function_app = load_function_module(path).app
+        app._static_routes.extend(function_app._static_routes)
+        app._dynamic_routes.extend(function_app._dynamic_routes)
     spec: dict[str, Any] = json.loads(app.get_openapi_json_schema(title="gasmon API", version="1.0.0"))
     schemas = spec.setdefault("components", {}).setdefault("schemas", {})
     for model in (ReadingPost, ErrorBody):
