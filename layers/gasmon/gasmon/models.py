@@ -229,6 +229,8 @@ ReadingPost = ReadingDocument | list[ReadingDocument]
 
 PresenceStatus = Literal["connected", "disconnected"]
 NoticeKind = Literal["alert", "reconnect"]
+ANY_REASON = "*"  # in ALERT_REASONS: every unexpected disconnect reason alerts
+MAX_CHECK_DELAY_SECONDS = 900  # SQS DelaySeconds cannot exceed 15 minutes
 
 
 class LifecycleEvent(GasmonModel):

@@ -36,6 +36,8 @@ from pydantic import ConfigDict, ValidationError
 
 from gasmon.errors import MalformedEventError, PresenceStoreError
 from gasmon.models import (
+    ANY_REASON,
+    MAX_CHECK_DELAY_SECONDS,
     CheckRequest,
     DeviceInfo,
     Email,
@@ -50,9 +52,7 @@ from gasmon.models import (
 from gasmon.ports import CheckScheduler, DeviceDirectory, Notifier, PresenceRepository
 
 CLIENT_INITIATED_DISCONNECT = "CLIENT_INITIATED_DISCONNECT"
-ANY_REASON = "*"
 UNKNOWN_REASON = "UNKNOWN"
-MAX_CHECK_DELAY_SECONDS = 900  # SQS DelaySeconds cannot exceed 15 minutes
 SUBJECT_PREFIX = "[gasmon]"
 
 # disconnectReason -> (short label for the subject, plain words for the body). From the AWS IoT

@@ -11,16 +11,18 @@ import os
 import re
 from collections.abc import Mapping
 from datetime import timedelta
-from typing import Any, Literal, get_origin
+from typing import TYPE_CHECKING, Any, Literal, get_origin
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AliasChoices, ConfigDict, Field, field_validator, model_validator
 
 from gasmon.alarms import DEFAULT_CRITICAL_THRESHOLDS, AlarmPolicy
 from gasmon.ingest import DEFAULT_THRESHOLDS, IngestPolicy
-from gasmon.models import GasmonModel
-from gasmon.presence import ANY_REASON, MAX_CHECK_DELAY_SECONDS, PresencePolicy
-from gasmon.query import QueryPolicy
+from gasmon.models import ANY_REASON, MAX_CHECK_DELAY_SECONDS, GasmonModel
+
+if TYPE_CHECKING:  # imported where used: a function's cold start loads only its own domain
+    from gasmon.presence import PresencePolicy
+    from gasmon.query import QueryPolicy
 
 
 def environment_values(model: type[GasmonModel], environ: Mapping[str, str]) -> dict[str, Any]:
@@ -199,6 +201,8 @@ class PresenceSettings(_Settings):
         return value
 
     def policy(self) -> PresencePolicy:
+        from gasmon.presence import PresencePolicy
+
         return PresencePolicy(
             grace=timedelta(seconds=self.grace_seconds),
             alert_reasons=self.alert_reasons,
@@ -232,4 +236,6 @@ class QuerySettings(ThresholdSettings):
     max_buckets: int = Field(default=2000, ge=10, le=10_000)
 
     def policy(self) -> QueryPolicy:
+        from gasmon.query import QueryPolicy
+
         return QueryPolicy(thresholds=self.thresholds, max_buckets=self.max_buckets)

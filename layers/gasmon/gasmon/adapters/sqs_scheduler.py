@@ -9,8 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from gasmon.errors import SchedulingError
-from gasmon.models import CheckRequest
-from gasmon.presence import MAX_CHECK_DELAY_SECONDS
+from gasmon.models import MAX_CHECK_DELAY_SECONDS, CheckRequest
 
 
 class SqsCheckScheduler:
