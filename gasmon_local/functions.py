@@ -173,7 +173,10 @@ class FunctionRuntime:
         elapsed = (time.perf_counter() - started) * 1000
         if elapsed > spec.timeout * 1000:
             log.warning("%-24s took %.0f ms, over its %s s timeout (not enforced here)", name, elapsed, spec.timeout)
-        log.info("%-24s ok %.0f ms (%s)", name, elapsed, source)
+        # The gateway logs API requests itself; one line per request is enough.
+        log.log(
+            logging.DEBUG if source.startswith("api ") else logging.INFO, "%-24s ok %.0f ms (%s)", name, elapsed, source
+        )
         return result
 
     def invoke_async(self, reference: str, event: Any, source: str = "") -> None:

@@ -1,0 +1,293 @@
+"""The whole local stack, wired from template.yaml: what `gasmon-local` starts and stops.
+
+Start order: moto (AWS APIs) -> the MQTT broker and its iot-data endpoint -> the template,
+resolved against those endpoints -> tables, queues, topics and subscriptions in moto -> the
+function runtime with each function's environment -> rules, SQS event sources, the mail bridge
+-> the HTTP gateway -> `<data-dir>/endpoints.json` -> the simulated fleet. Stop runs the other
+way round, letting devices disconnect cleanly and queued invocations finish first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import threading
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gasmon_local import aws, lifecycle
+from gasmon_local.broker import IotCore
+from gasmon_local.functions import ROOT, FunctionNotFoundError, FunctionRuntime
+from gasmon_local.gateway import ApiGateway, load_api_key
+from gasmon_local.iot_data import IotDataApp
+from gasmon_local.rules import RuleEngine, load_rules
+from gasmon_local.servers import ServerThread
+from gasmon_local.shadows import ShadowStore
+from gasmon_local.template import REGION, Stack, StackContext, load
+
+log = logging.getLogger("local")
+GRACE_VARIABLE = "GRACE_SECONDS"
+LOCAL_EMAIL = "operator@gasmon.local"
+
+
+@dataclass
+class Options:
+    """What `gasmon-local` was asked for."""
+
+    template: Path = ROOT / "template.yaml"
+    data_dir: Path = Path(".local")
+    host: str = "127.0.0.1"
+    http_port: int = 3000
+    mqtt_port: int = 1883
+    iot_data_port: int = 3001
+    aws_port: int = 4566
+    devices: int = 3
+    interval: float = 5.0
+    grace: float | None = None
+    parameter_overrides: dict[str, str] = field(default_factory=dict)
+
+
+def local_parameter_overrides(template: Mapping[str, Any], options: Options) -> tuple[dict[str, str], str | None]:
+    """Parameter overrides for a local run, and a note about --grace if it lands in variables.
+
+    - An e-mail parameter (name ending in `Email`) left empty gets `operator@gasmon.local`, so
+      the template's email subscription exists and alerts show up in the mail folder.
+    - `--grace` overrides the parameter that functions' GRACE_SECONDS refers to (so a delay
+      queue built from the same parameter follows); if GRACE_SECONDS is a literal it is
+      overridden in the functions' environments instead (see `function_environments`).
+    """
+    overrides = dict(options.parameter_overrides)
+    declared: dict[str, Any] = template.get("Parameters") or {}
+    for name, spec in declared.items():
+        if name.endswith("Email") and not spec.get("Default") and name not in overrides:
+            overrides[name] = LOCAL_EMAIL
+    note = None
+    if options.grace is not None:
+        sources = [(template.get("Globals") or {}).get("Function") or {}]
+        sources += [
+            resource.get("Properties") or {}
+            for resource in (template.get("Resources") or {}).values()
+            if resource.get("Type") == "AWS::Serverless::Function"
+        ]
+        references = [
+            ((source.get("Environment") or {}).get("Variables") or {}).get(GRACE_VARIABLE) for source in sources
+        ]
+        parameters = {ref["Ref"] for ref in references if isinstance(ref, dict) and ref.get("Ref") in declared}
+        for parameter in parameters:
+            overrides[parameter] = _number(options.grace)
+        if not any(reference is not None for reference in references):
+            note = f"--grace has no effect: no function of the template declares {GRACE_VARIABLE}"
+    return overrides, note
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def process_environment(aws_endpoint: str, iot_data_endpoint: str, region: str) -> dict[str, str]:
+    """Variables set once for the whole process: no function may ever reach real AWS."""
+    return {
+        **aws.FAKE_CREDENTIALS,
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_REGION": region,
+        "AWS_DEFAULT_REGION": region,
+        "AWS_ENDPOINT_URL": aws_endpoint,
+        "AWS_ENDPOINT_URL_IOT_DATA": iot_data_endpoint,
+        "IOT_DATA_ENDPOINT": iot_data_endpoint,
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        # The EMF metric blobs Powertools prints after every invocation drown the local log.
+        "POWERTOOLS_METRICS_DISABLED": "true",
+    }
+
+
+def function_environments(
+    stack: Stack, common: Mapping[str, str], data_dir: Path, grace: float | None
+) -> dict[str, dict[str, str]]:
+    """Each function's variables: template (Globals + own) + the local overrides."""
+    environments = {}
+    for logical_id, spec in stack.functions().items():
+        variables = dict(spec.environment)
+        variables.setdefault("POWERTOOLS_METRICS_NAMESPACE", "gasmon")
+        variables |= dict(common)
+        variables |= {"READING_STORE": "sqlite", "SQLITE_PATH": str((data_dir / "readings.sqlite3").resolve())}
+        if grace is not None and GRACE_VARIABLE in variables:
+            variables[GRACE_VARIABLE] = _number(grace)
+        environments[logical_id] = variables
+    return environments
+
+
+class LocalTargets:
+    """Where rule actions land: the function runtime, the broker, and moto."""
+
+    def __init__(self, runtime: FunctionRuntime, core: IotCore, aws_endpoint: str, region: str) -> None:
+        self.runtime = runtime
+        self.core = core
+        self.sns = aws.client("sns", aws_endpoint, region)
+        self.sqs = aws.client("sqs", aws_endpoint, region)
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rule-actions")
+
+    def invoke_lambda(self, function_arn: str, event: Any, source: str) -> None:
+        try:
+            self.runtime.invoke_async(function_arn, event, source)
+        except FunctionNotFoundError as exc:
+            logging.getLogger("rules").error("%s: %s", source, exc)
+
+    async def republish(self, topic: str, payload: bytes, qos: int) -> None:
+        await self.core.publish(topic, payload, qos)
+
+    def sns_publish(self, topic_arn: str, message: str) -> None:
+        self.executor.submit(self.sns.publish, TopicArn=topic_arn, Message=message)
+
+    def sqs_send(self, queue_url: str, body: str) -> None:
+        self.executor.submit(self.sqs.send_message, QueueUrl=queue_url, MessageBody=body)
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=True)
+
+
+FleetRunner = Callable[..., None]
+
+
+class LocalStack:
+    """Starts, reports and stops every piece; `run` is the whole lifetime of `gasmon-local`."""
+
+    def __init__(self, options: Options, fleet: FleetRunner | None = None) -> None:
+        self.options = options
+        self.data_dir = options.data_dir.resolve()
+        self.fleet = fleet
+        self.stop_threads = threading.Event()
+        self.endpoints: dict[str, Any] = {}
+
+    async def run(self, stop: asyncio.Event) -> None:
+        options = self.options
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        endpoints_file = self.data_dir / "endpoints.json"
+        endpoints_file.unlink(missing_ok=True)
+        api_key, key_source = load_api_key(self.data_dir)
+
+        moto = aws.MotoServer(options.host, options.aws_port)
+        aws_url = moto.start()
+        core = IotCore(
+            ShadowStore(self.data_dir / "shadows.json"),
+            lifecycle.VersionCounter(self.data_dir / "lifecycle-versions.json"),
+            options.host,
+            options.mqtt_port,
+        )
+        await core.start()
+        iot_data = ServerThread(IotDataApp(core), options.host, options.iot_data_port, "iot-data").start()
+
+        raw = load(options.template)
+        overrides, grace_note = local_parameter_overrides(raw, options)
+        stack = Stack(
+            raw, StackContext(aws_endpoint=aws_url, region=REGION), overrides, options.template.resolve().parent
+        )
+        common = process_environment(aws_url, iot_data.url, stack.context.region)
+        os.environ.update(common)
+        snapshot_dir = self.data_dir / "dynamodb"
+        await asyncio.to_thread(aws.create_resources, stack, aws_url, snapshot_dir)
+
+        functions = stack.functions()
+        runtime = FunctionRuntime(functions, function_environments(stack, common, self.data_dir, options.grace))
+        targets = LocalTargets(runtime, core, aws_url, stack.context.region)
+        core.rules = RuleEngine(load_rules(stack.topic_rules()), targets)
+        pollers = [
+            aws.SqsPoller(source, runtime.invoke, aws_url, stack.context.region, self.stop_threads)
+            for spec in functions.values()
+            for source in spec.sqs_sources
+            if source.enabled
+        ]
+        for poller in pollers:
+            poller.start()
+        mail = aws.MailBridge(stack, aws_url, self.data_dir / "mail", self.stop_threads)
+        mail.start()
+        routes = [route for spec in functions.values() for route in spec.api_routes]
+        gateway = ServerThread(
+            ApiGateway(routes, runtime.invoke, api_key, ROOT / "dashboard"), options.host, options.http_port, "api"
+        ).start()
+
+        self.endpoints = {
+            "api": gateway.url,
+            "mqtt": f"mqtt://{options.host}:{core.port}",
+            "iot_data": iot_data.url,
+            "aws": aws_url,
+            "api_key": api_key,
+            "mail_dir": str(mail.mail_dir),
+            "region": stack.context.region,
+            "sqlite_path": str(self.data_dir / "readings.sqlite3"),
+            "pid": os.getpid(),
+        }
+        self._banner(stack, routes, key_source, grace_note, len(mail.subscriptions))
+        scratch = endpoints_file.with_suffix(".tmp")
+        scratch.write_text(json.dumps(self.endpoints, indent=2) + "\n")
+        scratch.rename(endpoints_file)
+
+        fleet_thread = None
+        if options.devices > 0 and self.fleet is not None:
+            fleet_thread = threading.Thread(
+                target=self.fleet,
+                kwargs={
+                    "api_url": gateway.url,
+                    "api_key": api_key,
+                    "mqtt_host": options.host,
+                    "mqtt_port": core.port,
+                    "devices": options.devices,
+                    "interval": options.interval,
+                    "stop_event": self.stop_threads,
+                },
+                name="fleet",
+                daemon=True,
+            )
+            fleet_thread.start()
+
+        await stop.wait()
+        log.info("stopping...")
+        self.stop_threads.set()
+        if fleet_thread is not None:
+            await asyncio.to_thread(fleet_thread.join, 10)
+        await asyncio.sleep(0.2)  # let the devices' clean disconnects reach the rules
+        try:
+            await asyncio.to_thread(runtime.drain, 10)
+        except TimeoutError:
+            log.warning("some queued invocations did not finish")
+        await asyncio.to_thread(gateway.stop)
+        await asyncio.to_thread(iot_data.stop)
+        runtime.close()
+        targets.close()
+        await asyncio.to_thread(aws.save_tables, stack, aws_url, snapshot_dir)
+        await core.stop()
+        moto.stop()
+        endpoints_file.unlink(missing_ok=True)
+        log.info("stopped; data kept in %s", self.data_dir)
+
+    def _banner(
+        self, stack: Stack, routes: list[Any], key_source: str, grace_note: str | None, mail_count: int
+    ) -> None:
+        e = self.endpoints
+        lines = [
+            f"gasmon local stack is up ({self.options.template.name}, data in {self.data_dir})",
+            f"  api       {e['api']}  x-api-key: {e['api_key']}  ({key_source})",
+        ]
+        lines += [
+            f"            {r.method} {r.path} -> {r.function}{'' if r.api_key_required else ' (no key)'}"
+            for r in routes
+        ]
+        lines += [
+            f"  mqtt      {e['mqtt']}  (AWS IoT Core: lifecycle events, rules, shadows)",
+            f"  iot-data  {e['iot_data']}",
+            f"  aws       {e['aws']}  (moto: SNS, SQS, DynamoDB)",
+            f"  mail      {e['mail_dir']}  ({mail_count} email subscription(s))",
+            f"  rules     {', '.join(rule.name for rule in stack.topic_rules()) or 'none in the template'}",
+            f"  functions {', '.join(stack.functions())}",
+        ]
+        if stack.unwired_events:
+            lines.append(f"  not wired locally: {', '.join(stack.unwired_events)}")
+        if grace_note:
+            lines.append(f"  note: {grace_note}")
+        lines.append(f"  endpoints written to {self.data_dir / 'endpoints.json'}; Ctrl-C stops")
+        for line in lines:
+            log.info("%s", line)
