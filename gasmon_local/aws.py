@@ -272,14 +272,14 @@ def email_message(envelope: dict[str, Any], to: str, protocol: str = "email", di
     message["X-Amz-Sns-Topic-Arn"] = str(envelope.get("TopicArn", ""))
     message["X-Amz-Sns-Message-Id"] = str(envelope.get("MessageId", ""))
     if protocol == "email-json":
-        message.set_content(json.dumps(envelope, indent=2))
+        message.set_content(json.dumps(envelope, indent=2), cte="8bit")
     else:
         footer = (
             "\n\n--\nIf you wish to stop receiving notifications from this topic, please click or visit the "
             f"link below to unsubscribe:\n{envelope.get('UnsubscribeURL', '')}\n\n"
             "Please do not reply directly to this email. (Delivered by gasmon's local stack.)\n"
         )
-        message.set_content(str(envelope.get("Message", "")) + footer)
+        message.set_content(str(envelope.get("Message", "")) + footer, cte="8bit")  # readable as a file
     return message
 
 

@@ -121,6 +121,13 @@ def function_environments(
     return environments
 
 
+def _relative(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 class LocalTargets:
     """Where rule actions land: the function runtime, the broker, and moto."""
 
@@ -269,7 +276,7 @@ class LocalStack:
     ) -> None:
         e = self.endpoints
         lines = [
-            f"gasmon local stack is up ({self.options.template.name}, data in {self.data_dir})",
+            f"gasmon local stack is up ({_relative(self.options.template)}, data in {_relative(self.data_dir)})",
             f"  api       {e['api']}  x-api-key: {e['api_key']}  ({key_source})",
         ]
         lines += [
