@@ -39,7 +39,9 @@ class FakeTargets:
         self.sqs.append((queue_url, body))
 
 
-def rule(name: str, sql: str, *actions: dict[str, Any], error_action: dict[str, Any] | None = None, disabled: bool = False):
+def rule(
+    name: str, sql: str, *actions: dict[str, Any], error_action: dict[str, Any] | None = None, disabled: bool = False
+):
     return TopicRuleSpec(name, name, sql, "2016-03-23", disabled, tuple(actions), error_action)
 
 
@@ -152,6 +154,8 @@ def test_a_republish_loop_is_cut() -> None:
 
 def test_a_binary_payload_reaches_lambda_base64_encoded() -> None:
     targets = FakeTargets()
-    engine = RuleEngine(load_rules([rule("Raw", "SELECT * FROM 'raw'", {"Lambda": {"FunctionArn": LAMBDA_ARN}})]), targets)
+    engine = RuleEngine(
+        load_rules([rule("Raw", "SELECT * FROM 'raw'", {"Lambda": {"FunctionArn": LAMBDA_ARN}})]), targets
+    )
     asyncio.run(engine.on_message("raw", b"\x00binary", None, 1))
     assert targets.invoked == [(LAMBDA_ARN, {"base64Payload": base64.b64encode(b"\x00binary").decode()})]

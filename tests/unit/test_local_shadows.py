@@ -51,7 +51,12 @@ def test_version_conflict_is_rejected_with_409() -> None:
     with pytest.raises(ShadowRejectedError) as rejected:
         update(store, {"state": {"reported": {"a": 2}}, "version": 7, "clientToken": "t-1"})
     assert rejected.value.code == 409
-    assert rejected.value.document(5) == {"code": 409, "message": "Version conflict", "timestamp": 5, "clientToken": "t-1"}
+    assert rejected.value.document(5) == {
+        "code": 409,
+        "message": "Version conflict",
+        "timestamp": 5,
+        "clientToken": "t-1",
+    }
     assert update(store, {"state": {"reported": {"a": 2}}, "version": 1}).accepted["version"] == 2
 
 

@@ -7,10 +7,11 @@ import pytest
 
 from gasmon_local.functions import ROOT
 from gasmon_local.stack import Options, function_environments, local_parameter_overrides, process_environment
-from gasmon_local.template import TemplateError, Stack, StackContext, load
+from gasmon_local.template import Stack, StackContext, TemplateError, load
 
 FIXTURE = ROOT / "tests" / "fixtures" / "presence" / "template.yaml"
 CONTEXT = StackContext(aws_endpoint="http://127.0.0.1:4566")
+REGION_ACCOUNT = "ap-northeast-2:123456789012"
 
 
 def fixture_stack(**overrides: str) -> Stack:
@@ -41,8 +42,14 @@ def test_a_parameter_without_default_needs_a_value() -> None:
     ("value", "resolved"),
     [
         ({"Ref": "AWS::Region"}, "ap-northeast-2"),
-        ({"Fn::Sub": "arn:${AWS::Partition}:sns:${AWS::Region}:${AWS::AccountId}:x"}, "arn:aws:sns:ap-northeast-2:123456789012:x"),
-        ({"Fn::Sub": "${Queue.Arn}|${Queue}|${!Literal}"}, "arn:aws:sqs:ap-northeast-2:123456789012:gasmon-Queue|http://127.0.0.1:4566/123456789012/gasmon-Queue|${Literal}"),
+        (
+            {"Fn::Sub": "arn:${AWS::Partition}:sns:${AWS::Region}:${AWS::AccountId}:x"},
+            "arn:aws:sns:ap-northeast-2:123456789012:x",
+        ),
+        (
+            {"Fn::Sub": "${Queue.Arn}|${Queue}|${!Literal}"},
+            "arn:aws:sqs:ap-northeast-2:123456789012:gasmon-Queue|http://127.0.0.1:4566/123456789012/gasmon-Queue|${Literal}",
+        ),
         ({"Fn::Sub": ["${a}-${Name}", {"a": "A"}]}, "A-pi"),
         ({"Fn::Join": ["*", {"Fn::Split": ["{groupid}", "pi/{groupid}/x"]}]}, "pi/*/x"),
         ({"Fn::Select": [1, ["a", "b"]]}, "b"),
@@ -119,7 +126,9 @@ def test_queues_tables_topics_and_rules() -> None:
     assert [t.name for t in stack.topics()] == ["disconnected_notice"]
     rules = {r.name: r for r in stack.topic_rules()}
     assert rules["last_will_to_shadow"].actions[0]["Republish"]["Topic"] == "$$aws/things/${topic(3)}/shadow/update"
-    assert rules["LifecycleRule"].actions[0]["Lambda"]["FunctionArn"].endswith(":function:gasmon-RecordPresenceFunction")
+    assert (
+        rules["LifecycleRule"].actions[0]["Lambda"]["FunctionArn"].endswith(":function:gasmon-RecordPresenceFunction")
+    )
 
 
 def test_gasmons_template_resolves() -> None:
