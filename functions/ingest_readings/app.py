@@ -54,7 +54,10 @@ def _utc_now() -> datetime:
 
 
 ERRORS: dict[int, Any] = {
-    status: {"description": text, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}}
+    status: {
+        "description": text,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+    }
     for status, text in {
         400: "Malformed JSON",
         413: "Body over 1 MB or more than 500 documents",

@@ -133,9 +133,7 @@ def validate_document(raw: Any, index: int, prefix: str, policy: IngestPolicy, n
         try:
             created_at = parse_device_time(sample.createdtime, policy.local_timezone)
         except ValueError:
-            problems.append(
-                Problem(path=path, problem="is not a time (use 'YYYY-MM-DD HH:MM:SS' or ISO-8601)")
-            )
+            problems.append(Problem(path=path, problem="is not a time (use 'YYYY-MM-DD HH:MM:SS' or ISO-8601)"))
             continue
         if created_at > now + policy.max_future:
             problems.append(Problem(path=path, problem=f"is more than {_human(policy.max_future)} in the future"))

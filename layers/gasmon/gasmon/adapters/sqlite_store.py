@@ -94,8 +94,18 @@ class SqliteReadingStore:
                     "INSERT INTO readings VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                     [
                         (
-                            r.reading_id, r.groupid, r.gps, r.lat, r.lon, r.gas, r.sensorid, r.sensortype,
-                            r.value, r.createdtime, _ms(r.created_at), _ms(r.received_at),
+                            r.reading_id,
+                            r.groupid,
+                            r.gps,
+                            r.lat,
+                            r.lon,
+                            r.gas,
+                            r.sensorid,
+                            r.sensortype,
+                            r.value,
+                            r.createdtime,
+                            _ms(r.created_at),
+                            _ms(r.received_at),
                         )
                         for r in new.values()
                     ],
