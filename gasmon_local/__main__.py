@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -21,6 +22,7 @@ from gasmon_local.functions import ROOT
 from gasmon_local.stack import LocalStack, Options
 from gasmon_local.template import TemplateError
 
+DEMO_GRACE = 30.0
 QUIET_LOGGERS = ("amqtt", "transitions", "werkzeug", "moto", "botocore", "boto3", "urllib3", "asyncio")
 
 
@@ -35,7 +37,12 @@ def parse_args(argv: list[str] | None = None) -> Options:
     parser.add_argument("--no-devices", action="store_true", help="do not run the simulated fleet")
     parser.add_argument("--devices", type=int, default=3, help="how many simulated devices (3)")
     parser.add_argument("--interval", type=float, default=5.0, help="seconds between a device's readings (5)")
-    parser.add_argument("--grace", type=float, help="presence grace period in seconds (overrides GRACE_SECONDS)")
+    parser.add_argument(
+        "--grace",
+        type=float,
+        help=f"presence grace period in seconds, for functions' GRACE_SECONDS (default {DEMO_GRACE:.0f} here, "
+        "so a dropped demo device is mailed within a minute; --grace 60 for the deployed default)",
+    )
     parser.add_argument(
         "--parameter",
         action="append",
@@ -59,7 +66,8 @@ def parse_args(argv: list[str] | None = None) -> Options:
         aws_port=args.aws_port,
         devices=0 if args.no_devices else args.devices,
         interval=args.interval,
-        grace=args.grace,
+        grace=DEMO_GRACE if args.grace is None else args.grace,
+        grace_explicit=args.grace is not None,
         parameter_overrides=overrides,
     )
 
@@ -81,8 +89,15 @@ def configure_logging() -> None:
 async def _serve(options: Options) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        if stop.is_set():  # a second Ctrl-C: do not wait for a clean stop
+            logging.getLogger("local").warning("stopping now, without cleaning up")
+            os._exit(130)
+        stop.set()
+
     for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signum, on_signal)
     await LocalStack(options, fleet=run_fleet).run(stop)
 
 

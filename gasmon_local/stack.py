@@ -49,11 +49,12 @@ class Options:
     devices: int = 3
     interval: float = 5.0
     grace: float | None = None
+    grace_explicit: bool = True  # False when `grace` is gasmon-local's demo default
     parameter_overrides: dict[str, str] = field(default_factory=dict)
 
 
-def local_parameter_overrides(template: Mapping[str, Any], options: Options) -> tuple[dict[str, str], str | None]:
-    """Parameter overrides for a local run, and a note about --grace if it lands in variables.
+def local_parameter_overrides(template: Mapping[str, Any], options: Options) -> tuple[dict[str, str], bool]:
+    """Parameter overrides for a local run, and whether the grace period reaches any function.
 
     - An e-mail parameter (name ending in `Email`) left empty gets `operator@gasmon.local`, so
       the template's email subscription exists and alerts show up in the mail folder.
@@ -66,7 +67,7 @@ def local_parameter_overrides(template: Mapping[str, Any], options: Options) -> 
     for name, spec in declared.items():
         if name.endswith("Email") and not spec.get("Default") and name not in overrides:
             overrides[name] = LOCAL_EMAIL
-    note = None
+    grace_applies = False
     if options.grace is not None:
         sources = [(template.get("Globals") or {}).get("Function") or {}]
         sources += [
@@ -80,9 +81,8 @@ def local_parameter_overrides(template: Mapping[str, Any], options: Options) -> 
         parameters = {ref["Ref"] for ref in references if isinstance(ref, dict) and ref.get("Ref") in declared}
         for parameter in parameters:
             overrides[parameter] = _number(options.grace)
-        if not any(reference is not None for reference in references):
-            note = f"--grace has no effect: no function of the template declares {GRACE_VARIABLE}"
-    return overrides, note
+        grace_applies = any(reference is not None for reference in references)
+    return overrides, grace_applies
 
 
 def _number(value: float) -> str:
@@ -189,7 +189,7 @@ class LocalStack:
         iot_data = ServerThread(IotDataApp(core), options.host, options.iot_data_port, "iot-data").start()
 
         raw = load(options.template)
-        overrides, grace_note = local_parameter_overrides(raw, options)
+        overrides, grace_applies = local_parameter_overrides(raw, options)
         stack = Stack(
             raw, StackContext(aws_endpoint=aws_url, region=REGION), overrides, options.template.resolve().parent
         )
@@ -228,7 +228,7 @@ class LocalStack:
             "sqlite_path": str(self.data_dir / "readings.sqlite3"),
             "pid": os.getpid(),
         }
-        self._banner(stack, routes, key_source, grace_note, len(mail.subscriptions))
+        self._banner(stack, routes, key_source, grace_applies, len(mail.subscriptions))
         scratch = endpoints_file.with_suffix(".tmp")
         scratch.write_text(json.dumps(self.endpoints, indent=2) + "\n")
         scratch.rename(endpoints_file)
@@ -271,9 +271,7 @@ class LocalStack:
         endpoints_file.unlink(missing_ok=True)
         log.info("stopped; data kept in %s", self.data_dir)
 
-    def _banner(
-        self, stack: Stack, routes: list[Any], key_source: str, grace_note: str | None, mail_count: int
-    ) -> None:
+    def _banner(self, stack: Stack, routes: list[Any], key_source: str, grace_applies: bool, mail_count: int) -> None:
         e = self.endpoints
         lines = [
             f"gasmon local stack is up ({_relative(self.options.template)}, data in {_relative(self.data_dir)})",
@@ -293,8 +291,10 @@ class LocalStack:
         ]
         if stack.unwired_events:
             lines.append(f"  not wired locally: {', '.join(stack.unwired_events)}")
-        if grace_note:
-            lines.append(f"  note: {grace_note}")
+        if grace_applies:
+            lines.append(f"  presence  grace period {_number(self.options.grace or 0)} s (--grace)")
+        elif self.options.grace is not None and self.options.grace_explicit:
+            lines.append(f"  note: --grace has no effect, no function of the template declares {GRACE_VARIABLE}")
         lines.append(f"  endpoints written to {self.data_dir / 'endpoints.json'}; Ctrl-C stops")
         for line in lines:
             log.info("%s", line)

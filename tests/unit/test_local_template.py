@@ -145,14 +145,24 @@ def test_gasmons_template_resolves() -> None:
 
 
 def test_local_overrides_fill_an_empty_email_and_route_grace_to_its_parameter() -> None:
-    overrides, note = local_parameter_overrides(load(FIXTURE), Options(grace=2))
+    overrides, grace_applies = local_parameter_overrides(load(FIXTURE), Options(grace=2))
     assert overrides == {"AlertEmail": "operator@gasmon.local", "GracePeriodSeconds": "2"}
-    assert note is None
+    assert grace_applies
 
 
 def test_grace_without_a_grace_variable_is_reported() -> None:
-    _, note = local_parameter_overrides(load(ROOT / "template.yaml"), Options(grace=2))
-    assert note is not None and "GRACE_SECONDS" in note
+    template = {
+        "Parameters": {"Grace": {"Type": "Number", "Default": 60}},
+        "Resources": {"Fn": {"Type": "AWS::Serverless::Function", "Properties": {"Environment": {}}}},
+    }
+    overrides, grace_applies = local_parameter_overrides(template, Options(grace=2))
+    assert not grace_applies and overrides == {}
+
+
+def test_a_literal_grace_variable_still_counts() -> None:
+    function = {"Environment": {"Variables": {"GRACE_SECONDS": "60"}}}
+    template = {"Resources": {"Fn": {"Type": "AWS::Serverless::Function", "Properties": function}}}
+    assert local_parameter_overrides(template, Options(grace=2)) == ({}, True)
 
 
 def test_each_function_gets_the_local_overrides(tmp_path: Path) -> None:
