@@ -8,14 +8,16 @@
   survives a restart like the readings do.
 - `SqsPoller` polls a queue and invokes its function with real SQS Lambda events, deleting
   only what succeeded (honouring ReportBatchItemFailures), as Lambda's event source mapping does.
-- `MailBridge` stands in for SNS email delivery: each email subscription gets an internal SQS
-  queue subscribed to the same topic (moto delivers SNS to SQS), and every notification is
-  written as an RFC 5322 `.eml` file under `<data-dir>/mail/` and logged on one line.
+- `SnsBridge` delivers what moto's SNS cannot: each email subscription, and each function's SNS
+  event, gets an internal SQS queue subscribed to the same topic (moto delivers SNS to SQS).
+  `MailBridge` writes every e-mail notification as an RFC 5322 `.eml` file under
+  `<data-dir>/mail/` and logs it on one line; functions get SNS's Lambda event.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import logging
 import re
@@ -143,6 +145,23 @@ def save_tables(stack: Stack, endpoint: str, snapshot_dir: Path) -> None:
         for page in dynamodb.get_paginator("scan").paginate(TableName=table.name):
             items.extend(page["Items"])
         (snapshot_dir / f"{table.name}.json").write_text(json.dumps(items))
+
+
+class Delivery:
+    """Sends Lambda destination records and dead letters to an SQS queue or SNS topic by ARN."""
+
+    def __init__(self, endpoint: str, region: str) -> None:
+        self.sqs = client("sqs", endpoint, region)
+        self.sns = client("sns", endpoint, region)
+
+    def send(self, target_arn: str, body: str) -> None:
+        if ":sqs:" in target_arn:
+            url = self.sqs.get_queue_url(QueueName=target_arn.rsplit(":", 1)[-1])["QueueUrl"]
+            self.sqs.send_message(QueueUrl=url, MessageBody=body)
+        elif ":sns:" in target_arn:
+            self.sns.publish(TopicArn=target_arn, Message=body)
+        else:
+            log.warning("destination %s is not supported locally (only SQS, SNS and Lambda)", target_arn)
 
 
 def sqs_event(messages: Sequence[dict[str, Any]], queue_arn: str, region: str) -> dict[str, Any]:
@@ -287,55 +306,101 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()[:48] or "notification"
 
 
-class MailBridge:
-    """Delivers SNS email subscriptions as `.eml` files, one internal SQS queue per subscription."""
+class SnsBridge:
+    """Delivers SNS notifications moto cannot deliver itself (e-mail, Lambda).
 
-    def __init__(self, stack: Stack, endpoint: str, mail_dir: Path, stop: threading.Event) -> None:
-        self.region = stack.context.region
+    Each such subscription gets an internal SQS queue subscribed to the same topic, with the same
+    filter policy; a thread long-polls it (it wakes as soon as SNS delivers, these queues have no
+    delay) and hands every notification's envelope to the subscription's handler.
+    """
+
+    def __init__(self, endpoint: str, region: str, stop: threading.Event) -> None:
         self.endpoint = endpoint
-        self.mail_dir = mail_dir
+        self.region = region
         self.stop = stop
-        self.subscriptions = [s for s in stack.subscriptions() if s.protocol in ("email", "email-json")]
-        self.display_names = {topic.arn: topic.attributes.get("DisplayName", "") for topic in stack.topics()}
-        self._threads: list[threading.Thread] = []
-        self.delivered = 0
+        self._count = 0
 
-    def start(self) -> None:
-        sqs = client("sqs", self.endpoint, self.region)
-        sns = client("sns", self.endpoint, self.region)
-        self.mail_dir.mkdir(parents=True, exist_ok=True)
-        for index, subscription in enumerate(self.subscriptions):
-            name = f"gasmon-local-mail-{index}"
-            url = sqs.create_queue(QueueName=name)["QueueUrl"]
-            attributes = {
-                key: value
-                for key, value in subscription.attributes.items()
-                if key in ("FilterPolicy", "FilterPolicyScope")
-            }
-            sns.subscribe(
-                TopicArn=subscription.topic_arn,
-                Protocol="sqs",
-                Endpoint=f"arn:aws:sqs:{self.region}:{ACCOUNT_ID}:{name}",
-                Attributes=attributes,
-            )
-            thread = threading.Thread(target=self._run, args=(subscription, url), name=f"mail-{index}", daemon=True)
-            self._threads.append(thread)
-            thread.start()
+    def subscribe(
+        self, topic_arn: str, attributes: dict[str, str], handler: Callable[[dict[str, Any]], object], label: str
+    ) -> str:
+        """Subscribe a handler to a topic; returns the (internal) subscription ARN."""
+        name = f"gasmon-local-sns-{self._count}"
+        self._count += 1
+        url = client("sqs", self.endpoint, self.region).create_queue(QueueName=name)["QueueUrl"]
+        filters = {key: value for key, value in attributes.items() if key in ("FilterPolicy", "FilterPolicyScope")}
+        answer = client("sns", self.endpoint, self.region).subscribe(
+            TopicArn=topic_arn,
+            Protocol="sqs",
+            Endpoint=f"arn:aws:sqs:{self.region}:{ACCOUNT_ID}:{name}",
+            Attributes=filters,
+            ReturnSubscriptionArn=True,
+        )
+        threading.Thread(target=self._run, args=(url, handler, label), name=f"sns-{label}", daemon=True).start()
+        return str(answer["SubscriptionArn"])
 
-    def _run(self, subscription: SubscriptionSpec, queue_url: str) -> None:
+    def _run(self, queue_url: str, handler: Callable[[dict[str, Any]], object], label: str) -> None:
         sqs = client("sqs", self.endpoint, self.region)
         while not self.stop.is_set():
             try:
-                # Long polling wakes as soon as SNS delivers (these queues have no delay).
                 answer = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
             except Exception as exc:
                 if not self.stop.is_set():
-                    mail_log.warning("mail queue: %s", exc)
+                    log.warning("sns %s: %s", label, exc)
                     self.stop.wait(1.0)
                 continue
             for message in answer.get("Messages", []):
-                self.deliver(json.loads(message["Body"]), subscription)
+                try:
+                    handler(json.loads(message["Body"]))
+                except Exception:
+                    log.exception("sns %s: delivery failed", label)
                 sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+
+def sns_event(envelope: dict[str, Any], subscription_arn: str) -> dict[str, Any]:
+    """The event SNS hands a subscribed Lambda function for one notification."""
+    return {
+        "Records": [
+            {
+                "EventSource": "aws:sns",
+                "EventVersion": "1.0",
+                "EventSubscriptionArn": subscription_arn,
+                "Sns": {
+                    "Type": envelope.get("Type", "Notification"),
+                    "MessageId": envelope.get("MessageId"),
+                    "TopicArn": envelope.get("TopicArn"),
+                    "Subject": envelope.get("Subject"),
+                    "Message": envelope.get("Message"),
+                    "Timestamp": envelope.get("Timestamp"),
+                    "SignatureVersion": envelope.get("SignatureVersion", "1"),
+                    "Signature": envelope.get("Signature", ""),
+                    "SigningCertUrl": envelope.get("SigningCertURL", ""),
+                    "UnsubscribeUrl": envelope.get("UnsubscribeURL", ""),
+                    "MessageAttributes": envelope.get("MessageAttributes", {}),
+                },
+            }
+        ]
+    }
+
+
+class MailBridge:
+    """SNS email subscriptions delivered as `.eml` files in the mail directory, one log line each."""
+
+    def __init__(self, stack: Stack, bridge: SnsBridge, mail_dir: Path) -> None:
+        self.bridge = bridge
+        self.mail_dir = mail_dir
+        self.subscriptions = [s for s in stack.subscriptions() if s.protocol in ("email", "email-json")]
+        self.display_names = {topic.arn: topic.attributes.get("DisplayName", "") for topic in stack.topics()}
+        self.delivered = 0
+
+    def start(self) -> None:
+        self.mail_dir.mkdir(parents=True, exist_ok=True)
+        for index, subscription in enumerate(self.subscriptions):
+            self.bridge.subscribe(
+                subscription.topic_arn,
+                subscription.attributes,
+                functools.partial(self.deliver, subscription=subscription),
+                f"mail-{index}",
+            )
 
     def deliver(self, envelope: dict[str, Any], subscription: SubscriptionSpec) -> Path:
         """Write one notification to the mail directory and log it."""

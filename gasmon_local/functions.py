@@ -23,15 +23,17 @@ this process, so `FunctionRuntime` recreates what matters:
   iot-data endpoints, POWERTOOLS_TRACE_DISABLED) are set once for the whole process before the
   first function is imported, because some libraries read them at import time.
 
-Asynchronous invocations (IoT rule Lambda actions) are queued per function and run in order on
-that function's worker thread; a failing one is retried twice (after 1 s and 2 s, AWS waits
-minutes), as Lambda retries event invocations.
+Asynchronous invocations (IoT rule Lambda actions, SNS, schedules) are queued per function and
+run in order on that function's worker thread; a failing one is retried as its EventInvokeConfig
+says (twice by default, after 1 s and 2 s where AWS waits minutes), then sent to its OnFailure
+destination and dead-letter queue, as Lambda does.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
 import logging
 import os
 import sys
@@ -78,8 +80,30 @@ def load_function_module(code_uri: str | Path, module_name: str = "app") -> Any:
 
 
 log = logging.getLogger("lambda")
+Deliver = Callable[[str, str], None]
 _INVOKE_LOCK = threading.Lock()
 ASYNC_RETRY_DELAYS = (1.0, 2.0)
+
+
+def destination_record(spec: FunctionSpec, event: Any, response: Any, condition: str, attempts: int) -> dict[str, Any]:
+    """The invocation record Lambda sends to an OnSuccess/OnFailure destination."""
+    failed = condition != "Success"
+    response_context: dict[str, Any] = {"statusCode": 200, "executedVersion": "$LATEST"}
+    if failed:
+        response_context["functionError"] = "Unhandled"
+    return {
+        "version": "1.0",
+        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
+        "requestContext": {
+            "requestId": str(uuid.uuid4()),
+            "functionArn": f"{spec.arn}:$LATEST",
+            "condition": condition,
+            "approximateInvokeCount": attempts,
+        },
+        "requestPayload": event,
+        "responseContext": response_context,
+        "responsePayload": response,
+    }
 
 
 class FunctionNotFoundError(LookupError):
@@ -135,8 +159,15 @@ def lambda_variables(spec: FunctionSpec) -> dict[str, str]:
 class FunctionRuntime:
     """Invokes the template's functions in-process, each with its own environment (see above)."""
 
-    def __init__(self, functions: Mapping[str, FunctionSpec], environments: Mapping[str, Mapping[str, str]]) -> None:
+    def __init__(
+        self,
+        functions: Mapping[str, FunctionSpec],
+        environments: Mapping[str, Mapping[str, str]],
+        deliver: Deliver | None = None,
+    ) -> None:
+        """`deliver(target_arn, body)` sends destination records and dead letters to SQS or SNS."""
         self.functions = dict(functions)
+        self.deliver = deliver
         self.environments = {
             logical_id: lambda_variables(spec) | dict(environments.get(logical_id, spec.environment))
             for logical_id, spec in self.functions.items()
@@ -180,7 +211,11 @@ class FunctionRuntime:
         return result
 
     def invoke_async(self, reference: str, event: Any, source: str = "") -> None:
-        """Queue an Event invocation on the function's worker; failures are retried twice."""
+        """Queue an Event invocation on the function's worker.
+
+        A failure is retried as the function's EventInvokeConfig says (twice by default); when
+        retries run out the OnFailure destination and the dead-letter queue get it.
+        """
         spec = self.spec(reference)
         self._submit(spec, event, source, attempt=0)
 
@@ -194,10 +229,12 @@ class FunctionRuntime:
         worker.submit(self._run_async, spec, event, source, attempt)
 
     def _run_async(self, spec: FunctionSpec, event: Any, source: str, attempt: int) -> None:
+        config = spec.async_config
         try:
-            self.invoke(spec.logical_id, event, source if attempt == 0 else f"{source}, retry {attempt}")
-        except Exception:
-            if attempt < len(ASYNC_RETRY_DELAYS) and not self._closed:
+            result = self.invoke(spec.logical_id, event, source if attempt == 0 else f"{source}, retry {attempt}")
+        except Exception as error:
+            retries = min(config.max_retry_attempts, len(ASYNC_RETRY_DELAYS))
+            if attempt < retries and not self._closed:
                 log.info("%-24s will retry in %.0f s", spec.logical_id, ASYNC_RETRY_DELAYS[attempt])
                 timer = threading.Timer(
                     ASYNC_RETRY_DELAYS[attempt], self._submit, args=(spec, event, source, attempt + 1)
@@ -205,8 +242,28 @@ class FunctionRuntime:
                 timer.daemon = True
                 self._timers.add(timer)
                 timer.start()
-            else:
-                log.exception("%-24s gave up on an event invocation (%s)", spec.logical_id, source)
+                return
+            log.error(
+                "%-24s gave up on an event invocation after %d attempt(s) (%s)", spec.logical_id, attempt + 1, source
+            )
+            failure = {"errorMessage": str(error), "errorType": type(error).__name__, "stackTrace": []}
+            if config.on_failure:
+                record = destination_record(spec, event, failure, "RetriesExhausted", attempt + 1)
+                self._send(config.on_failure, record, spec)
+            if config.dead_letter:
+                self._send(config.dead_letter, event, spec)
+            return
+        if config.on_success:
+            self._send(config.on_success, destination_record(spec, event, result, "Success", attempt + 1), spec)
+
+    def _send(self, target_arn: str, body: Any, spec: FunctionSpec) -> None:
+        try:
+            if ":lambda:" in target_arn:
+                self.invoke_async(target_arn, body, f"destination of {spec.logical_id}")
+            elif self.deliver is not None:
+                self.deliver(target_arn, json.dumps(body, default=str))
+        except Exception:
+            log.exception("%-24s could not deliver to %s", spec.logical_id, target_arn)
 
     def drain(self, timeout: float = 10.0) -> None:
         """Wait until queued asynchronous invocations have run (tests and shutdown)."""

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gasmon_local import aws, lifecycle
+from gasmon_local import aws, lifecycle, schedules
 from gasmon_local.broker import IotCore
 from gasmon_local.functions import ROOT, FunctionNotFoundError, FunctionRuntime
 from gasmon_local.gateway import ApiGateway, load_api_key
@@ -28,7 +28,7 @@ from gasmon_local.iot_data import IotDataApp
 from gasmon_local.rules import RuleEngine, load_rules
 from gasmon_local.servers import ServerThread
 from gasmon_local.shadows import ShadowStore
-from gasmon_local.template import REGION, Stack, StackContext, load
+from gasmon_local.template import REGION, SnsEventSource, Stack, StackContext, load
 
 log = logging.getLogger("local")
 GRACE_VARIABLE = "GRACE_SECONDS"
@@ -121,6 +121,21 @@ def function_environments(
     return environments
 
 
+def _subscribe_function(bridge: aws.SnsBridge, runtime: FunctionRuntime, source: SnsEventSource) -> None:
+    """An SNS event of a function: SNS invokes it asynchronously with SNS's event."""
+    attributes = {}
+    if source.filter_policy is not None:
+        attributes["FilterPolicy"] = json.dumps(source.filter_policy)
+    if source.filter_policy_scope:
+        attributes["FilterPolicyScope"] = source.filter_policy_scope
+    subscription: list[str] = []
+
+    def handle(envelope: dict[str, Any]) -> None:
+        runtime.invoke_async(source.function, aws.sns_event(envelope, subscription[0]), f"sns {source.topic_arn}")
+
+    subscription.append(bridge.subscribe(source.topic_arn, attributes, handle, source.function))
+
+
 def _relative(path: Path) -> str:
     try:
         return str(path.resolve().relative_to(Path.cwd()))
@@ -199,8 +214,10 @@ class LocalStack:
         await asyncio.to_thread(aws.create_resources, stack, aws_url, snapshot_dir)
 
         functions = stack.functions()
-        runtime = FunctionRuntime(functions, function_environments(stack, common, self.data_dir, options.grace))
-        targets = LocalTargets(runtime, core, aws_url, stack.context.region)
+        region = stack.context.region
+        environments = function_environments(stack, common, self.data_dir, options.grace)
+        runtime = FunctionRuntime(functions, environments, deliver=aws.Delivery(aws_url, region).send)
+        targets = LocalTargets(runtime, core, aws_url, region)
         core.rules = RuleEngine(load_rules(stack.topic_rules()), targets)
         pollers = [
             aws.SqsPoller(source, runtime.invoke, aws_url, stack.context.region, self.stop_threads)
@@ -210,8 +227,19 @@ class LocalStack:
         ]
         for poller in pollers:
             poller.start()
-        mail = aws.MailBridge(stack, aws_url, self.data_dir / "mail", self.stop_threads)
+        bridge = aws.SnsBridge(aws_url, region, self.stop_threads)
+        mail = aws.MailBridge(stack, bridge, self.data_dir / "mail")
         mail.start()
+        for spec in functions.values():
+            for topic in spec.sns_sources:
+                _subscribe_function(bridge, runtime, topic)
+        schedules.start_schedules(
+            [schedule for spec in functions.values() for schedule in spec.schedules],
+            runtime.invoke_async,
+            region,
+            stack.context.account_id,
+            self.stop_threads,
+        )
         routes = [route for spec in functions.values() for route in spec.api_routes]
         gateway = ServerThread(
             ApiGateway(routes, runtime.invoke, api_key, ROOT / "dashboard"), options.host, options.http_port, "api"

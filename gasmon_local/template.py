@@ -78,6 +78,50 @@ class SqsEventSource:
 
 
 @dataclass(frozen=True)
+class TopicRuleSpec:
+    """An `AWS::IoT::TopicRule`: its SQL and its resolved actions."""
+
+    logical_id: str
+    name: str
+    sql: str
+    sql_version: str
+    disabled: bool
+    actions: tuple[dict[str, Any], ...]
+    error_action: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class SnsEventSource:
+    """One `SNS` event of a function (the function subscribed to a topic)."""
+
+    function: str
+    topic_arn: str
+    filter_policy: dict[str, Any] | None = None
+    filter_policy_scope: str | None = None
+
+
+@dataclass(frozen=True)
+class ScheduleSpec:
+    """One `Schedule`/`ScheduleV2` event: `rate(...)` runs locally, `cron(...)` is not wired."""
+
+    function: str
+    name: str
+    expression: str
+    input: str | None = None
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class AsyncConfig:
+    """How Lambda handles a function's event invocations (EventInvokeConfig, DeadLetterQueue)."""
+
+    max_retry_attempts: int = 2
+    on_failure: str | None = None  # destination ARN (SQS, SNS or Lambda)
+    on_success: str | None = None
+    dead_letter: str | None = None  # SQS or SNS ARN: gets the event itself
+
+
+@dataclass(frozen=True)
 class FunctionSpec:
     """A function as the local runtime needs it: code, handler, resolved environment, events."""
 
@@ -92,19 +136,10 @@ class FunctionSpec:
     environment: dict[str, str]
     api_routes: tuple[ApiRoute, ...] = ()
     sqs_sources: tuple[SqsEventSource, ...] = ()
-
-
-@dataclass(frozen=True)
-class TopicRuleSpec:
-    """An `AWS::IoT::TopicRule`: its SQL and its resolved actions."""
-
-    logical_id: str
-    name: str
-    sql: str
-    sql_version: str
-    disabled: bool
-    actions: tuple[dict[str, Any], ...]
-    error_action: dict[str, Any] | None = None
+    sns_sources: tuple[SnsEventSource, ...] = ()
+    schedules: tuple[ScheduleSpec, ...] = ()
+    iot_rules: tuple[TopicRuleSpec, ...] = ()
+    async_config: AsyncConfig = field(default_factory=AsyncConfig)
 
 
 @dataclass(frozen=True)
@@ -422,7 +457,7 @@ class Stack:
             if not isinstance(code_uri, str) or not handler:
                 raise TemplateError(f"{logical_id}: needs a local CodeUri folder and a Handler")
             name = self.physical_name(logical_id)
-            api_routes, sqs_sources = self._events(logical_id, props.get("Events") or {})
+            events = self._events(logical_id, self.get_att(logical_id, "Arn"), props.get("Events") or {})
             specs[logical_id] = FunctionSpec(
                 logical_id=logical_id,
                 name=name,
@@ -433,14 +468,28 @@ class Stack:
                 timeout=int(props.get("Timeout", self.resolve(globals_.get("Timeout", 3)))),
                 memory=int(props.get("MemorySize", self.resolve(globals_.get("MemorySize", 128)))),
                 environment={key: _env_string(value) for key, value in variables.items()},
-                api_routes=tuple(api_routes),
-                sqs_sources=tuple(sqs_sources),
+                api_routes=tuple(events.api_routes),
+                sqs_sources=tuple(events.sqs_sources),
+                sns_sources=tuple(events.sns_sources),
+                schedules=tuple(events.schedules),
+                iot_rules=tuple(events.iot_rules),
+                async_config=self._async_config(props, globals_),
             )
         return specs
 
-    def _events(self, function: str, events: dict[str, Any]) -> tuple[list[ApiRoute], list[SqsEventSource]]:
-        routes: list[ApiRoute] = []
-        sources: list[SqsEventSource] = []
+    def _async_config(self, props: dict[str, Any], globals_: dict[str, Any]) -> AsyncConfig:
+        invoke_config = props.get("EventInvokeConfig") or self.resolve(globals_.get("EventInvokeConfig")) or {}
+        destinations = invoke_config.get("DestinationConfig") or {}
+        dead_letter = props.get("DeadLetterQueue") or self.resolve(globals_.get("DeadLetterQueue")) or {}
+        return AsyncConfig(
+            max_retry_attempts=int(invoke_config.get("MaximumRetryAttempts", 2)),
+            on_failure=(destinations.get("OnFailure") or {}).get("Destination"),
+            on_success=(destinations.get("OnSuccess") or {}).get("Destination"),
+            dead_letter=dead_letter.get("TargetArn"),
+        )
+
+    def _events(self, function: str, function_arn: str, events: dict[str, Any]) -> _Events:
+        found = _Events()
         for event_id, event in events.items():
             kind = event.get("Type")
             props = event.get("Properties") or {}
@@ -448,7 +497,7 @@ class Stack:
                 api_id, stage, api_auth = self._api(props.get("RestApiId"))
                 auth = props.get("Auth") or {}
                 required = auth.get("ApiKeyRequired", api_auth.get("ApiKeyRequired", False))
-                routes.append(
+                found.api_routes.append(
                     ApiRoute(
                         function=function,
                         path=str(props["Path"]),
@@ -459,7 +508,7 @@ class Stack:
                     )
                 )
             elif kind == "SQS":
-                sources.append(
+                found.sqs_sources.append(
                     SqsEventSource(
                         function=function,
                         queue_arn=str(props["Queue"]),
@@ -469,11 +518,41 @@ class Stack:
                         enabled=_truthy(props.get("Enabled", True)),
                     )
                 )
+            elif kind == "SNS":
+                policy = props.get("FilterPolicy")
+                found.sns_sources.append(
+                    SnsEventSource(function, str(props["Topic"]), policy, props.get("FilterPolicyScope"))
+                )
+            elif kind == "IoTRule":
+                # SAM turns this into an AWS::IoT::TopicRule with a Lambda action on the function.
+                found.iot_rules.append(
+                    TopicRuleSpec(
+                        logical_id=f"{function}{event_id}",
+                        name=f"{function}{event_id}",
+                        sql=str(props["Sql"]),
+                        sql_version=str(props.get("AwsIotSqlVersion", "2015-10-08")),
+                        disabled=False,
+                        actions=({"Lambda": {"FunctionArn": function_arn}},),
+                    )
+                )
+            elif kind in ("Schedule", "ScheduleV2") and str(
+                props.get("Schedule") or props.get("ScheduleExpression") or ""
+            ).startswith("rate("):
+                enabled = _truthy(props.get("Enabled", True)) and str(props.get("State", "ENABLED")) == "ENABLED"
+                found.schedules.append(
+                    ScheduleSpec(
+                        function=function,
+                        name=f"{function}{event_id}",
+                        expression=str(props.get("Schedule") or props.get("ScheduleExpression")),
+                        input=props.get("Input"),
+                        enabled=enabled,
+                    )
+                )
             else:
                 entry = f"{function}.{event_id} ({kind})"
                 if entry not in self.unwired_events:
                     self.unwired_events.append(entry)
-        return routes, sources
+        return found
 
     def _api(self, rest_api_id: Any) -> tuple[str, str, dict[str, Any]]:
         """API id, stage and Auth of the API an event belongs to (SAM's implicit API if none)."""
@@ -490,8 +569,8 @@ class Stack:
         return str(rest_api_id), str(props.get("StageName", "Prod")), props.get("Auth") or {}
 
     def topic_rules(self) -> list[TopicRuleSpec]:
-        """Every active `AWS::IoT::TopicRule`."""
-        rules = []
+        """Every active `AWS::IoT::TopicRule`, and the rules SAM makes of functions' IoTRule events."""
+        rules = [rule for spec in self.functions().values() for rule in spec.iot_rules]
         for logical_id in self.of_type("AWS::IoT::TopicRule"):
             payload = self.properties(logical_id).get("TopicRulePayload") or {}
             rules.append(
@@ -610,6 +689,15 @@ class Stack:
             topic_arn, protocol, endpoint = (str(props[key]) for key in ("TopicArn", "Protocol", "Endpoint"))
             specs.append(SubscriptionSpec(topic_arn, protocol, endpoint, attributes))
         return specs
+
+
+@dataclass
+class _Events:
+    api_routes: list[ApiRoute] = field(default_factory=list)
+    sqs_sources: list[SqsEventSource] = field(default_factory=list)
+    sns_sources: list[SnsEventSource] = field(default_factory=list)
+    schedules: list[ScheduleSpec] = field(default_factory=list)
+    iot_rules: list[TopicRuleSpec] = field(default_factory=list)
 
 
 def _truthy(value: Any) -> bool:

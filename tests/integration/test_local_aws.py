@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from gasmon_local import aws
+from gasmon_local import stack as stack_module
 from gasmon_local.functions import ROOT, FunctionRuntime
 from gasmon_local.stack import function_environments, process_environment
 from gasmon_local.template import Stack, StackContext
@@ -34,6 +35,7 @@ class Local:
     runtime: FunctionRuntime
     mail_dir: Path
     stop: threading.Event
+    bridge: aws.SnsBridge
 
 
 def eventually(check: Callable[[], Any], timeout: float = WAIT) -> Any:
@@ -53,14 +55,18 @@ def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Local]:
     stack = Stack.from_file(FIXTURE, StackContext(aws_endpoint=endpoint), {"AlertEmail": "ops@example.com"})
     aws.create_resources(stack, endpoint)
     common = process_environment(endpoint, "http://127.0.0.1:9", stack.context.region)
-    runtime = FunctionRuntime(stack.functions(), function_environments(stack, common, data_dir, grace=1))
+    environments = function_environments(stack, common, data_dir, grace=1)
+    runtime = FunctionRuntime(
+        stack.functions(), environments, deliver=aws.Delivery(endpoint, stack.context.region).send
+    )
     stop = threading.Event()
     for spec in stack.functions().values():
         for source in spec.sqs_sources:
             aws.SqsPoller(source, runtime.invoke, endpoint, stack.context.region, stop).start()
-    mail = aws.MailBridge(stack, endpoint, data_dir / "mail", stop)
+    bridge = aws.SnsBridge(endpoint, stack.context.region, stop)
+    mail = aws.MailBridge(stack, bridge, data_dir / "mail")
     mail.start()
-    yield Local(stack, endpoint, runtime, mail.mail_dir, stop)
+    yield Local(stack, endpoint, runtime, mail.mail_dir, stop, bridge)
     stop.set()
     runtime.close()
     moto.stop()
@@ -168,3 +174,49 @@ def test_table_items_survive_a_restart(local: Local, tmp_path: Path) -> None:
     # Then the item is back
     item = dynamodb.get_item(TableName=table, Key={"clientId": {"S": "kept"}})
     assert item["Item"]["state"] == {"S": "x"}
+
+
+def test_an_event_invocation_that_keeps_failing_goes_to_its_on_failure_destination(local: Local) -> None:
+    # Given RecordPresenceFunction (MaximumRetryAttempts 1, OnFailure -> the dead-letter queue)
+    sqs = client(local, "sqs")
+    url = sqs.get_queue_url(QueueName="gasmon-presence-dlq")["QueueUrl"]
+    marker = uuid.uuid4().hex
+    # When an event it cannot handle is invoked asynchronously
+    local.runtime.invoke_async("RecordPresenceFunction", {"not": "a lifecycle event", "marker": marker}, "test")
+
+    def record() -> dict[str, Any] | None:
+        for message in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+            body = json.loads(message["Body"])
+            if body.get("requestPayload", {}).get("marker") == marker:
+                return dict(body)
+        return None
+
+    # Then after one retry, Lambda's failure record lands in the destination
+    found = eventually(record)
+    assert found is not None
+    assert found["requestContext"]["condition"] == "RetriesExhausted"
+    assert found["requestContext"]["approximateInvokeCount"] == 2
+    assert found["responseContext"]["functionError"] == "Unhandled"
+    assert found["responsePayload"]["errorType"] == "KeyError"
+
+
+def test_a_functions_sns_event_delivers_notifications_as_snss_lambda_event(local: Local) -> None:
+    # Given EchoFunction's SNS event on the notice topic (wired as the stack wires it)
+    received: list[Any] = []
+
+    class Recorder:
+        def invoke_async(self, function: str, event: Any, source: str) -> None:
+            received.append((function, event))
+
+    [source] = local.stack.functions()["EchoFunction"].sns_sources
+    stack_module._subscribe_function(local.bridge, Recorder(), source)  # type: ignore[arg-type]
+    # When a notification is published
+    client(local, "sns").publish(TopicArn=source.topic_arn, Subject="hello", Message="from sns")
+    # Then the function is invoked with SNS's record
+    assert eventually(lambda: received)
+    function, event = received[0]
+    record = event["Records"][0]
+    assert function == "EchoFunction"
+    assert record["EventSource"] == "aws:sns"
+    assert (record["Sns"]["Subject"], record["Sns"]["Message"]) == ("hello", "from sns")
+    assert record["Sns"]["TopicArn"] == source.topic_arn

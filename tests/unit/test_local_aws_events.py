@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from gasmon_local.aws import email_message, failed_message_ids, sqs_event
+from gasmon_local.aws import email_message, failed_message_ids, sns_event, sqs_event
 
 BATCH = [
     {
@@ -92,3 +92,18 @@ def test_a_notification_without_subject_gets_snss_default() -> None:
 def test_email_json_carries_the_envelope() -> None:
     message = parse(bytes(email_message(ENVELOPE, "ops@example.com", "email-json")))
     assert '"MessageId": "1b2c3d4e-0000"' in message.get_content()
+
+
+def test_sns_events_have_lambdas_record_shape() -> None:
+    event = sns_event(ENVELOPE | {"SigningCertURL": "https://cert", "MessageAttributes": {}}, "arn:sub")
+    [record] = event["Records"]
+    assert (record["EventSource"], record["EventVersion"], record["EventSubscriptionArn"]) == (
+        "aws:sns",
+        "1.0",
+        "arn:sub",
+    )
+    assert record["Sns"]["Message"] == ENVELOPE["Message"] and record["Sns"]["Subject"] == ENVELOPE["Subject"]
+    assert (
+        record["Sns"]["SigningCertUrl"] == "https://cert"
+        and record["Sns"]["UnsubscribeUrl"] == ENVELOPE["UnsubscribeURL"]
+    )

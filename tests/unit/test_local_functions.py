@@ -1,5 +1,6 @@
 """Invoking functions in-process, each with its own environment (gasmon_local.functions)."""
 
+import json
 import os
 import textwrap
 import time
@@ -8,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from gasmon_local.functions import FunctionNotFoundError, FunctionRuntime
-from gasmon_local.template import FunctionSpec
+from gasmon_local.template import AsyncConfig, FunctionSpec
 
 SETTINGS_AT_COLD_START = """
     import os
@@ -32,7 +33,7 @@ FLAKY = """
 """
 
 
-def function(tmp_path: Path, logical_id: str, source: str) -> FunctionSpec:
+def function(tmp_path: Path, logical_id: str, source: str, config: AsyncConfig | None = None) -> FunctionSpec:
     folder = tmp_path / logical_id.lower()
     folder.mkdir()
     (folder / "app.py").write_text(textwrap.dedent(source))
@@ -46,6 +47,7 @@ def function(tmp_path: Path, logical_id: str, source: str) -> FunctionSpec:
         timeout=3,
         memory=128,
         environment={},
+        async_config=config or AsyncConfig(),
     )
 
 
@@ -82,3 +84,30 @@ def test_event_invocations_are_retried_after_a_failure(tmp_path: Path, monkeypat
         time.sleep(0.05)
     runtime.close()
     assert marker.read_text() == "2"
+
+
+ALWAYS_FAILS = """
+    def lambda_handler(event, context):
+        raise ValueError("cannot handle " + event["kind"])
+"""
+
+
+def test_exhausted_retries_go_to_the_on_failure_destination_and_dead_letter_queue(tmp_path: Path) -> None:
+    # Given a function with no retries, an OnFailure destination and a dead-letter queue
+    config = AsyncConfig(max_retry_attempts=0, on_failure="arn:aws:sqs:r:1:failures", dead_letter="arn:aws:sns:r:1:dlq")
+    sent: list[tuple[str, str]] = []
+    spec = function(tmp_path, "Failing", ALWAYS_FAILS, config)
+    runtime = FunctionRuntime({"Failing": spec}, {}, deliver=lambda arn, body: sent.append((arn, body)))
+    # When an event invocation fails
+    runtime.invoke_async("Failing", {"kind": "odd"}, "test")
+    runtime.drain()
+    runtime.close()
+    # Then Lambda's failure record goes to the destination and the event itself to the DLQ
+    destinations = dict(sent)
+    record = json.loads(destinations["arn:aws:sqs:r:1:failures"])
+    assert record["requestContext"]["condition"] == "RetriesExhausted"
+    assert record["requestContext"]["approximateInvokeCount"] == 1
+    assert record["requestContext"]["functionArn"] == spec.arn + ":$LATEST"
+    assert record["requestPayload"] == {"kind": "odd"}
+    assert record["responsePayload"]["errorMessage"] == "cannot handle odd"
+    assert json.loads(destinations["arn:aws:sns:r:1:dlq"]) == {"kind": "odd"}

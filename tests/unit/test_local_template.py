@@ -105,7 +105,23 @@ def test_api_events_become_routes_with_the_apis_key_setting() -> None:
     assert routes[("GET", "/echo/{name}")].api_key_required is True  # from the Api's Auth
     assert routes[("ANY", "/public/{proxy+}")].api_key_required is False  # the event's own Auth wins
     assert routes[("GET", "/echo/{name}")].stage == "Dev"
-    assert stack.unwired_events == ["EchoFunction.Nightly (Schedule)"]
+    assert stack.unwired_events == ["EchoFunction.Nightly (Schedule)"]  # cron schedules do not run locally
+
+
+def test_other_function_events_become_rules_topics_schedules_and_async_settings() -> None:
+    stack = fixture_stack()
+    echo = stack.functions()["EchoFunction"]
+    [schedule] = echo.schedules
+    assert (schedule.expression, schedule.input) == ("rate(1 hour)", '{"heartbeat": true}')
+    [sns] = echo.sns_sources
+    assert sns.topic_arn == "arn:aws:sns:ap-northeast-2:123456789012:disconnected_notice"
+    rules = {rule.name: rule for rule in stack.topic_rules()}
+    assert rules["EchoFunctionPings"].sql == "SELECT *, topic(2) AS which FROM 'fixture/+/ping'"
+    assert rules["EchoFunctionPings"].actions == ({"Lambda": {"FunctionArn": echo.arn}},)
+    record = stack.functions()["RecordPresenceFunction"].async_config
+    assert record.max_retry_attempts == 1
+    assert record.on_failure == "arn:aws:sqs:ap-northeast-2:123456789012:gasmon-presence-dlq"
+    assert echo.async_config.max_retry_attempts == 2 and echo.async_config.on_failure is None
 
 
 def test_sqs_events_become_event_sources() -> None:
