@@ -33,7 +33,7 @@ import boto3
 from botocore.config import Config
 from moto.server import ThreadedMotoServer
 
-from gasmon_local.template import ACCOUNT_ID, SqsEventSource, Stack, SubscriptionSpec
+from gasmon_local.template import ACCOUNT_ID, SqsEventSource, Stack, SubscriptionSpec, TableSpec
 
 log = logging.getLogger("aws")
 mail_log = logging.getLogger("mail")
@@ -78,47 +78,75 @@ def client(service: str, endpoint: str, region: str) -> Any:
     )
 
 
-def create_resources(stack: Stack, endpoint: str, snapshot_dir: Path | None = None) -> None:
-    """Create the template's queues, tables, topics and subscriptions in moto."""
+def create_resources(stack: Stack, endpoint: str, snapshot_dir: Path | None = None) -> list[str]:
+    """Create the template's queues, tables, topics and subscriptions in moto.
+
+    A resource moto refuses is logged and skipped, so one odd property does not stop the stack;
+    the problems are returned for the banner. Subscriptions with protocol `lambda` are left to
+    the stack (moto would look for the function in its own Lambda service).
+    """
     region = stack.context.region
+    problems: list[str] = []
+
+    def attempt(what: str, action: Callable[[], object]) -> bool:
+        try:
+            action()
+            return True
+        except Exception as exc:
+            log.error("could not create %s: %s", what, exc)
+            problems.append(f"{what}: {exc}")
+            return False
+
     sqs = client("sqs", endpoint, region)
     for queue in stack.queues():
-        sqs.create_queue(QueueName=queue.name, Attributes=queue.attributes)
-        log.info("queue  %s %s", queue.name, _summary(queue.attributes))
+        create = functools.partial(sqs.create_queue, QueueName=queue.name, Attributes=queue.attributes)
+        if attempt(f"queue {queue.name}", create):
+            log.info("queue  %s %s", queue.name, _summary(queue.attributes))
     for queue in stack.queues():  # redrive targets exist now
         if queue.redrive_target_arn:
             policy = {"deadLetterTargetArn": queue.redrive_target_arn, "maxReceiveCount": queue.max_receive_count or 1}
-            url = sqs.get_queue_url(QueueName=queue.name)["QueueUrl"]
-            sqs.set_queue_attributes(QueueUrl=url, Attributes={"RedrivePolicy": json.dumps(policy)})
+
+            def set_redrive(name: str = queue.name, policy: dict[str, Any] = policy) -> None:
+                url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+                sqs.set_queue_attributes(QueueUrl=url, Attributes={"RedrivePolicy": json.dumps(policy)})
+
+            attempt(f"redrive policy of {queue.name}", set_redrive)
     dynamodb = client("dynamodb", endpoint, region)
     for table in stack.tables():
-        dynamodb.create_table(**table.create_arguments)
-        if table.ttl_attribute:
-            dynamodb.update_time_to_live(
-                TableName=table.name,
-                TimeToLiveSpecification={"Enabled": True, "AttributeName": table.ttl_attribute},
-            )
-        restored = _restore_table(dynamodb, table.name, snapshot_dir)
-        log.info("table  %s%s", table.name, f" ({restored} items restored)" if restored else "")
+
+        def create_table(table: TableSpec = table) -> None:
+            dynamodb.create_table(**table.create_arguments)
+            if table.ttl_attribute:
+                dynamodb.update_time_to_live(
+                    TableName=table.name,
+                    TimeToLiveSpecification={"Enabled": True, "AttributeName": table.ttl_attribute},
+                )
+            restored = _restore_table(dynamodb, table.name, snapshot_dir)
+            log.info("table  %s%s", table.name, f" ({restored} items restored)" if restored else "")
+
+        attempt(f"table {table.name}", create_table)
     sns = client("sns", endpoint, region)
     for topic in stack.topics():
         attributes = {key: value for key, value in topic.attributes.items() if key != "KmsMasterKeyId"}
-        sns.create_topic(Name=topic.name, Attributes=attributes)
-        log.info("topic  %s", topic.name)
+        if attempt(f"topic {topic.name}", functools.partial(sns.create_topic, Name=topic.name, Attributes=attributes)):
+            log.info("topic  %s", topic.name)
     for subscription in stack.subscriptions():
-        sns.subscribe(
-            TopicArn=subscription.topic_arn,
-            Protocol=subscription.protocol,
-            Endpoint=subscription.endpoint,
-            Attributes=subscription.attributes,
-            ReturnSubscriptionArn=True,
-        )
-        log.info(
-            "subscription %s %s -> %s",
-            subscription.protocol,
-            subscription.topic_arn.rsplit(":", 1)[-1],
-            subscription.endpoint,
-        )
+        if subscription.protocol == "lambda":
+            continue
+
+        def subscribe(subscription: SubscriptionSpec = subscription) -> None:
+            sns.subscribe(
+                TopicArn=subscription.topic_arn,
+                Protocol=subscription.protocol,
+                Endpoint=subscription.endpoint,
+                Attributes=subscription.attributes,
+                ReturnSubscriptionArn=True,
+            )
+
+        topic_name = subscription.topic_arn.rsplit(":", 1)[-1]
+        if attempt(f"subscription {subscription.protocol} to {topic_name}", subscribe):
+            log.info("subscription %s %s -> %s", subscription.protocol, topic_name, subscription.endpoint)
+    return problems
 
 
 def _summary(attributes: dict[str, str]) -> str:

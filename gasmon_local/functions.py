@@ -19,6 +19,9 @@ this process, so `FunctionRuntime` recreates what matters:
   layer (one Powertools Logger and Metrics object), which the lock keeps from interleaving.
   Lambda itself never runs two invocations in one environment, and the handlers take
   milliseconds here, so the only cost is that a slow function delays the others.
+- What the layer creates at import time is shared: its modules are imported once, so the one
+  Powertools Logger carries the service name of the first function that imported it (each
+  function's own module, settings and adapters are its own).
 - Variables that are the same for every function (fake credentials, region, the moto and
   iot-data endpoints, POWERTOOLS_TRACE_DISABLED) are set once for the whole process before the
   first function is imported, because some libraries read them at import time.

@@ -136,6 +136,10 @@ def _subscribe_function(bridge: aws.SnsBridge, runtime: FunctionRuntime, source:
     subscription.append(bridge.subscribe(source.topic_arn, attributes, handle, source.function))
 
 
+def _json_or_none(text: str | None) -> dict[str, Any] | None:
+    return json.loads(text) if text else None
+
+
 def _relative(path: Path) -> str:
     try:
         return str(path.resolve().relative_to(Path.cwd()))
@@ -211,7 +215,7 @@ class LocalStack:
         common = process_environment(aws_url, iot_data.url, stack.context.region)
         os.environ.update(common)
         snapshot_dir = self.data_dir / "dynamodb"
-        await asyncio.to_thread(aws.create_resources, stack, aws_url, snapshot_dir)
+        problems = await asyncio.to_thread(aws.create_resources, stack, aws_url, snapshot_dir)
 
         functions = stack.functions()
         region = stack.context.region
@@ -219,20 +223,31 @@ class LocalStack:
         runtime = FunctionRuntime(functions, environments, deliver=aws.Delivery(aws_url, region).send)
         targets = LocalTargets(runtime, core, aws_url, region)
         core.rules = RuleEngine(load_rules(stack.topic_rules()), targets)
-        pollers = [
-            aws.SqsPoller(source, runtime.invoke, aws_url, stack.context.region, self.stop_threads)
-            for spec in functions.values()
-            for source in spec.sqs_sources
-            if source.enabled
-        ]
+        pollers = []
+        for spec in functions.values():
+            for source in spec.sqs_sources:
+                if not source.enabled:
+                    continue
+                try:
+                    pollers.append(aws.SqsPoller(source, runtime.invoke, aws_url, region, self.stop_threads))
+                except Exception as exc:  # a queue outside the template, say
+                    problems.append(f"SQS event of {spec.logical_id} on {source.queue_arn}: {exc}")
         for poller in pollers:
             poller.start()
         bridge = aws.SnsBridge(aws_url, region, self.stop_threads)
         mail = aws.MailBridge(stack, bridge, self.data_dir / "mail")
         mail.start()
-        for spec in functions.values():
-            for topic in spec.sns_sources:
-                _subscribe_function(bridge, runtime, topic)
+        sns_sources = [source for spec in functions.values() for source in spec.sns_sources]
+        sns_sources += [  # SNS subscriptions with protocol lambda, to a function of the template
+            SnsEventSource(s.endpoint, s.topic_arn, _json_or_none(s.attributes.get("FilterPolicy")))
+            for s in stack.subscriptions()
+            if s.protocol == "lambda"
+        ]
+        for sns_source in sns_sources:
+            try:
+                _subscribe_function(bridge, runtime, sns_source)
+            except Exception as exc:
+                problems.append(f"SNS subscription of {sns_source.function} to {sns_source.topic_arn}: {exc}")
         schedules.start_schedules(
             [schedule for spec in functions.values() for schedule in spec.schedules],
             runtime.invoke_async,
@@ -256,7 +271,7 @@ class LocalStack:
             "sqlite_path": str(self.data_dir / "readings.sqlite3"),
             "pid": os.getpid(),
         }
-        self._banner(stack, routes, key_source, grace_applies, len(mail.subscriptions))
+        self._banner(stack, routes, key_source, grace_applies, len(mail.subscriptions), problems)
         scratch = endpoints_file.with_suffix(".tmp")
         scratch.write_text(json.dumps(self.endpoints, indent=2) + "\n")
         scratch.rename(endpoints_file)
@@ -299,7 +314,15 @@ class LocalStack:
         endpoints_file.unlink(missing_ok=True)
         log.info("stopped; data kept in %s", self.data_dir)
 
-    def _banner(self, stack: Stack, routes: list[Any], key_source: str, grace_applies: bool, mail_count: int) -> None:
+    def _banner(
+        self,
+        stack: Stack,
+        routes: list[Any],
+        key_source: str,
+        grace_applies: bool,
+        mail_count: int,
+        problems: list[str],
+    ) -> None:
         e = self.endpoints
         lines = [
             f"gasmon local stack is up ({_relative(self.options.template)}, data in {_relative(self.data_dir)})",
@@ -317,6 +340,8 @@ class LocalStack:
             f"  rules     {', '.join(rule.name for rule in stack.topic_rules()) or 'none in the template'}",
             f"  functions {', '.join(stack.functions())}",
         ]
+        for problem in problems:
+            lines.append(f"  NOT CREATED: {problem}")
         if stack.unwired_events:
             lines.append(f"  not wired locally: {', '.join(stack.unwired_events)}")
         if grace_applies:

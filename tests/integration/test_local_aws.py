@@ -220,3 +220,22 @@ def test_a_functions_sns_event_delivers_notifications_as_snss_lambda_event(local
     assert record["EventSource"] == "aws:sns"
     assert (record["Sns"]["Subject"], record["Sns"]["Message"]) == ("hello", "from sns")
     assert record["Sns"]["TopicArn"] == source.topic_arn
+
+
+def test_a_resource_moto_refuses_is_reported_and_the_rest_is_created(local: Local) -> None:
+    # Given a template with a table moto cannot create (no key schema) beside a good queue
+    stack = Stack(
+        {
+            "Resources": {
+                "BrokenTable": {"Type": "AWS::DynamoDB::Table", "Properties": {"TableName": "broken"}},
+                "FineQueue": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": "fine-queue", "DelaySeconds": 3}},
+            }
+        },
+        StackContext(aws_endpoint=local.endpoint),
+    )
+    # When its resources are created, Then the problem is reported and the queue exists anyway
+    problems = aws.create_resources(stack, local.endpoint)
+    assert len(problems) == 1 and problems[0].startswith("table broken:")
+    sqs = client(local, "sqs")
+    url = sqs.get_queue_url(QueueName="fine-queue")["QueueUrl"]
+    assert sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["DelaySeconds"])["Attributes"]["DelaySeconds"] == "3"
