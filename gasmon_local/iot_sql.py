@@ -4,7 +4,8 @@ Supported, because gasmon's rules and the seeds use it: a SELECT list of `*`, ne
 (`state.reported.connected`), array indexes, literals, arithmetic and aliases; FROM a quoted
 topic filter with `+` and `#`; WHERE with comparisons, AND/OR/NOT, IS [NOT] NULL, booleans,
 strings and numbers; and the functions topic(n), clientid(), timestamp(), newuuid(),
-principal(), lower(), upper(), concat(), abs(), get(), isundefined(), isnull().
+principal(), lower(), upper(), concat(), abs(), get(), isundefined(), isnull(), and
+cast(x AS String|Int|Decimal|Bool).
 
 Semantics follow the AWS documentation: a field that is missing is *undefined*, a selected
 undefined field is left out of the result, comparing values of different types is undefined,
@@ -102,6 +103,8 @@ _SUPPORTED_NODES = (
     exp.Upper,
     exp.Abs,
     exp.Concat,
+    exp.Cast,
+    exp.DataType,
 )
 _FUNCTIONS = {"topic", "clientid", "timestamp", "newuuid", "principal", "get", "isundefined", "isnull"}
 
@@ -278,9 +281,35 @@ def _logic(node: exp.Expression, document: Any, context: MessageContext) -> Any:
     return UNDEFINED if UNDEFINED in (left, right) else False
 
 
+def _cast(value: Any, to: exp.DataType) -> Any:
+    """IoT SQL's cast(x AS String|Int|Decimal|Bool); what cannot convert is undefined."""
+    kind = to.this
+    types = exp.DataType.Type
+    if value is UNDEFINED or value is None:
+        return UNDEFINED
+    try:
+        if kind in (types.TEXT, types.VARCHAR, types.CHAR):
+            if isinstance(value, bool):
+                return "true" if value else "false"
+            return value if isinstance(value, str) else json.dumps(value)
+        if kind in (types.INT, types.BIGINT, types.SMALLINT):
+            return int(float(value)) if not isinstance(value, (dict, list)) else UNDEFINED
+        if kind in (types.DECIMAL, types.DOUBLE, types.FLOAT):
+            return float(value) if not isinstance(value, (dict, list, bool)) else UNDEFINED
+        if kind == types.BOOLEAN:
+            if isinstance(value, str):
+                return {"true": True, "false": False}.get(value.lower(), UNDEFINED)
+            return bool(value) if _is_number(value) or isinstance(value, bool) else UNDEFINED
+    except (TypeError, ValueError):
+        return UNDEFINED
+    raise IotSqlError(f"unsupported cast to {to.sql()}")
+
+
 def _function(node: exp.Expression, document: Any, context: MessageContext) -> Any:
     if isinstance(node, exp.Timestamp):
         return context.timestamp_ms
+    if isinstance(node, exp.Cast):
+        return _cast(evaluate(node.this, document, context), node.to)
     args = [evaluate(arg, document, context) for arg in _arguments(node)]
     if isinstance(node, (exp.Lower, exp.Upper)):
         text = args[0] if args else UNDEFINED

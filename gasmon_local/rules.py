@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from gasmon_local.iot_sql import IotQuery, MessageContext, substitute
+from gasmon_local.iot_sql import IotQuery, IotSqlError, MessageContext, substitute
 from gasmon_local.template import TopicRuleSpec
 
 log = logging.getLogger("rules")
@@ -64,8 +64,12 @@ class Rule:
     error_action: dict[str, Any] | None = None
 
 
-def load_rules(specs: Sequence[TopicRuleSpec]) -> list[Rule]:
-    """Parse every enabled rule's SQL; unsupported actions are logged once and left out."""
+def load_rules(specs: Sequence[TopicRuleSpec], problems: list[str] | None = None) -> list[Rule]:
+    """Parse every enabled rule's SQL; unsupported actions are logged once and left out.
+
+    A rule whose SQL this evaluator cannot run faithfully is not loaded: it is logged as an error
+    and added to `problems` (the stack shows them in its banner) instead of running differently.
+    """
     rules = []
     for spec in specs:
         if spec.disabled:
@@ -80,7 +84,14 @@ def load_rules(specs: Sequence[TopicRuleSpec]) -> list[Rule]:
                 actions.append(action)
             else:
                 log.warning("rule %s: %s action is not run locally (ignored)", spec.name, kind)
-        rules.append(Rule(spec.name, IotQuery(spec.sql), tuple(actions), spec.error_action))
+        try:
+            query = IotQuery(spec.sql)
+        except IotSqlError as exc:
+            log.error("rule %s is not loaded: %s", spec.name, exc)
+            if problems is not None:
+                problems.append(f"rule {spec.name}: {exc}")
+            continue
+        rules.append(Rule(spec.name, query, tuple(actions), spec.error_action))
     return rules
 
 

@@ -25,7 +25,7 @@ from gasmon_local.broker import IotCore
 from gasmon_local.functions import ROOT, FunctionNotFoundError, FunctionRuntime
 from gasmon_local.gateway import ApiGateway, load_api_key
 from gasmon_local.iot_data import IotDataApp
-from gasmon_local.rules import RuleEngine, load_rules
+from gasmon_local.rules import Rule, RuleEngine, load_rules
 from gasmon_local.servers import ServerThread
 from gasmon_local.shadows import ShadowStore
 from gasmon_local.template import REGION, SnsEventSource, Stack, StackContext, load
@@ -188,6 +188,7 @@ class LocalStack:
         self.fleet = fleet
         self.stop_threads = threading.Event()
         self.endpoints: dict[str, Any] = {}
+        self.rules: list[Rule] = []
 
     async def run(self, stop: asyncio.Event) -> None:
         options = self.options
@@ -222,7 +223,8 @@ class LocalStack:
         environments = function_environments(stack, common, self.data_dir, options.grace)
         runtime = FunctionRuntime(functions, environments, deliver=aws.Delivery(aws_url, region).send)
         targets = LocalTargets(runtime, core, aws_url, region)
-        core.rules = RuleEngine(load_rules(stack.topic_rules()), targets)
+        self.rules = load_rules(stack.topic_rules(), problems)
+        core.rules = RuleEngine(self.rules, targets)
         pollers = []
         for spec in functions.values():
             for source in spec.sqs_sources:
@@ -337,11 +339,11 @@ class LocalStack:
             f"  iot-data  {e['iot_data']}",
             f"  aws       {e['aws']}  (moto: SNS, SQS, DynamoDB)",
             f"  mail      {e['mail_dir']}  ({mail_count} email subscription(s))",
-            f"  rules     {', '.join(rule.name for rule in stack.topic_rules()) or 'none in the template'}",
+            f"  rules     {', '.join(rule.name for rule in self.rules) or 'none in the template'}",
             f"  functions {', '.join(stack.functions())}",
         ]
         for problem in problems:
-            lines.append(f"  NOT CREATED: {problem}")
+            lines.append(f"  NOT WIRED: {problem}")
         if stack.unwired_events:
             lines.append(f"  not wired locally: {', '.join(stack.unwired_events)}")
         if grace_applies:

@@ -161,3 +161,21 @@ def test_substitution_templates(template: str, expected: str) -> None:
 def test_an_unclosed_substitution_is_an_error() -> None:
     with pytest.raises(IotSqlError):
         substitute("a/${topic(1)", {}, CONTEXT)
+
+
+@pytest.mark.parametrize(
+    ("expression", "payload", "expected"),
+    [
+        ("cast(n AS String)", {"n": 5}, "5"),
+        ("cast(flag AS String)", {"flag": True}, "true"),
+        ("cast(v AS Int)", {"v": "88.7"}, 88),
+        ("cast(v AS Decimal)", {"v": "88.5"}, 88.5),
+        ("cast(b AS Boolean)", {"b": "FALSE"}, False),
+    ],
+)
+def test_cast(expression: str, payload: dict[str, Any], expected: Any) -> None:
+    assert run(f"SELECT {expression} AS out FROM 't'", payload) == {"out": expected}
+
+
+def test_a_cast_that_cannot_convert_is_undefined() -> None:
+    assert run("SELECT cast(v AS Int) AS out FROM 't'", {"v": "n/a"}) == {}

@@ -159,3 +159,10 @@ def test_a_binary_payload_reaches_lambda_base64_encoded() -> None:
     )
     asyncio.run(engine.on_message("raw", b"\x00binary", None, 1))
     assert targets.invoked == [(LAMBDA_ARN, {"base64Payload": base64.b64encode(b"\x00binary").decode()})]
+
+
+def test_a_rule_with_unsupported_sql_is_reported_and_not_loaded() -> None:
+    problems: list[str] = []
+    rules = load_rules([rule("Odd", "SELECT parse_time('yyyy', timestamp()) AS t FROM 'a'"), LIFECYCLE], problems)
+    assert [r.name for r in rules] == ["Lifecycle"]
+    assert len(problems) == 1 and problems[0].startswith("rule Odd:")
