@@ -82,7 +82,6 @@ class Connection:
     session: Session
     session_id: str
     principal: str
-    version: int
     keep_alive: int
     last_seen: float = field(default_factory=time.monotonic)
     reason: str | None = None
@@ -96,6 +95,7 @@ class IotBroker(Broker):  # type: ignore[misc]
         super().__init__(config)
         self.core = core
         self.connections: dict[str, Connection] = {}
+        self.session_ids: dict[str, str] = {}
         self.shutting_down = False
         plugin = self.plugins_manager.get_plugin("ActivityPlugin")
         if isinstance(plugin, ActivityPlugin):
@@ -149,13 +149,19 @@ class IotBroker(Broker):  # type: ignore[misc]
 
     async def _client_message_loop(self, client_session: Session, handler: BrokerProtocolHandler) -> None:
         client_id = client_session.client_id or ""
+        # sessionIdentifier lives as long as the MQTT session: a persistent session (clean
+        # session off) keeps it across reconnects, a clean one gets a new one.
+        if client_session.clean_session:
+            self.session_ids.pop(client_id, None)
+            session_id = str(uuid.uuid4())
+        else:
+            session_id = self.session_ids.setdefault(client_id, str(uuid.uuid4()))
         connection = Connection(
             client_id=client_id,
             handler=handler,
             session=client_session,
-            session_id=uuid.uuid4().hex,
+            session_id=session_id,
             principal=client_session.username or "anonymous",
-            version=self.core.versions.next(client_id),
             keep_alive=client_session.keep_alive,
         )
         self.connections[client_id] = connection
@@ -282,7 +288,7 @@ class IotCore:
                 connection.principal,
                 ip_address,
                 now_ms(),
-                connection.version,
+                self.versions.next(connection.client_id),
             )
             await self.publish(topic, json.dumps(event).encode())
 
@@ -295,7 +301,7 @@ class IotCore:
                 connection.principal,
                 reason,
                 now_ms(),
-                connection.version,
+                self.versions.next(connection.client_id),
             )
             await self.publish(topic, json.dumps(event).encode())
 

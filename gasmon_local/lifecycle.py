@@ -5,9 +5,11 @@ developer guide): `$aws/events/presence/connected/<clientId>` and `.../disconnec
 with clientId, timestamp (ms), eventType, sessionIdentifier, principalIdentifier, ipAddress (on
 connect), clientInitiatedDisconnect and disconnectReason (on disconnect) and versionNumber.
 
-versionNumber grows with every connection of a client id; a connection's disconnected event
-carries the same number as its connected event, so "newer timestamp, then higher version"
-orders them. Counters are kept in the data directory, so numbers keep growing across restarts.
+AWS documents versionNumber as "monotonically increasing for each client ID" so subscribers can
+order events that arrive out of order. Here every event of a client id takes the next number
+(a connection's disconnected event is higher than its connected event), so "newer timestamp,
+then higher version" orders them even within one millisecond. Counters are kept in the data
+directory, so numbers keep growing across restarts.
 """
 
 from __future__ import annotations

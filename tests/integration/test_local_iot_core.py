@@ -154,8 +154,8 @@ def watcher(iot: Running) -> Iterator[Subscriber]:
     subscriber.close()
 
 
-def device(port: int, client_id: str, keepalive: int = 60, will: bool = False) -> mqtt.Client:
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
+def device(port: int, client_id: str, keepalive: int = 60, will: bool = False, clean: bool = True) -> mqtt.Client:
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean)
     if will:
         client.will_set(f"my/things/{client_id}/update", json.dumps(WILL), qos=1)
     connected = threading.Event()
@@ -205,6 +205,7 @@ def test_clean_disconnect_publishes_client_initiated_events_and_no_will(iot: Run
     assert disconnected["clientInitiatedDisconnect"] is True
     assert disconnected["sessionIdentifier"] == connected["sessionIdentifier"]
     assert disconnected["timestamp"] >= connected["timestamp"]
+    assert disconnected["versionNumber"] > connected["versionNumber"]
     # And the rule's function got both, and no Last Will was sent
     assert [e["eventType"] for e in iot.targets.invoked if e.get("clientId") == name] == ["connected", "disconnected"]
     assert not any(topic == f"my/things/{name}/update" for topic, _ in watcher.messages)
@@ -317,3 +318,27 @@ def test_thing_shadows_over_iot_data(iot: Running, watcher: Subscriber) -> None:
     client.delete_thing_shadow(thingName=name)
     with pytest.raises(client.exceptions.ResourceNotFoundException):
         client.get_thing_shadow(thingName=name)
+
+
+def test_a_persistent_session_keeps_its_session_identifier_across_connections(
+    iot: Running, watcher: Subscriber
+) -> None:
+    name = unique("persistent")
+    for _ in range(2):
+        client = device(iot.port, name, clean=False)
+        client.disconnect()
+        client.loop_stop()
+        watcher.wait_for(lambda topic, _: topic == f"$aws/events/presence/disconnected/{name}")
+    clean = device(iot.port, name)
+    clean.disconnect()
+    clean.loop_stop()
+    watcher.wait_for(
+        lambda topic, _: (
+            topic == f"$aws/events/presence/connected/{name}"
+            and len([t for t, _ in watcher.messages if t == topic]) == 3
+        )
+    )
+    sessions = [p["sessionIdentifier"] for t, p in watcher.messages if t == f"$aws/events/presence/connected/{name}"]
+    versions = [p["versionNumber"] for t, p in watcher.messages if t.endswith(f"/{name}")]
+    assert sessions[0] == sessions[1] != sessions[2]
+    assert versions == sorted(versions) and len(set(versions)) == len(versions)
