@@ -21,6 +21,7 @@ import functools
 import json
 import logging
 import re
+import socket
 import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -54,6 +55,13 @@ class MotoServer:
         self.port = port
 
     def start(self) -> str:
+        if self.port:  # moto's server thread would die on a taken port and leave start() waiting
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    probe.bind((self.host, self.port))
+                except OSError as exc:
+                    raise OSError(exc.errno, f"moto cannot listen on {self.host}:{self.port}: {exc.strerror}") from None
         self._server.start()
         self.host, self.port = self._server.get_host_and_port()
         return self.url

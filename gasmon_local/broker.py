@@ -34,6 +34,7 @@ from typing import Any
 
 from amqtt.broker import Broker
 from amqtt.contexts import BaseContext
+from amqtt.errors import BrokerError
 from amqtt.mqtt.disconnect import DisconnectPacket
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.plugins.base import BaseAuthPlugin, BasePlugin
@@ -272,7 +273,10 @@ class IotCore:
             "session_expiry_interval": 3600,
         }
         self.broker = IotBroker(config, self)
-        await self.broker.start()
+        try:
+            await self.broker.start()
+        except BrokerError as exc:  # amqtt wraps the OSError of a port in use
+            raise OSError(f"MQTT broker cannot listen on {self.host}:{self.requested_port}: {exc}") from None
 
     async def stop(self) -> None:
         if self.broker is not None:

@@ -10,6 +10,7 @@ way round, letting devices disconnect cleanly and queued invocations finish firs
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -191,14 +192,28 @@ class LocalStack:
         self.rules: list[Rule] = []
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Start everything, wait for `stop`, then stop what was started, newest first.
+
+        Each piece registers its own stop as it starts, so a failure half-way through (a port in
+        use, say) still stops whatever had already started.
+        """
+        async with contextlib.AsyncExitStack() as started:
+            await self._start(started)
+            await stop.wait()
+            log.info("stopping...")
+        log.info("stopped; data kept in %s", self.data_dir)
+
+    async def _start(self, started: contextlib.AsyncExitStack) -> None:
         options = self.options
         self.data_dir.mkdir(parents=True, exist_ok=True)
         endpoints_file = self.data_dir / "endpoints.json"
         endpoints_file.unlink(missing_ok=True)
+        started.callback(endpoints_file.unlink, missing_ok=True)
         api_key, key_source = load_api_key(self.data_dir)
 
         moto = aws.MotoServer(options.host, options.aws_port)
         aws_url = moto.start()
+        started.callback(moto.stop)
         core = IotCore(
             ShadowStore(self.data_dir / "shadows.json"),
             lifecycle.VersionCounter(self.data_dir / "lifecycle-versions.json"),
@@ -206,36 +221,39 @@ class LocalStack:
             options.mqtt_port,
         )
         await core.start()
+        started.push_async_callback(core.stop)
         iot_data = ServerThread(IotDataApp(core), options.host, options.iot_data_port, "iot-data").start()
+        started.push_async_callback(asyncio.to_thread, iot_data.stop)
 
         raw = load(options.template)
         overrides, grace_applies = local_parameter_overrides(raw, options)
-        stack = Stack(
-            raw, StackContext(aws_endpoint=aws_url, region=REGION), overrides, options.template.resolve().parent
-        )
-        common = process_environment(aws_url, iot_data.url, stack.context.region)
+        context = StackContext(aws_endpoint=aws_url, region=REGION)
+        stack = Stack(raw, context, overrides, options.template.resolve().parent)
+        region = stack.context.region
+        common = process_environment(aws_url, iot_data.url, region)
         os.environ.update(common)
         snapshot_dir = self.data_dir / "dynamodb"
         problems = await asyncio.to_thread(aws.create_resources, stack, aws_url, snapshot_dir)
+        started.push_async_callback(asyncio.to_thread, aws.save_tables, stack, aws_url, snapshot_dir)
 
         functions = stack.functions()
-        region = stack.context.region
         environments = function_environments(stack, common, self.data_dir, options.grace)
         runtime = FunctionRuntime(functions, environments, deliver=aws.Delivery(aws_url, region).send)
         targets = LocalTargets(runtime, core, aws_url, region)
+        started.callback(targets.close)
+        started.callback(runtime.close)
         self.rules = load_rules(stack.topic_rules(), problems)
         core.rules = RuleEngine(self.rules, targets)
-        pollers = []
+
+        started.callback(self.stop_threads.set)
         for spec in functions.values():
             for source in spec.sqs_sources:
                 if not source.enabled:
                     continue
                 try:
-                    pollers.append(aws.SqsPoller(source, runtime.invoke, aws_url, region, self.stop_threads))
+                    aws.SqsPoller(source, runtime.invoke, aws_url, region, self.stop_threads).start()
                 except Exception as exc:  # a queue outside the template, say
                     problems.append(f"SQS event of {spec.logical_id} on {source.queue_arn}: {exc}")
-        for poller in pollers:
-            poller.start()
         bridge = aws.SnsBridge(aws_url, region, self.stop_threads)
         mail = aws.MailBridge(stack, bridge, self.data_dir / "mail")
         mail.start()
@@ -258,9 +276,9 @@ class LocalStack:
             self.stop_threads,
         )
         routes = [route for spec in functions.values() for route in spec.api_routes]
-        gateway = ServerThread(
-            ApiGateway(routes, runtime.invoke, api_key, ROOT / "dashboard"), options.host, options.http_port, "api"
-        ).start()
+        gateway_app = ApiGateway(routes, runtime.invoke, api_key, ROOT / "dashboard")
+        gateway = ServerThread(gateway_app, options.host, options.http_port, "api").start()
+        started.push_async_callback(asyncio.to_thread, gateway.stop)
 
         self.endpoints = {
             "api": gateway.url,
@@ -269,7 +287,7 @@ class LocalStack:
             "aws": aws_url,
             "api_key": api_key,
             "mail_dir": str(mail.mail_dir),
-            "region": stack.context.region,
+            "region": region,
             "sqlite_path": str(self.data_dir / "readings.sqlite3"),
             "pid": os.getpid(),
         }
@@ -295,9 +313,10 @@ class LocalStack:
                 daemon=True,
             )
             fleet_thread.start()
+        started.push_async_callback(self._settle, fleet_thread, runtime)
 
-        await stop.wait()
-        log.info("stopping...")
+    async def _settle(self, fleet_thread: threading.Thread | None, runtime: FunctionRuntime) -> None:
+        """First step of stopping: devices disconnect cleanly, queued invocations finish."""
         self.stop_threads.set()
         if fleet_thread is not None:
             await asyncio.to_thread(fleet_thread.join, 10)
@@ -306,15 +325,6 @@ class LocalStack:
             await asyncio.to_thread(runtime.drain, 10)
         except TimeoutError:
             log.warning("some queued invocations did not finish")
-        await asyncio.to_thread(gateway.stop)
-        await asyncio.to_thread(iot_data.stop)
-        runtime.close()
-        targets.close()
-        await asyncio.to_thread(aws.save_tables, stack, aws_url, snapshot_dir)
-        await core.stop()
-        moto.stop()
-        endpoints_file.unlink(missing_ok=True)
-        log.info("stopped; data kept in %s", self.data_dir)
 
     def _banner(
         self,
