@@ -37,6 +37,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from gasmon_local.functions import ROOT
 from gasmon_local.process import StackProcess
+from gasmon_local.rules import load_rules
 from gasmon_local.stack import Options, local_parameter_overrides
 from gasmon_local.template import Stack, load
 
@@ -197,7 +198,7 @@ def _has_presence(template: Path) -> bool:
     raw = load(template)
     overrides, _ = local_parameter_overrides(raw, Options(grace=GRACE))
     stack = Stack(raw, parameter_overrides=overrides, base_dir=template.parent)
-    listens = any("$aws/events/presence" in rule.sql for rule in stack.topic_rules())
+    listens = any(rule.query.matches("$aws/events/presence/disconnected/x") for rule in load_rules(stack.topic_rules()))
     return listens and any(s.protocol == "email" for s in stack.subscriptions())
 
 

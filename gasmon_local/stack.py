@@ -57,7 +57,7 @@ class Options:
 def local_parameter_overrides(template: Mapping[str, Any], options: Options) -> tuple[dict[str, str], bool]:
     """Parameter overrides for a local run, and whether the grace period reaches any function.
 
-    - An e-mail parameter (name ending in `Email`) left empty gets `operator@gasmon.local`, so
+    - An e-mail parameter (its name contains "email") left empty gets `operator@gasmon.local`, so
       the template's email subscription exists and alerts show up in the mail folder.
     - `--grace` overrides the parameter that functions' GRACE_SECONDS refers to (so a delay
       queue built from the same parameter follows); if GRACE_SECONDS is a literal it is
@@ -66,7 +66,7 @@ def local_parameter_overrides(template: Mapping[str, Any], options: Options) -> 
     overrides = dict(options.parameter_overrides)
     declared: dict[str, Any] = template.get("Parameters") or {}
     for name, spec in declared.items():
-        if name.endswith("Email") and not spec.get("Default") and name not in overrides:
+        if "email" in name.lower() and not spec.get("Default") and name not in overrides:
             overrides[name] = LOCAL_EMAIL
     grace_applies = False
     if options.grace is not None:

@@ -27,8 +27,8 @@ import requests
 from paho.mqtt.enums import CallbackAPIVersion
 
 from gasmon_local.functions import ROOT
-from gasmon_local.iot_sql import topic_matches
 from gasmon_local.process import StackProcess
+from gasmon_local.rules import load_rules
 from gasmon_local.stack import Options, local_parameter_overrides
 from gasmon_local.template import Stack, load
 
@@ -57,13 +57,11 @@ def wiring(template: Path) -> Wiring:
     overrides, _ = local_parameter_overrides(raw, Options(grace=GRACE))
     stack = Stack(raw, parameter_overrides=overrides, base_dir=template.parent)
     routes = {(r.method, r.path) for spec in stack.functions().values() for r in spec.api_routes}
-    rules = stack.topic_rules()
-    lifecycle_rule = any(
-        topic_matches(r.sql.split("FROM '")[1].split("'")[0], "$aws/events/presence/disconnected/x") for r in rules
-    )
+    rules = load_rules(stack.topic_rules())
+    lifecycle_rule = any(rule.query.matches("$aws/events/presence/disconnected/x") for rule in rules)
     email = any(s.protocol == "email" for s in stack.subscriptions())
     last_will = any(
-        topic_matches(rule.sql.split("FROM '")[1].split("'")[0], "my/things/x/update")
+        rule.query.matches("my/things/x/update")
         and any("/shadow/update" in str(action.get("Republish", {}).get("Topic", "")) for action in rule.actions)
         for rule in rules
     )
