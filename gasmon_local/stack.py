@@ -2,9 +2,10 @@
 
 Start order: moto (AWS APIs) -> the MQTT broker and its iot-data endpoint -> the template,
 resolved against those endpoints -> tables, queues, topics and subscriptions in moto -> the
-function runtime with each function's environment -> rules, SQS event sources, the mail bridge
--> the HTTP gateway -> `<data-dir>/endpoints.json` -> the simulated fleet. Stop runs the other
-way round, letting devices disconnect cleanly and queued invocations finish first.
+function runtime with each function's environment -> rules, SQS event sources, the SNS bridge
+(e-mail, SNS-subscribed functions), rate schedules -> the HTTP gateway ->
+`<data-dir>/endpoints.json` -> the simulated fleet. Stop runs the other way round, letting
+devices disconnect cleanly and queued invocations finish first.
 """
 
 from __future__ import annotations
