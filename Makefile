@@ -26,7 +26,7 @@ venv: $(STAMP) ## create the virtualenv (Python 3.13) with every dependency
 lint: $(STAMP) ## ruff and mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy layers/gasmon/gasmon functions device/gasmon_device
+	$(BIN)/mypy layers/gasmon/gasmon functions device/gasmon_device gasmon_local
 
 validate: $(STAMP) ## sam validate --lint and cfn-lint on template.yaml
 	$(BIN)/sam validate --lint --template template.yaml --region ap-northeast-2
@@ -37,6 +37,13 @@ build: $(STAMP) ## sam build (arm64 wheels for the layer come from PyPI)
 
 openapi: $(STAMP) ## write the API's OpenAPI spec to docs/openapi.json
 	$(BIN)/python -m gasmon_local.openapi > docs/openapi.json
+
+local: $(STAMP) ## the whole system on this machine, no AWS account, no Docker (ARGS="--no-devices --grace 5 ...")
+	$(BIN)/gasmon-local $(ARGS)
+
+invoke: $(STAMP) ## one function with one event, like sam local invoke (FUNCTION=IngestFunction EVENT=events/x.json)
+	@test -n "$(FUNCTION)" -a -n "$(EVENT)" || { echo "usage: make invoke FUNCTION=<LogicalId> EVENT=events/<file>.json"; exit 2; }
+	$(BIN)/python -m gasmon_local.invoke $(FUNCTION) $(EVENT)
 
 unit: $(STAMP) ## unit tests only (fast)
 	$(BIN)/pytest -q tests/unit device/tests
@@ -58,4 +65,4 @@ bench: $(STAMP) ## benchmarks, each beside a baseline measured in the same run
 clean: ## remove build output (keeps the virtualenv and .local data)
 	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help venv lint validate build openapi unit browser test bench clean
+.PHONY: help venv lint validate build openapi local invoke unit browser test bench clean

@@ -57,9 +57,16 @@ def build_document(
     sensors: Sequence[SensorSpec],
     values: Mapping[str, float | None],
     createdtime: str,
+    deviceid: str = "",
 ) -> dict[str, Any] | None:
-    """One reading document as the seed's `pub.py` posts it, or None when no sensor gave a value."""
+    """One reading document as the seed's `pub.py` posts it, or None when no sensor gave a value.
+
+    `deviceid` (the thing name) is gasmon's optional addition: it tells apart Pis that share a
+    group and joins the readings to the device's presence on the dashboard and in alert emails.
+    """
     document: dict[str, Any] = {"groupid": groupid}
+    if deviceid:
+        document["deviceid"] = deviceid
     if gps:
         document["gps"] = gps
     for spec in sensors:
@@ -72,7 +79,7 @@ def build_document(
             "value": format_value(value),
             "createdtime": createdtime,
         }
-    if len(document) == (2 if gps else 1):
+    if len(document) == 1 + bool(gps) + bool(deviceid):
         return None
     return document
 

@@ -235,8 +235,10 @@ class Sampler:
         zone: ZoneInfo | None = None,
         time_format: TimeFormat = "iso",
         subsecond: bool = False,
+        deviceid: str = "",
     ) -> None:
         self.source = source
+        self.deviceid = deviceid
         self.queue = queue
         self.clock = clock
         self.groupid = groupid
@@ -259,7 +261,12 @@ class Sampler:
             return False
         createdtime = format_createdtime(sample.taken_at or now, self.zone, self.time_format, self.subsecond)
         document = build_document(
-            groupid=self.groupid, gps=self.gps, sensors=self.sensors, values=sample.values, createdtime=createdtime
+            groupid=self.groupid,
+            gps=self.gps,
+            sensors=self.sensors,
+            values=sample.values,
+            createdtime=createdtime,
+            deviceid=self.deviceid,
         )
         if document is None:
             logger.warning("no sensor gave a value at %s; nothing queued", createdtime)
@@ -285,6 +292,7 @@ def build_sampler(config: DeviceConfig, source: SensorSource, queue: DiskQueue, 
         zone=config.zone,
         time_format=config.time_format,
         subsecond=config.interval_seconds < 1,
+        deviceid=config.thing_name,
     )
 
 

@@ -154,6 +154,7 @@ class VirtualDevice:
             gps=self.gps,
             sensors=self.sensors,
             subsecond=interval < 1,
+            deviceid=self.thing_name,
         )
         self.connection = (
             DeviceConnection(mqtt, self.thing_name, rng=random.Random(rng.random())) if mqtt is not None else None

@@ -1,7 +1,8 @@
 """Device directories: what gasmon's readings say about a device, for the presence emails.
 
-Readings carry a `groupid` and `gps`, not the IoT thing name, so a device is found by the group
-`DEVICE_GROUPS` maps its thing name to, else by a group named like the thing or its client id.
+A device's readings are found by its device key: the `deviceid` the gasmon device agent sends
+(its thing name), else the group `DEVICE_GROUPS` maps its thing name to, else a group named like
+the thing or its client id (a seed Pi sends only `groupid`).
 In AWS no directory is configured (readings live in OpenSearch) and emails say the group is not
 known; `make local` points it at the SQLite reading store.
 """
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 
 
 class _LatestReadings(Protocol):
-    def latest_reading(self, groupids: Sequence[str]) -> Reading | None: ...
+    def latest_reading(self, devices: Sequence[str]) -> Reading | None: ...
 
 
 class NullDeviceDirectory:
@@ -38,9 +39,9 @@ class ReadingsDeviceDirectory:
         self.device_groups = dict(device_groups or {})
 
     def groups_for(self, client_id: str, thing_name: str) -> list[str]:
-        """The reading groups that may belong to this device, most specific first."""
+        """The device keys that may be this device's readings, most specific first."""
         mapped = self.device_groups.get(thing_name) or self.device_groups.get(client_id)
-        return [mapped] if mapped else list(dict.fromkeys([thing_name, client_id]))
+        return list(dict.fromkeys([thing_name, client_id, *([mapped] if mapped else [])]))
 
     def describe(self, client_id: str, thing_name: str) -> DeviceInfo | None:
         """Group and location of the device's newest reading; None if none (or the store fails)."""

@@ -148,16 +148,17 @@ class SqliteReadingStore:
             raise StoreUnavailableError(f"the reading store failed: {exc}", retry_after_seconds=2) from exc
         return StoreOutcome(created=frozenset(new), existing=frozenset(existing))
 
-    def latest_reading(self, groupids: Sequence[str]) -> Reading | None:
-        """The newest stored reading (by the device's `createdtime`) of any of these groups."""
-        wanted = list(dict.fromkeys(g for g in groupids if g))
+    def latest_reading(self, devices: Sequence[str]) -> Reading | None:
+        """The newest stored reading (by the device's `createdtime`) of any of these device keys
+        (a reading's `deviceid`, else its `groupid`: see `gasmon.models.device_key`)."""
+        wanted = list(dict.fromkeys(d for d in devices if d))
         if not wanted:
             return None
         marks = ",".join("?" * len(wanted))
         with self._lock:
             row = self._conn.execute(
                 f"SELECT reading_id, groupid, gps, lat, lon, gas, sensorid, sensortype, value, createdtime,"
-                f" created_ms, received_ms FROM readings WHERE groupid IN ({marks})"
+                f" created_ms, received_ms FROM readings WHERE device IN ({marks})"
                 f" ORDER BY created_ms DESC LIMIT 1",
                 wanted,
             ).fetchone()

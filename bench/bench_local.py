@@ -1,0 +1,264 @@
+"""Benchmarks of the local stack (`make local`), each beside a baseline measured in the same run.
+
+`run()` starts `gasmon-local` as a user does (a child process, free ports, its own data
+directory) and returns rows for the bench runner's table:
+
+- sustained readings/s over HTTP with 100-reading batches; a reading is one gas value, as in
+  `gasmon.models.Reading` and the API's `accepted` count, so a batch is 25 seed documents of four
+  gases each; baseline: the same readings one per request (a one-gas document per POST);
+- POST-to-warning latency on `pi/1` (p50, p99); baseline: a plain MQTT publish -> receive round
+  trip through the same broker;
+- dropped-connection-to-email latency; baseline: the presence grace period itself. It needs the
+  presence resources; until gasmon's template has them it runs on the presence-shaped test
+  fixture (tests/fixtures/presence), and the metric's name says so.
+
+Run alone with `python bench/bench_local.py`; it takes about 40 s.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import statistics
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import paho.mqtt.client as mqtt
+import requests
+from paho.mqtt.enums import CallbackAPIVersion
+
+from gasmon_local.functions import ROOT
+from gasmon_local.process import StackProcess
+from gasmon_local.rules import load_rules
+from gasmon_local.stack import Options, local_parameter_overrides
+from gasmon_local.template import Stack, load
+
+BATCH_DOCUMENTS = 25  # x 4 gases = 100 readings
+THROUGHPUT_SECONDS = 6.0
+BASELINE_SECONDS = 3.0
+LATENCY_SAMPLES = 100
+DROPPED_DEVICES = 5
+GRACE = 2
+FIXTURE = ROOT / "tests" / "fixtures" / "presence" / "template.yaml"
+
+
+GASES = {
+    "co": ("0005", "8", 26.2),
+    "no2": ("0006", "9", 40.0),
+    "c2h5oh": ("0007", "27", 26.1),
+    "h2": ("0008", "30", 400),
+}
+
+
+def _document(groupid: str, no2: float = 40.0, only: str | None = None) -> dict[str, Any]:
+    """A seed-shaped document stamped now (all four gases, or `only` one of them)."""
+    now = datetime.now(ZoneInfo("Asia/Seoul")).strftime("%Y-%m-%d %H:%M:%S")
+    gases = GASES | {"no2": ("0006", "9", no2)}
+    document: dict[str, Any] = {"groupid": groupid, "gps": "37.61, 126.99"}
+    for gas, (sensorid, sensortype, value) in gases.items():
+        if only is not None and gas != only:
+            continue
+        document[gas] = {"sensorid": sensorid, "sensortype": sensortype, "value": f"{value:.2f}", "createdtime": now}
+    return document
+
+
+def _percentile(samples: list[float], fraction: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
+
+
+def _rate(post: Callable[[requests.Session, int], int], seconds: float, workers: int = 2) -> float:
+    """Readings the API accepted per second while `workers` clients post back to back for `seconds`."""
+    stop_at = time.monotonic() + seconds
+    counter = iter(range(10**9))
+    lock = threading.Lock()
+
+    def client() -> int:
+        session = requests.Session()
+        accepted = 0
+        while time.monotonic() < stop_at:
+            with lock:
+                index = next(counter)
+            accepted += post(session, index)
+        return accepted
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(workers) as pool:
+        total = sum(pool.map(lambda _: client(), range(workers)))
+    return total / (time.monotonic() - started)
+
+
+def _throughput(endpoints: dict[str, Any]) -> dict[str, Any]:
+    url = endpoints["api"] + "/readings"
+    headers = {"x-api-key": endpoints["api_key"]}
+    run_id = uuid.uuid4().hex[:6]
+
+    def batch(session: requests.Session, index: int) -> int:
+        documents = [_document(f"bench-{run_id}-b{index}-{i}") for i in range(BATCH_DOCUMENTS)]
+        answer = session.post(url, json=documents, headers=headers, timeout=30)
+        answer.raise_for_status()
+        return int(answer.json()["accepted"])
+
+    gas_names = list(GASES)
+
+    def single(session: requests.Session, index: int) -> int:
+        document = _document(f"bench-{run_id}-s{index // 4}", only=gas_names[index % 4])
+        answer = session.post(url, json=document, headers=headers, timeout=30)
+        answer.raise_for_status()
+        return int(answer.json()["accepted"])
+
+    batched = _rate(batch, THROUGHPUT_SECONDS)
+    one_by_one = _rate(single, BASELINE_SECONDS)
+    return {
+        "metric": "sustained readings/s over HTTP, 100-reading batches",
+        "value": round(batched),
+        "unit": "readings/s",
+        "baseline": round(one_by_one),
+        "baseline_label": "same readings, one per request",
+        "target": ">= 2000",
+    }
+
+
+class _Listener:
+    """A paho subscriber that timestamps arrivals."""
+
+    def __init__(self, host: str, port: int, topic: str) -> None:
+        self.arrivals: dict[str, float] = {}
+        self.arrived = threading.Condition()
+        subscribed = threading.Event()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-{uuid.uuid4().hex[:6]}")
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = lambda *args: subscribed.set()
+        self.client.connect(host, port)
+        self.client.loop_start()
+        self.client.subscribe(topic, qos=1)
+        subscribed.wait(10)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        at = time.perf_counter()
+        payload = json.loads(message.payload)
+        with self.arrived:
+            self.arrivals[str(payload.get("groupid") or payload.get("id"))] = at
+            self.arrived.notify_all()
+
+    def wait(self, key: str, timeout: float = 10.0) -> float:
+        with self.arrived:
+            self.arrived.wait_for(lambda: key in self.arrivals, timeout)
+            return self.arrivals[key]
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def _warning_latency(process: StackProcess) -> list[dict[str, Any]]:
+    endpoints = process.endpoints
+    host, port = process.mqtt_address()
+    listener = _Listener(host, port, "pi/1")
+    echo = _Listener(host, port, "bench/echo")
+    session = requests.Session()
+    headers = {"x-api-key": endpoints["api_key"]}
+    post_ms, echo_ms = [], []
+    try:
+        for _ in range(LATENCY_SAMPLES):
+            groupid = f"bench-{uuid.uuid4().hex[:8]}"
+            started = time.perf_counter()
+            session.post(endpoints["api"] + "/readings", json=_document(groupid, no2=95.0), headers=headers, timeout=10)
+            post_ms.append((listener.wait(groupid) - started) * 1000)
+        for _ in range(LATENCY_SAMPLES):
+            key = uuid.uuid4().hex
+            started = time.perf_counter()
+            listener.client.publish("bench/echo", json.dumps({"id": key}), qos=1)
+            echo_ms.append((echo.wait(key) - started) * 1000)
+    finally:
+        listener.close()
+        echo.close()
+    return [
+        {
+            "metric": f"POST -> warning on pi/1, {quantile}",
+            "value": round(_percentile(post_ms, fraction), 1),
+            "unit": "ms",
+            "baseline": round(_percentile(echo_ms, fraction), 1),
+            "baseline_label": f"MQTT publish -> receive, same broker, {quantile}",
+            "target": "p99 <= 50",
+        }
+        for quantile, fraction in (("p50", 0.5), ("p99", 0.99))
+    ]
+
+
+def _has_presence(template: Path) -> bool:
+    raw = load(template)
+    overrides, _ = local_parameter_overrides(raw, Options(grace=GRACE))
+    stack = Stack(raw, parameter_overrides=overrides, base_dir=template.parent)
+    listens = any(rule.query.matches("$aws/events/presence/disconnected/x") for rule in load_rules(stack.topic_rules()))
+    return listens and any(s.protocol == "email" for s in stack.subscriptions())
+
+
+def _email_latency(data_dir: Path) -> dict[str, Any]:
+    template = ROOT / "template.yaml"
+    label = ""
+    if not _has_presence(template):
+        template, label = FIXTURE, " (presence test fixture; template.yaml has no presence yet)"
+    with StackProcess(data_dir, "--template", str(template), "--no-devices", "--grace", str(GRACE)) as process:
+        host, port = process.mqtt_address()
+        mail_dir = Path(process.endpoints["mail_dir"])
+        devices: dict[str, mqtt.Client] = {}
+        for index in range(DROPPED_DEVICES):
+            client_id = f"bench-drop-{index}-{uuid.uuid4().hex[:4]}"
+            devices[client_id] = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
+            devices[client_id].connect(host, port, keepalive=30)
+            devices[client_id].loop_start()
+        time.sleep(1.0)
+        dropped: dict[str, float] = {}
+        for client_id, client in devices.items():
+            client.loop_stop()
+            sock = client.socket()
+            assert isinstance(sock, socket.socket)
+            sock.shutdown(socket.SHUT_RDWR)  # no DISCONNECT: the connection is lost
+            sock.close()
+            dropped[client_id] = time.time()
+        seen: dict[str, float] = {}
+        deadline = time.monotonic() + GRACE + 20
+        while len(seen) < len(dropped) and time.monotonic() < deadline:
+            for path in mail_dir.glob("*.eml"):
+                text = path.read_text(errors="replace")
+                for client_id in dropped:
+                    if client_id in text and client_id not in seen:
+                        seen[client_id] = time.time()
+            time.sleep(0.02)
+    latencies = [seen[client_id] - dropped[client_id] for client_id in seen]
+    if len(latencies) < len(dropped):
+        raise RuntimeError(f"only {len(latencies)} of {len(dropped)} disconnect emails arrived:\n{process.log_tail()}")
+    return {
+        "metric": f"dropped connection -> email, median of {DROPPED_DEVICES}{label}",
+        "value": round(statistics.median(latencies), 2),
+        "unit": "s",
+        "baseline": GRACE,
+        "baseline_label": "the grace period (--grace)",
+        "target": f"<= grace + 1 ({GRACE + 1})",
+    }
+
+
+def run() -> list[dict[str, Any]]:
+    """Start the stack, measure, stop; one dict per table row."""
+    with tempfile.TemporaryDirectory(prefix="gasmon-bench-") as scratch:
+        with StackProcess(Path(scratch) / "ingest", "--no-devices") as process:
+            rows = [_throughput(process.endpoints), *_warning_latency(process)]
+        rows.append(_email_latency(Path(scratch) / "presence"))
+    return rows
+
+
+if __name__ == "__main__":
+    for row in run():
+        print(
+            f"{row['metric']:<75} {row['value']:>9} {row['unit']:<10} "
+            f"baseline {row['baseline']} ({row['baseline_label']}), target {row['target']}"
+        )

@@ -1,0 +1,366 @@
+"""The whole local stack, wired from template.yaml: what `gasmon-local` starts and stops.
+
+Start order: moto (AWS APIs) -> the MQTT broker and its iot-data endpoint -> the template,
+resolved against those endpoints -> tables, queues, topics and subscriptions in moto -> the
+function runtime with each function's environment -> rules, SQS event sources, the SNS bridge
+(e-mail, SNS-subscribed functions), rate schedules -> the HTTP gateway ->
+`<data-dir>/endpoints.json` -> the simulated fleet. Stop runs the other way round, letting
+devices disconnect cleanly and queued invocations finish first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import threading
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gasmon_local import aws, lifecycle, schedules
+from gasmon_local.broker import IotCore
+from gasmon_local.functions import ROOT, FunctionNotFoundError, FunctionRuntime
+from gasmon_local.gateway import ApiGateway, load_api_key
+from gasmon_local.iot_data import IotDataApp
+from gasmon_local.rules import Rule, RuleEngine, load_rules
+from gasmon_local.servers import ServerThread
+from gasmon_local.shadows import ShadowStore
+from gasmon_local.template import REGION, SnsEventSource, Stack, StackContext, load
+
+log = logging.getLogger("local")
+GRACE_VARIABLE = "GRACE_SECONDS"
+LOCAL_EMAIL = "operator@gasmon.local"
+
+
+@dataclass
+class Options:
+    """What `gasmon-local` was asked for."""
+
+    template: Path = ROOT / "template.yaml"
+    data_dir: Path = Path(".local")
+    host: str = "127.0.0.1"
+    http_port: int = 3000
+    mqtt_port: int = 1883
+    iot_data_port: int = 3001
+    aws_port: int = 4566
+    devices: int = 3
+    interval: float = 5.0
+    grace: float | None = None
+    grace_explicit: bool = True  # False when `grace` is gasmon-local's demo default
+    parameter_overrides: dict[str, str] = field(default_factory=dict)
+
+
+def local_parameter_overrides(template: Mapping[str, Any], options: Options) -> tuple[dict[str, str], bool]:
+    """Parameter overrides for a local run, and whether the grace period reaches any function.
+
+    - An e-mail parameter (its name contains "email") left empty gets `operator@gasmon.local`, so
+      the template's email subscription exists and alerts show up in the mail folder.
+    - `--grace` overrides the parameter that functions' GRACE_SECONDS refers to (so a delay
+      queue built from the same parameter follows); if GRACE_SECONDS is a literal it is
+      overridden in the functions' environments instead (see `function_environments`).
+    """
+    overrides = dict(options.parameter_overrides)
+    declared: dict[str, Any] = template.get("Parameters") or {}
+    for name, spec in declared.items():
+        if "email" in name.lower() and not spec.get("Default") and name not in overrides:
+            overrides[name] = LOCAL_EMAIL
+    grace_applies = False
+    if options.grace is not None:
+        sources = [(template.get("Globals") or {}).get("Function") or {}]
+        sources += [
+            resource.get("Properties") or {}
+            for resource in (template.get("Resources") or {}).values()
+            if resource.get("Type") == "AWS::Serverless::Function"
+        ]
+        references = [
+            ((source.get("Environment") or {}).get("Variables") or {}).get(GRACE_VARIABLE) for source in sources
+        ]
+        parameters = {ref["Ref"] for ref in references if isinstance(ref, dict) and ref.get("Ref") in declared}
+        for parameter in parameters:
+            overrides[parameter] = _number(options.grace)
+        grace_applies = any(reference is not None for reference in references)
+    return overrides, grace_applies
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def process_environment(aws_endpoint: str, iot_data_endpoint: str, region: str) -> dict[str, str]:
+    """Variables set once for the whole process: no function may ever reach real AWS."""
+    return {
+        **aws.FAKE_CREDENTIALS,
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_REGION": region,
+        "AWS_DEFAULT_REGION": region,
+        "AWS_ENDPOINT_URL": aws_endpoint,
+        "AWS_ENDPOINT_URL_IOT_DATA": iot_data_endpoint,
+        "IOT_DATA_ENDPOINT": iot_data_endpoint,
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        # The EMF metric blobs Powertools prints after every invocation drown the local log.
+        "POWERTOOLS_METRICS_DISABLED": "true",
+    }
+
+
+def function_environments(
+    stack: Stack, common: Mapping[str, str], data_dir: Path, grace: float | None
+) -> dict[str, dict[str, str]]:
+    """Each function's variables: template (Globals + own) + the local overrides."""
+    environments = {}
+    for logical_id, spec in stack.functions().items():
+        variables = dict(spec.environment)
+        variables.setdefault("POWERTOOLS_METRICS_NAMESPACE", "gasmon")
+        variables |= dict(common)
+        variables |= {"READING_STORE": "sqlite", "SQLITE_PATH": str((data_dir / "readings.sqlite3").resolve())}
+        if grace is not None and GRACE_VARIABLE in variables:
+            variables[GRACE_VARIABLE] = _number(grace)
+        environments[logical_id] = variables
+    return environments
+
+
+def _subscribe_function(bridge: aws.SnsBridge, runtime: FunctionRuntime, source: SnsEventSource) -> None:
+    """An SNS event of a function: SNS invokes it asynchronously with SNS's event."""
+    attributes = {}
+    if source.filter_policy is not None:
+        attributes["FilterPolicy"] = json.dumps(source.filter_policy)
+    if source.filter_policy_scope:
+        attributes["FilterPolicyScope"] = source.filter_policy_scope
+    subscription: list[str] = []
+
+    def handle(envelope: dict[str, Any]) -> None:
+        runtime.invoke_async(source.function, aws.sns_event(envelope, subscription[0]), f"sns {source.topic_arn}")
+
+    subscription.append(bridge.subscribe(source.topic_arn, attributes, handle, source.function))
+
+
+def _json_or_none(text: str | None) -> dict[str, Any] | None:
+    return json.loads(text) if text else None
+
+
+def _relative(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+class LocalTargets:
+    """Where rule actions land: the function runtime, the broker, and moto."""
+
+    def __init__(self, runtime: FunctionRuntime, core: IotCore, aws_endpoint: str, region: str) -> None:
+        self.runtime = runtime
+        self.core = core
+        self.sns = aws.client("sns", aws_endpoint, region)
+        self.sqs = aws.client("sqs", aws_endpoint, region)
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rule-actions")
+
+    def invoke_lambda(self, function_arn: str, event: Any, source: str) -> None:
+        try:
+            self.runtime.invoke_async(function_arn, event, source)
+        except FunctionNotFoundError as exc:
+            logging.getLogger("rules").error("%s: %s", source, exc)
+
+    async def republish(self, topic: str, payload: bytes, qos: int) -> None:
+        await self.core.publish(topic, payload, qos)
+
+    def sns_publish(self, topic_arn: str, message: str) -> None:
+        self.executor.submit(self.sns.publish, TopicArn=topic_arn, Message=message)
+
+    def sqs_send(self, queue_url: str, body: str) -> None:
+        self.executor.submit(self.sqs.send_message, QueueUrl=queue_url, MessageBody=body)
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=True)
+
+
+FleetRunner = Callable[..., object]
+
+
+class LocalStack:
+    """Starts, reports and stops every piece; `run` is the whole lifetime of `gasmon-local`."""
+
+    def __init__(self, options: Options, fleet: FleetRunner | None = None) -> None:
+        self.options = options
+        self.data_dir = options.data_dir.resolve()
+        self.fleet = fleet
+        self.stop_threads = threading.Event()
+        self.endpoints: dict[str, Any] = {}
+        self.rules: list[Rule] = []
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Start everything, wait for `stop`, then stop what was started, newest first.
+
+        Each piece registers its own stop as it starts, so a failure half-way through (a port in
+        use, say) still stops whatever had already started.
+        """
+        async with contextlib.AsyncExitStack() as started:
+            await self._start(started)
+            await stop.wait()
+            log.info("stopping...")
+        log.info("stopped; data kept in %s", self.data_dir)
+
+    async def _start(self, started: contextlib.AsyncExitStack) -> None:
+        options = self.options
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        endpoints_file = self.data_dir / "endpoints.json"
+        endpoints_file.unlink(missing_ok=True)
+        started.callback(endpoints_file.unlink, missing_ok=True)
+        api_key, key_source = load_api_key(self.data_dir)
+
+        moto = aws.MotoServer(options.host, options.aws_port)
+        aws_url = moto.start()
+        started.callback(moto.stop)
+        core = IotCore(
+            ShadowStore(self.data_dir / "shadows.json"),
+            lifecycle.VersionCounter(self.data_dir / "lifecycle-versions.json"),
+            options.host,
+            options.mqtt_port,
+        )
+        await core.start()
+        started.push_async_callback(core.stop)
+        iot_data = ServerThread(IotDataApp(core), options.host, options.iot_data_port, "iot-data").start()
+        started.push_async_callback(asyncio.to_thread, iot_data.stop)
+
+        raw = load(options.template)
+        overrides, grace_applies = local_parameter_overrides(raw, options)
+        context = StackContext(aws_endpoint=aws_url, region=REGION)
+        stack = Stack(raw, context, overrides, options.template.resolve().parent)
+        region = stack.context.region
+        common = process_environment(aws_url, iot_data.url, region)
+        os.environ.update(common)
+        snapshot_dir = self.data_dir / "dynamodb"
+        problems = await asyncio.to_thread(aws.create_resources, stack, aws_url, snapshot_dir)
+        started.push_async_callback(asyncio.to_thread, aws.save_tables, stack, aws_url, snapshot_dir)
+
+        functions = stack.functions()
+        environments = function_environments(stack, common, self.data_dir, options.grace)
+        runtime = FunctionRuntime(functions, environments, deliver=aws.Delivery(aws_url, region).send)
+        targets = LocalTargets(runtime, core, aws_url, region)
+        started.callback(targets.close)
+        started.callback(runtime.close)
+        self.rules = load_rules(stack.topic_rules(), problems)
+        core.rules = RuleEngine(self.rules, targets)
+
+        started.callback(self.stop_threads.set)
+        for spec in functions.values():
+            for source in spec.sqs_sources:
+                if not source.enabled:
+                    continue
+                try:
+                    aws.SqsPoller(source, runtime.invoke, aws_url, region, self.stop_threads).start()
+                except Exception as exc:  # a queue outside the template, say
+                    problems.append(f"SQS event of {spec.logical_id} on {source.queue_arn}: {exc}")
+        bridge = aws.SnsBridge(aws_url, region, self.stop_threads)
+        mail = aws.MailBridge(stack, bridge, self.data_dir / "mail")
+        mail.start()
+        sns_sources = [source for spec in functions.values() for source in spec.sns_sources]
+        sns_sources += [  # SNS subscriptions with protocol lambda, to a function of the template
+            SnsEventSource(s.endpoint, s.topic_arn, _json_or_none(s.attributes.get("FilterPolicy")))
+            for s in stack.subscriptions()
+            if s.protocol == "lambda"
+        ]
+        for sns_source in sns_sources:
+            try:
+                _subscribe_function(bridge, runtime, sns_source)
+            except Exception as exc:
+                problems.append(f"SNS subscription of {sns_source.function} to {sns_source.topic_arn}: {exc}")
+        schedules.start_schedules(
+            [schedule for spec in functions.values() for schedule in spec.schedules],
+            runtime.invoke_async,
+            region,
+            stack.context.account_id,
+            self.stop_threads,
+        )
+        routes = [route for spec in functions.values() for route in spec.api_routes]
+        gateway_app = ApiGateway(routes, runtime.invoke, api_key, ROOT / "dashboard")
+        gateway = ServerThread(gateway_app, options.host, options.http_port, "api").start()
+        started.push_async_callback(asyncio.to_thread, gateway.stop)
+
+        self.endpoints = {
+            "api": gateway.url,
+            "mqtt": f"mqtt://{options.host}:{core.port}",
+            "iot_data": iot_data.url,
+            "aws": aws_url,
+            "api_key": api_key,
+            "mail_dir": str(mail.mail_dir),
+            "region": region,
+            "sqlite_path": str(self.data_dir / "readings.sqlite3"),
+            "pid": os.getpid(),
+        }
+        self._banner(stack, routes, key_source, grace_applies, len(mail.subscriptions), problems)
+        scratch = endpoints_file.with_suffix(".tmp")
+        scratch.write_text(json.dumps(self.endpoints, indent=2) + "\n")
+        scratch.rename(endpoints_file)
+
+        fleet_thread = None
+        if options.devices > 0 and self.fleet is not None:
+            fleet_thread = threading.Thread(
+                target=self.fleet,
+                kwargs={
+                    "api_url": gateway.url,
+                    "api_key": api_key,
+                    "mqtt_host": options.host,
+                    "mqtt_port": core.port,
+                    "devices": options.devices,
+                    "interval": options.interval,
+                    "stop_event": self.stop_threads,
+                },
+                name="fleet",
+                daemon=True,
+            )
+            fleet_thread.start()
+        started.push_async_callback(self._settle, fleet_thread, runtime)
+
+    async def _settle(self, fleet_thread: threading.Thread | None, runtime: FunctionRuntime) -> None:
+        """First step of stopping: devices disconnect cleanly, queued invocations finish."""
+        self.stop_threads.set()
+        if fleet_thread is not None:
+            await asyncio.to_thread(fleet_thread.join, 10)
+        await asyncio.sleep(0.2)  # let the devices' clean disconnects reach the rules
+        try:
+            await asyncio.to_thread(runtime.drain, 10)
+        except TimeoutError:
+            log.warning("some queued invocations did not finish")
+
+    def _banner(
+        self,
+        stack: Stack,
+        routes: list[Any],
+        key_source: str,
+        grace_applies: bool,
+        mail_count: int,
+        problems: list[str],
+    ) -> None:
+        e = self.endpoints
+        lines = [
+            f"gasmon local stack is up ({_relative(self.options.template)}, data in {_relative(self.data_dir)})",
+            f"  api       {e['api']}  x-api-key: {e['api_key']}  ({key_source})",
+        ]
+        lines += [
+            f"            {r.method} {r.path} -> {r.function}{'' if r.api_key_required else ' (no key)'}"
+            for r in routes
+        ]
+        lines += [
+            f"  mqtt      {e['mqtt']}  (AWS IoT Core: lifecycle events, rules, shadows)",
+            f"  iot-data  {e['iot_data']}",
+            f"  aws       {e['aws']}  (moto: SNS, SQS, DynamoDB)",
+            f"  mail      {e['mail_dir']}  ({mail_count} email subscription(s))",
+            f"  rules     {', '.join(rule.name for rule in self.rules) or 'none in the template'}",
+            f"  functions {', '.join(stack.functions())}",
+        ]
+        for problem in problems:
+            lines.append(f"  NOT WIRED: {problem}")
+        if stack.unwired_events:
+            lines.append(f"  not wired locally: {', '.join(stack.unwired_events)}")
+        if grace_applies:
+            lines.append(f"  presence  grace period {_number(self.options.grace or 0)} s (--grace)")
+        elif self.options.grace is not None and self.options.grace_explicit:
+            lines.append(f"  note: --grace has no effect, no function of the template declares {GRACE_VARIABLE}")
+        lines.append(f"  endpoints written to {self.data_dir / 'endpoints.json'}; Ctrl-C stops")
+        for line in lines:
+            log.info("%s", line)

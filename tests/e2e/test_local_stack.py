@@ -1,0 +1,269 @@
+"""`gasmon-local` end to end: started as a user starts it, driven over HTTP and MQTT as a Pi drives it.
+
+Every scenario runs against gasmon's own template.yaml with its real functions (lifecycle rule ->
+RecordPresenceFunction -> SQS delay queue -> CheckPresenceFunction -> SNS -> e-mail; Last Will
+-> rule -> shadow). A scenario whose resources the template lacks fails and says which: that is a
+regression of the template, not something to skip.
+"""
+
+import json
+import socket
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import boto3
+import paho.mqtt.client as mqtt
+import pytest
+import requests
+from paho.mqtt.enums import CallbackAPIVersion
+
+from gasmon_local.functions import ROOT
+from gasmon_local.process import StackProcess
+from gasmon_local.rules import load_rules
+from gasmon_local.stack import Options, local_parameter_overrides
+from gasmon_local.template import Stack, load
+
+pytestmark = pytest.mark.e2e
+
+GRACE = 2
+WAIT = 20.0
+TEMPLATES = {"gasmon": ROOT / "template.yaml"}
+WILL = {"state": {"reported": {"connected": "false"}}}
+
+
+@dataclass(frozen=True)
+class Wiring:
+    """Which scenarios a template can run."""
+
+    ingest: bool
+    presence: bool
+    last_will: bool
+
+
+def wiring(template: Path) -> Wiring:
+    raw = load(template)
+    overrides, _ = local_parameter_overrides(raw, Options(grace=GRACE))
+    stack = Stack(raw, parameter_overrides=overrides, base_dir=template.parent)
+    routes = {(r.method, r.path) for spec in stack.functions().values() for r in spec.api_routes}
+    rules = load_rules(stack.topic_rules())
+    lifecycle_rule = any(rule.query.matches("$aws/events/presence/disconnected/x") for rule in rules)
+    email = any(s.protocol == "email" for s in stack.subscriptions())
+    last_will = any(
+        rule.query.matches("my/things/x/update")
+        and any("/shadow/update" in str(action.get("Republish", {}).get("Topic", "")) for action in rule.actions)
+        for rule in rules
+    )
+    return Wiring(ingest=("POST", "/gasdetector") in routes, presence=lifecycle_rule and email, last_will=last_will)
+
+
+@dataclass
+class Running:
+    name: str
+    process: StackProcess
+    wiring: Wiring
+
+    @property
+    def endpoints(self) -> dict[str, Any]:
+        return self.process.endpoints
+
+    def require(self, feature: str) -> None:
+        if not getattr(self.wiring, feature):
+            reasons = {
+                "ingest": "has no POST /gasdetector route",
+                "presence": "has no presence resources (a rule on $aws/events/presence and an SNS email subscription)",
+                "last_will": "has no rule republishing my/things/+/update into the thing shadow",
+            }
+            pytest.fail(f"{self.name} template {reasons[feature]}")
+
+
+@pytest.fixture(scope="module", params=sorted(TEMPLATES))
+def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    template = TEMPLATES[request.param]
+    data_dir = tmp_path_factory.mktemp(request.param)
+    with StackProcess(data_dir, "--template", str(template), "--no-devices", "--grace", str(GRACE)) as process:
+        yield Running(request.param, process, wiring(template))
+
+
+class Subscriber:
+    def __init__(self, host: str, port: int, topic: str) -> None:
+        self.messages: list[Any] = []
+        self.arrived = threading.Condition()
+        subscribed = threading.Event()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"e2e-sub-{uuid.uuid4().hex[:6]}")
+        self.client.on_subscribe = lambda *args: subscribed.set()
+        self.client.on_message = self._on_message
+        self.client.connect(host, port)
+        self.client.loop_start()
+        self.client.subscribe(topic, qos=1)
+        assert subscribed.wait(WAIT)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        with self.arrived:
+            self.messages.append(json.loads(message.payload))
+            self.arrived.notify_all()
+
+    def wait_for(self, check: Any) -> Any:
+        deadline = time.monotonic() + WAIT
+        with self.arrived:
+            while not any(check(m) for m in self.messages):
+                assert self.arrived.wait(max(0.0, deadline - time.monotonic())), f"nothing matched: {self.messages}"
+            return next(m for m in self.messages if check(m))
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def seed_document(groupid: str, no2: str) -> dict[str, Any]:
+    """What the seed's pub.py POSTs, stamped now in Korean wall time."""
+    now = datetime.now(ZoneInfo("Asia/Seoul")).strftime("%Y-%m-%d %H:%M:%S")
+    gases = {
+        "co": ("0005", "8", "26.20"),
+        "no2": ("0006", "9", no2),
+        "c2h5oh": ("0007", "27", "26.11"),
+        "h2": ("0008", "30", "400"),
+    }
+    document: dict[str, Any] = {"groupid": groupid, "gps": "37.61002501514269, 126.99636868892937"}
+    for gas, (sensorid, sensortype, value) in gases.items():
+        document[gas] = {"sensorid": sensorid, "sensortype": sensortype, "value": value, "createdtime": now}
+    return document
+
+
+def device(stack: Running, client_id: str, will: bool = False) -> mqtt.Client:
+    host, port = stack.process.mqtt_address()
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
+    if will:
+        client.will_set(f"my/things/{client_id}/update", json.dumps(WILL), qos=1)
+    connected = threading.Event()
+    client.on_connect = lambda *args: connected.set()
+    client.connect(host, port, keepalive=30)
+    client.loop_start()
+    assert connected.wait(WAIT)
+    return client
+
+
+def drop(client: mqtt.Client) -> None:
+    client.loop_stop()
+    sock = client.socket()
+    assert isinstance(sock, socket.socket)
+    sock.shutdown(socket.SHUT_RDWR)
+    sock.close()
+
+
+def mails_naming(stack: Running, client_id: str) -> list[Path]:
+    mail_dir = Path(stack.endpoints["mail_dir"])
+    return [path for path in sorted(mail_dir.glob("*.eml")) if client_id in path.read_text(errors="replace")]
+
+
+def wait_for_mail(stack: Running, client_id: str, timeout: float) -> list[Path]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if found := mails_naming(stack, client_id):
+            return found
+        time.sleep(0.1)
+    return []
+
+
+def test_a_seed_post_warns_on_pi_1_and_is_stored(stack: Running) -> None:
+    stack.require("ingest")
+    host, port = stack.process.mqtt_address()
+    subscriber = Subscriber(host, port, "pi/1")
+    groupid = f"e2e-{uuid.uuid4().hex[:8]}"
+    url = stack.endpoints["api"] + "/gasdetector"
+    try:
+        # Given no API key, Then API Gateway's answer
+        assert requests.post(url, json=seed_document(groupid, "95.00"), timeout=WAIT).status_code == 403
+        # When a Pi posts a reading with NO2 over 88, as the seed's pub.py does
+        answer = requests.post(
+            url, json=seed_document(groupid, "95.00"), headers={"x-api-key": stack.endpoints["api_key"]}, timeout=WAIT
+        )
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["accepted"] == 4
+        # Then the seed's warning arrives on pi/1
+        warning = subscriber.wait_for(lambda m: m.get("groupid") == groupid)
+        assert warning["warning"] == "no2 warning" and warning["value"] == 95.0
+    finally:
+        subscriber.close()
+    # And the reading is in the store
+    with sqlite3.connect(stack.endpoints["sqlite_path"]) as db:
+        rows = dict(db.execute("SELECT gas, value FROM readings WHERE groupid = ?", (groupid,)).fetchall())
+    assert rows == {"co": 26.2, "no2": 95.0, "c2h5oh": 26.11, "h2": 400.0}
+
+
+def test_a_dropped_connection_is_mailed_once_after_the_grace_period(stack: Running) -> None:
+    stack.require("presence")
+    client_id = f"e2e-drop-{uuid.uuid4().hex[:6]}"
+    client = device(stack, client_id)
+    time.sleep(0.5)  # connected for a moment, as a real device would be
+    # When the device's TCP connection drops without a DISCONNECT
+    dropped_at = time.monotonic()
+    drop(client)
+    # Then one e-mail names it, not before the grace period
+    mails = wait_for_mail(stack, client_id, GRACE + WAIT)
+    assert len(mails) == 1, stack.process.log_tail()
+    assert time.monotonic() - dropped_at >= GRACE
+    time.sleep(GRACE + 1)
+    assert len(mails_naming(stack, client_id)) == 1
+
+
+def test_a_clean_disconnect_is_not_mailed(stack: Running) -> None:
+    stack.require("presence")
+    client_id = f"e2e-clean-{uuid.uuid4().hex[:6]}"
+    client = device(stack, client_id)
+    time.sleep(0.5)
+    # When the device says goodbye (MQTT DISCONNECT, as on Ctrl-C)
+    client.disconnect()
+    client.loop_stop()
+    # Then no e-mail follows, even well after the grace period
+    time.sleep(GRACE + 3)
+    assert mails_naming(stack, client_id) == []
+
+
+def test_a_last_will_marks_the_shadow_disconnected(stack: Running) -> None:
+    stack.require("last_will")
+    thing = f"e2e-lwt-{uuid.uuid4().hex[:6]}"
+    # Given a device with the seed's Last Will, When it drops off
+    drop(device(stack, thing, will=True))
+    # Then its shadow reports connected=false, read through iot-data as an operator would
+    iot = boto3.client(
+        "iot-data",
+        endpoint_url=stack.endpoints["iot_data"],
+        region_name="ap-northeast-2",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    deadline = time.monotonic() + WAIT
+    while True:
+        try:
+            shadow = json.loads(iot.get_thing_shadow(thingName=thing)["payload"].read())
+            break
+        except iot.exceptions.ResourceNotFoundException:
+            assert time.monotonic() < deadline, stack.process.log_tail()
+            time.sleep(0.1)
+    assert shadow["state"]["reported"]["connected"] == "false"
+
+
+def test_data_and_the_api_key_survive_a_restart(tmp_path: Path) -> None:
+    # Given a stack that stored a reading
+    document = seed_document(f"e2e-{uuid.uuid4().hex[:8]}", "20.00")
+    with StackProcess(tmp_path, "--no-devices") as first:
+        key = first.endpoints["api_key"]
+        headers = {"x-api-key": key}
+        answer = requests.post(first.endpoints["api"] + "/readings", json=document, headers=headers, timeout=WAIT)
+        assert answer.json()["accepted"] == 4
+    # Then Ctrl-C stopped it cleanly
+    assert first.process is not None and first.process.returncode == 0, first.log_tail()
+    # When it starts again on the same data directory
+    with StackProcess(tmp_path, "--no-devices") as second:
+        # Then the key is the same and the reading is still there (posting it again is a duplicate)
+        assert second.endpoints["api_key"] == key
+        again = requests.post(second.endpoints["api"] + "/readings", json=document, headers=headers, timeout=WAIT)
+        assert (again.json()["accepted"], again.json()["duplicates"]) == (0, 4)

@@ -1,0 +1,165 @@
+"""The local API Gateway: routing, API keys, proxy events and responses (gasmon_local.gateway)."""
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from werkzeug.test import Client
+
+from gasmon_local.gateway import ApiGateway, api_key_id, load_api_key
+from gasmon_local.template import ApiRoute
+
+KEY = "k" * 40
+ROUTES = [
+    ApiRoute("IngestFunction", "/readings", "POST", "local", "Prod", True),
+    ApiRoute("EchoFunction", "/things/{thing}/items/{item}", "GET", "local", "Prod", True),
+    ApiRoute("EchoFunction", "/public/{proxy+}", "ANY", "local", "Prod", False),
+]
+
+
+class Recorder:
+    """A stand-in for the function runtime: records events, answers with a canned response."""
+
+    def __init__(self, response: Any = None, error: Exception | None = None) -> None:
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.response = response if response is not None else {"statusCode": 200, "body": '{"ok": true}'}
+        self.error = error
+
+    def __call__(self, function: str, event: dict[str, Any], source: str) -> Any:
+        self.calls.append((function, event))
+        if self.error:
+            raise self.error
+        return self.response
+
+
+def client(recorder: Recorder, static_dir: Path | None = None) -> Client:
+    return Client(ApiGateway(ROUTES, recorder, KEY, static_dir))
+
+
+@pytest.mark.parametrize("headers", [{}, {"x-api-key": "wrong"}])
+def test_a_missing_or_wrong_api_key_is_forbidden_like_api_gateway(headers: dict[str, str]) -> None:
+    recorder = Recorder()
+    response = client(recorder).post("/readings", json={"groupid": "1"}, headers=headers)
+    assert response.status_code == 403
+    assert response.get_json() == {"message": "Forbidden"}
+    assert recorder.calls == []
+
+
+def test_a_keyed_request_reaches_the_function_as_a_proxy_event() -> None:
+    # Given a seed-style POST with the key, Then the function gets API Gateway's REST proxy event
+    recorder = Recorder()
+    response = client(recorder).post(
+        "/readings?dry=1&tag=a&tag=b",
+        data='{"groupid": "2"}',
+        headers={"x-api-key": KEY, "Content-Type": "application/json", "User-Agent": "python-requests/2.25.1"},
+    )
+    assert response.status_code == 200 and response.get_json() == {"ok": True}
+    [(function, event)] = recorder.calls
+    assert function == "IngestFunction"
+    assert (event["resource"], event["path"], event["httpMethod"]) == ("/readings", "/readings", "POST")
+    assert event["headers"]["Content-Type"] == "application/json"
+    assert event["multiValueHeaders"]["X-Api-Key"] == [KEY]
+    assert event["queryStringParameters"] == {"dry": "1", "tag": "b"}
+    assert event["multiValueQueryStringParameters"] == {"dry": ["1"], "tag": ["a", "b"]}
+    assert event["pathParameters"] is None
+    assert (event["body"], event["isBase64Encoded"]) == ('{"groupid": "2"}', False)
+    context = event["requestContext"]
+    assert (context["stage"], context["resourcePath"], context["path"]) == ("Prod", "/readings", "/Prod/readings")
+    assert context["identity"]["apiKey"] == KEY and context["identity"]["apiKeyId"] == api_key_id(KEY)
+    assert context["identity"]["userAgent"] == "python-requests/2.25.1"
+    assert context["requestId"] == response.headers["x-amzn-RequestId"]
+
+
+def test_path_parameters_and_greedy_proxy_paths() -> None:
+    recorder = Recorder()
+    app = client(recorder)
+    app.get("/things/rpi-1/items/42", headers={"x-api-key": KEY})
+    app.delete("/public/a/b/c")
+    assert recorder.calls[0][1]["pathParameters"] == {"thing": "rpi-1", "item": "42"}
+    assert recorder.calls[0][1]["resource"] == "/things/{thing}/items/{item}"
+    assert recorder.calls[1][1]["pathParameters"] == {"proxy": "a/b/c"}
+    assert recorder.calls[1][1]["requestContext"]["identity"]["apiKey"] is None
+
+
+def test_the_stage_prefix_of_a_deployed_url_also_routes() -> None:
+    recorder = Recorder()
+    response = client(recorder).post("/Prod/readings", data="{}", headers={"x-api-key": KEY})
+    assert response.status_code == 200 and recorder.calls[0][0] == "IngestFunction"
+
+
+@pytest.mark.parametrize(("method", "path"), [("GET", "/nowhere"), ("GET", "/readings")])
+def test_unknown_routes_and_methods_answer_missing_authentication_token(method: str, path: str) -> None:
+    response = client(Recorder()).open(path, method=method, headers={"x-api-key": KEY})
+    assert response.status_code == 403
+    assert response.get_json() == {"message": "Missing Authentication Token"}
+
+
+def test_binary_bodies_are_base64_encoded_and_empty_bodies_are_null() -> None:
+    recorder = Recorder()
+    app = client(recorder)
+    app.post("/public/upload", data=b"\xff\x00\xfe")
+    app.get("/public/empty")
+    assert recorder.calls[0][1]["isBase64Encoded"] is True
+    assert base64.b64decode(recorder.calls[0][1]["body"]) == b"\xff\x00\xfe"
+    assert recorder.calls[1][1]["body"] is None
+
+
+@pytest.mark.parametrize(
+    "recorder",
+    [Recorder(error=RuntimeError("boom")), Recorder(response={"body": "no status"}), Recorder(response="text")],
+)
+def test_function_errors_and_malformed_responses_are_502(recorder: Recorder) -> None:
+    response = client(recorder).get("/public/x")
+    assert response.status_code == 502
+    assert response.get_json() == {"message": "Internal server error"}
+
+
+def test_proxy_response_headers_multi_value_headers_and_base64_bodies() -> None:
+    recorder = Recorder(
+        response={
+            "statusCode": 201,
+            "headers": {"Content-Type": "image/png", "Retry-After": 5},
+            "multiValueHeaders": {"Set-Cookie": ["a=1", "b=2"]},
+            "body": base64.b64encode(b"\x89PNG").decode(),
+            "isBase64Encoded": True,
+        }
+    )
+    response = client(recorder).get("/public/img")
+    assert response.status_code == 201
+    assert response.data == b"\x89PNG"
+    assert response.headers["Content-Type"] == "image/png" and response.headers["Retry-After"] == "5"
+    assert response.headers.getlist("Set-Cookie") == ["a=1", "b=2"]
+
+
+def test_dashboard_files_are_served_without_a_key(tmp_path: Path) -> None:
+    # Given a dashboard folder, Then / and its siblings are served with proper types, no key needed
+    (tmp_path / "index.html").write_text("<h1>gasmon</h1>")
+    (tmp_path / "app.js").write_text("console.log(1)")
+    app = client(Recorder(), static_dir=tmp_path)
+    index = app.get("/")
+    assert index.status_code == 200 and index.data == b"<h1>gasmon</h1>"
+    assert index.headers["Content-Type"].startswith("text/html")
+    assert app.get("/app.js").headers["Content-Type"].split(";")[0] in ("text/javascript", "application/javascript")
+    assert app.get("/../secret").status_code == 403
+    assert app.get("/missing.css").status_code == 403
+
+
+def test_the_api_key_comes_from_the_environment_first(tmp_path: Path) -> None:
+    assert load_api_key(tmp_path, {"GASMON_API_KEY": "from-env"}) == ("from-env", "GASMON_API_KEY")
+    assert not (tmp_path / "api-key").exists()
+
+
+def test_a_generated_api_key_is_saved_privately_and_reused(tmp_path: Path) -> None:
+    key, source = load_api_key(tmp_path, {})
+    assert len(key) == 40 and key.isalnum() and "new" in source
+    assert (tmp_path / "api-key").stat().st_mode & 0o777 == 0o600
+    assert load_api_key(tmp_path, {})[0] == key
+
+
+def test_the_events_body_is_what_the_client_sent() -> None:
+    recorder = Recorder()
+    document = {"groupid": "2", "no2": {"value": "95.00"}}
+    client(recorder).post("/readings", data=json.dumps(document), headers={"x-api-key": KEY})
+    assert json.loads(recorder.calls[0][1]["body"]) == document
