@@ -117,6 +117,8 @@ def function_environments(
         variables.setdefault("POWERTOOLS_METRICS_NAMESPACE", "gasmon")
         variables |= dict(common)
         variables |= {"READING_STORE": "sqlite", "SQLITE_PATH": str((data_dir / "readings.sqlite3").resolve())}
+        # The embedded store is SQLite, so presence e-mails can name a device's group and place.
+        variables |= {"DEVICE_DIRECTORY": "sqlite"}
         if grace is not None and GRACE_VARIABLE in variables:
             variables[GRACE_VARIABLE] = _number(grace)
         environments[logical_id] = variables

@@ -189,6 +189,7 @@ def test_each_function_gets_the_local_overrides(tmp_path: Path) -> None:
     assert record["GRACE_SECONDS"] == "3"
     assert record["AWS_ENDPOINT_URL"] == "http://moto" and record["AWS_ENDPOINT_URL_IOT_DATA"] == "http://iot"
     assert record["READING_STORE"] == "sqlite" and record["SQLITE_PATH"] == str(tmp_path / "readings.sqlite3")
+    assert record["DEVICE_DIRECTORY"] == "sqlite"  # e-mails name the group and place locally
     assert record["POWERTOOLS_TRACE_DISABLED"] == "true" and record["POWERTOOLS_METRICS_NAMESPACE"] == "gasmon"
     assert environments["CheckPresenceFunction"]["SHARED_SETTING"] == "from-function"
 
