@@ -42,7 +42,7 @@ CREATE TABLE IF NOT EXISTS readings (
 _ADDED_COLUMNS = (("deviceid", "TEXT"), ("device", "TEXT NOT NULL DEFAULT ''"))
 INDEXES = """
 CREATE INDEX IF NOT EXISTS readings_by_gas_time ON readings (gas, created_ms);
-CREATE INDEX IF NOT EXISTS readings_by_sensor_time ON readings (groupid, sensorid, created_ms);
+DROP INDEX IF EXISTS readings_by_sensor_time;
 CREATE INDEX IF NOT EXISTS readings_by_device_gas_time ON readings (device, gas, created_ms);
 """
 _COLUMNS = (
