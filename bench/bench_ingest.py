@@ -23,8 +23,9 @@ COLD_GASMON = """
 import json, sys, time
 from datetime import datetime, UTC
 event = json.loads(sys.stdin.read())
-from gasmon_local.functions import load_handler
-handler = load_handler("functions/ingest_readings")
+# As Lambda does: the function's folder and the layer's python/ folder on sys.path, `import app`.
+sys.path[:0] = ["functions/ingest_readings", "layers/gasmon"]
+from app import lambda_handler as handler
 class Ctx:
     function_name = "bench"; memory_limit_in_mb = 512; aws_request_id = "r"
     invoked_function_arn = "arn:aws:lambda:ap-northeast-2:123456789012:function:bench"
@@ -73,7 +74,7 @@ def _cold(code: str, env: dict[str, str], event: dict[str, Any]) -> float:
     return time.perf_counter() - started
 
 
-def cold_start(runs: int = 7) -> dict[str, Any]:
+def cold_start(runs: int = 11) -> dict[str, Any]:
     """Fresh interpreter: import the handler and serve one POST, against the seed-style Lambda."""
     with tempfile.TemporaryDirectory() as tmp:
         env = os.environ | {
