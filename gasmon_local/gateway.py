@@ -84,8 +84,17 @@ def build_proxy_event(
     api_key: str | None,
     request_id: str,
     now: float,
+    staged: bool = False,
 ) -> dict[str, Any]:
-    """The REST API proxy event API Gateway would send the function for this request."""
+    """The REST API proxy event API Gateway would send the function for this request.
+
+    `staged`: the request named the stage (`/Prod/readings`, as on a deployed URL); API Gateway
+    leaves it out of the event's `path` and keeps it in `requestContext.path`.
+    """
+    if staged:
+        path, stage_path = request.path[len(route.stage) + 1 :] or "/", request.path
+    else:
+        path, stage_path = request.path, f"/{route.stage}{request.path}"
     headers = dict(request.headers.items())  # API Gateway keeps the last value of a repeated header
     multi_headers = {key: request.headers.getlist(key) for key in headers}
     host = request.host or "127.0.0.1"
@@ -114,7 +123,7 @@ def build_proxy_event(
     checked_key = api_key if route.api_key_required else None
     return {
         "resource": route.path,
-        "path": request.path,
+        "path": path,
         "httpMethod": request.method,
         "headers": headers,
         "multiValueHeaders": multi_headers,
@@ -128,7 +137,7 @@ def build_proxy_event(
             "httpMethod": request.method,
             "extendedRequestId": base64.b64encode(os.urandom(12)).decode(),
             "requestTime": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
-            "path": f"/{route.stage}{request.path}",
+            "path": stage_path,
             "accountId": "123456789012",
             "protocol": request.environ.get("SERVER_PROTOCOL", "HTTP/1.1"),
             "stage": route.stage,
@@ -202,8 +211,8 @@ class ApiGateway:
         for index, route in enumerate(self.routes):
             methods = None if route.method == "ANY" else [route.method]
             path = _werkzeug_path(route.path)
-            rules.append(Rule(path, methods=methods, endpoint=index))
-            rules.append(Rule(f"/{route.stage}{path.rstrip('/') or ''}", methods=methods, endpoint=index))
+            rules.append(Rule(path, methods=methods, endpoint=(index, False)))
+            rules.append(Rule(f"/{route.stage}{path.rstrip('/') or ''}", methods=methods, endpoint=(index, True)))
         self.map = Map(rules, strict_slashes=False, merge_slashes=False)
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
@@ -216,7 +225,7 @@ class ApiGateway:
 
     def _respond(self, request: Request) -> Response:
         try:
-            index, arguments = self.map.bind_to_environ(request.environ).match()
+            (index, staged), arguments = self.map.bind_to_environ(request.environ).match()
         except (NotFound, MethodNotAllowed):
             static = self._static(request)
             if static is not None:
@@ -226,7 +235,7 @@ class ApiGateway:
         if route.api_key_required and request.headers.get("x-api-key") != self.api_key:
             return _json(403, {"message": "Forbidden"}, "ForbiddenException")
         request_id = str(uuid.uuid4())
-        event = build_proxy_event(request, route, dict(arguments), self.api_key, request_id, time.time())
+        event = build_proxy_event(request, route, dict(arguments), self.api_key, request_id, time.time(), staged)
         try:
             result = self.invoke(route.function, event, f"api {request.method} {request.path}")
         except Exception:

@@ -1,30 +1,265 @@
-"""A small same-origin stack for the dashboard's browser test, until `make local` lands.
+"""What the end-to-end tests share: readings as Pis post them, MQTT devices, the browser.
 
-One HTTP server on 127.0.0.1 that does what API Gateway does for these routes: it builds REST
-proxy events and invokes the real handlers in-process: POST /readings (ingest, SQLite store),
-GET /series, /devices, /warnings, /alerts, /alarms (query, same SQLite store, a fake presence
-source) with the API key enforced, and every other GET from the static-dashboard function without
-a key. `dashboard_stack` runs without alarms (no ALARM_TABLE: plain warnings, GET /alarms says
-`configured: false`); `dashboard_stack_with_alarms` gives ingest and query one in-memory alarm
-store, so alarms open and clear through the real alarm code and the page reads them back.
+- Readings: `document` builds a seed-shaped document, `Hour` an hour of them from two Pis, `post`
+  sends them as a Pi does (`x-api-key`).
+- Devices: `device` connects an MQTT client as a Pi does, `drop` loses its TCP connection without
+  a DISCONNECT, `wait_for_mail` waits for the disconnect e-mail presence sends.
+- The browser: `browser` is Debian's Chromium driven by Playwright (never downloaded),
+  `open_last_hour` opens the dashboard as an operator does.
+- A small same-origin stack for the dashboard's in-process browser tests (`dashboard_stack`):
+  one HTTP server on 127.0.0.1 that does what API Gateway does for these routes. It builds REST
+  proxy events and invokes the real handlers in-process: POST /readings (ingest, SQLite store),
+  GET /series, /devices, /warnings, /alerts, /alarms (query, same SQLite store, a fake presence
+  source) with the API key enforced, and every other GET from the static-dashboard function
+  without a key. It runs without alarms (no ALARM_TABLE: plain warnings, GET /alarms says
+  `configured: false`); the dashboard with alarms and real presence is tested against
+  `gasmon-local` itself (test_dashboard_local_stack.py).
 """
 
 import json
+import math
+import socket
 import threading
+import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
+from zoneinfo import ZoneInfo
 
+import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
 from gasmon.adapters.sqlite_store import SqliteReadingStore
 from gasmon.models import DeviceStatus, DisconnectAlert
-from gasmon_local.functions import load_handler
-from tests.fakes import MemoryAlarmStore
+from gasmon_local.functions import ROOT, load_handler
+from gasmon_local.process import StackProcess
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SCREENSHOT = ROOT / "docs" / "dashboard.png"
+ARTIFACTS = ROOT / "tests" / "e2e" / "artifacts"
+SEOUL = ZoneInfo("Asia/Seoul")
+SEED_GPS = "37.61002501514269, 126.99636868892937"
+WAIT = 20.0  # seconds: how long anything the stack does may take on a loaded machine
+
+
+# ---- readings, as Pis post them ----
+
+
+def seed_time(moment: datetime) -> str:
+    """A `createdtime` the way the seed's Pi writes it: Seoul wall time, no zone."""
+    return moment.astimezone(SEOUL).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def iso_time(moment: datetime) -> str:
+    """A `createdtime` in ISO-8601 with the Pi's offset, as the device agent writes it."""
+    return moment.astimezone(SEOUL).isoformat(timespec="seconds")
+
+
+def document(
+    deviceid: str | None, groupid: str, at: datetime, stamp: Callable[[datetime], str] = seed_time, **values: float
+) -> dict[str, Any]:
+    sensors = {"co": ("0005", "8"), "no2": ("0006", "9"), "c2h5oh": ("0007", "27"), "h2": ("0008", "30")}
+    doc: dict[str, Any] = {"groupid": groupid, "gps": SEED_GPS}
+    if deviceid:
+        doc["deviceid"] = deviceid
+    for gas, value in values.items():
+        sensorid, sensortype = sensors[gas]
+        doc[gas] = {
+            "sensorid": sensorid,
+            "sensortype": sensortype,
+            "value": f"{value:.2f}",
+            "createdtime": stamp(at),
+        }
+    return doc
+
+
+def post(url: str, key: str, body: Any) -> dict[str, Any]:
+    """POST readings to the API at `url` (ending in /) with the key; the answer must be a 200."""
+    request = urllib.request.Request(
+        url + "readings",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", "x-api-key": key},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=WAIT) as response:
+        assert response.status == 200
+        return dict(json.loads(response.read()))
+
+
+def get(url: str, key: str, path: str) -> dict[str, Any]:
+    """GET a query route of the API at `url` (ending in /) with the key."""
+    request = urllib.request.Request(url + path, headers={"x-api-key": key})
+    with urllib.request.urlopen(request, timeout=WAIT) as response:
+        return dict(json.loads(response.read()))
+
+
+class Hour:
+    """An hour of readings from two Pis, and optionally a seed-style document, ending `now`.
+
+    The first Pi (`devices[0]`, group 2) posts every minute with one NO2 reading over the 88 line
+    (95.50, 20 minutes ago); the second (group 3) posts every minute until 10 minutes ago;
+    `seed_group` posts one seed document without a device id. `co_spike` makes the second Pi's
+    last two CO readings 60 and 240 (warning 35, critical 200). `stamp` writes `createdtime`.
+    """
+
+    def __init__(
+        self,
+        now: datetime,
+        co_spike: bool = False,
+        devices: tuple[str, str] = ("pi-1", "pi-2"),
+        stamp: Callable[[datetime], str] = seed_time,
+        seed_group: str | None = "7",
+    ) -> None:
+        self.now = now
+        first, second = devices
+        self.pi1_times = [now - timedelta(minutes=minutes) for minutes in range(58, 0, -1)]
+        self.pi2_times = [now - timedelta(minutes=minutes, seconds=20) for minutes in range(58, 9, -1)]
+        batch = [
+            document(
+                first,
+                "2",
+                at,
+                stamp,
+                no2=50 + 12 * math.sin(i / 5),
+                co=4 + 2 * math.sin(i / 7),
+                c2h5oh=180 + i,
+                h2=420 + 3 * i,
+            )
+            for i, at in enumerate(self.pi1_times)
+        ]
+        batch[38]["no2"]["value"] = "95.50"
+        pi2 = [
+            document(second, "3", at, stamp, no2=30 + 4 * math.sin(i / 4), co=11) for i, at in enumerate(self.pi2_times)
+        ]
+        if co_spike:
+            pi2[-2]["co"]["value"], pi2[-1]["co"]["value"] = "60.00", "240.00"
+        no2_times = [*self.pi1_times, *self.pi2_times]
+        self.batch = [*batch, *pi2]
+        if seed_group is not None:
+            seed_at = now - timedelta(seconds=150)
+            self.batch.append(document(None, seed_group, seed_at, stamp, no2=20))
+            no2_times.append(seed_at)
+        self.no2_minutes = {int(at.timestamp()) // 60 for at in no2_times}
+
+
+# ---- devices on MQTT, and the presence e-mails about them ----
+
+
+def device(stack: StackProcess, client_id: str, will: dict[str, Any] | None = None) -> mqtt.Client:
+    """An MQTT client connected to the stack's broker as a Pi connects (with `will` as Last Will)."""
+    host, port = stack.mqtt_address()
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
+    if will is not None:
+        client.will_set(f"my/things/{client_id}/update", json.dumps(will), qos=1)
+    connected = threading.Event()
+    client.on_connect = lambda *args: connected.set()
+    client.connect(host, port, keepalive=30)
+    client.loop_start()
+    assert connected.wait(WAIT)
+    return client
+
+
+def drop(client: mqtt.Client) -> None:
+    """Lose the TCP connection without an MQTT DISCONNECT, as a Pi losing power or network does."""
+    client.loop_stop()
+    sock = client.socket()
+    assert isinstance(sock, socket.socket)
+    sock.shutdown(socket.SHUT_RDWR)
+    sock.close()
+
+
+def mails_naming(stack: StackProcess, client_id: str) -> list[Path]:
+    mail_dir = Path(stack.endpoints["mail_dir"])
+    return [path for path in sorted(mail_dir.glob("*.eml")) if client_id in path.read_text(errors="replace")]
+
+
+def wait_for_mail(stack: StackProcess, client_id: str, timeout: float) -> list[Path]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if found := mails_naming(stack, client_id):
+            return found
+        time.sleep(0.1)
+    return []
+
+
+# ---- the browser, and the dashboard in it ----
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    if not CHROMIUM.exists():
+        pytest.fail("Debian's chromium is not installed: run `make browser` (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+def open_last_hour(browser: Any, url: str, api_key: str, problems: list[str] | None = None) -> Any:
+    """Open the page, give it the API key once, pick the last hour; wait for that refresh.
+
+    `problems` collects what the browser's console would show in red: uncaught script errors,
+    console errors, and failed loads (a 404 for a file the page asks for is logged as an error).
+    """
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    if problems is not None:
+        page.on("pageerror", lambda error: problems.append(f"uncaught: {error}"))
+        page.on("console", lambda message: message.type == "error" and problems.append(message.text))
+    page.goto(url)
+    page.wait_for_selector("#settings[open]")
+    page.fill("#api-key", api_key)
+    page.click("#settings button[type=submit]")
+    page.wait_for_function("() => Number(document.body.dataset.refreshes || 0) >= 1", timeout=30_000)
+    page.click("[data-range='1h']")
+    page.wait_for_function("() => Number(document.body.dataset.refreshes || 0) >= 2", timeout=30_000)
+    return page
+
+
+def _datasets(gas: str) -> str:
+    """JavaScript for the Chart.js datasets of the gas's chart: average, max, min, threshold."""
+    return f"Chart.getChart(document.querySelector(\"canvas[data-gas='{gas}']\")).data.datasets"
+
+
+def chart_points(page: Any, gas: str) -> int:
+    """How many points of the gas's chart hold a value, read from Chart.js itself."""
+    return int(page.evaluate(f"{_datasets(gas)}[0].data.filter((p) => p.y !== null).length"))
+
+
+def threshold_line(page: Any, gas: str) -> list[float]:
+    """The y values of the gas's dashed threshold line."""
+    return list(page.evaluate(f"{_datasets(gas)}[3].data.map((p) => p.y)"))
+
+
+def no_overflow_at_phone_width(page: Any, name: str) -> None:
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.wait_for_timeout(300)
+    overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    assert overflow <= 0
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / name), full_page=True)
+
+
+# ---- the in-process stack for the dashboard without alarms ----
+
 
 API_KEY = "e2e-dashboard-key"
 QUERY_PATHS = {"/series", "/devices", "/warnings", "/alerts", "/alarms"}
@@ -67,14 +302,12 @@ class DashboardStack:
     store: SqliteReadingStore
     presence: FakePresence
     publisher: RecordingPublisher
-    alarms: MemoryAlarmStore | None = None
 
 
 def _server(
     store: SqliteReadingStore,
     presence: FakePresence,
     publisher: RecordingPublisher,
-    alarms: MemoryAlarmStore | None,
     rest_event: Callable[..., dict[str, Any]],
     context: Any,
 ) -> ThreadingHTTPServer:
@@ -114,9 +347,9 @@ def _server(
                 return
             with lock:
                 if parts.path == "/readings":
-                    result = ingest(event, context, store=store, publisher=publisher, alarm_store=alarms)
+                    result = ingest(event, context, store=store, publisher=publisher)
                 elif parts.path in QUERY_PATHS:
-                    result = query(event, context, queries=store, presence=presence, alarm_store=alarms)
+                    result = query(event, context, queries=store, presence=presence)
                 else:
                     result = static(event, context)
             self._answer(result)
@@ -130,18 +363,16 @@ def _server(
     return ThreadingHTTPServer(("127.0.0.1", 0), Gateway)
 
 
-def _stack(
-    tmp_path: Path, alarms: MemoryAlarmStore | None, rest_event: Callable[..., dict[str, Any]], context: Any
-) -> Iterator[DashboardStack]:
+def _stack(tmp_path: Path, rest_event: Callable[..., dict[str, Any]], context: Any) -> Iterator[DashboardStack]:
     store = SqliteReadingStore(tmp_path / "readings.sqlite3")
     presence = FakePresence()
     publisher = RecordingPublisher()
-    server = _server(store, presence, publisher, alarms, rest_event, context)
+    server = _server(store, presence, publisher, rest_event, context)
     thread = threading.Thread(target=server.serve_forever, name="dashboard-stack", daemon=True)
     thread.start()
     host, port = server.server_address[:2]
     try:
-        yield DashboardStack(f"http://{host}:{port}/", API_KEY, store, presence, publisher, alarms)
+        yield DashboardStack(f"http://{host}:{port}/", API_KEY, store, presence, publisher)
     finally:
         server.shutdown()
         server.server_close()
@@ -154,11 +385,4 @@ def dashboard_stack(
     tmp_path: Path, api_event: Callable[..., dict[str, Any]], lambda_context: Any, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[DashboardStack]:
     monkeypatch.delenv("ALARM_TABLE", raising=False)  # the handlers' settings then build no alarm store
-    yield from _stack(tmp_path, None, api_event, lambda_context)
-
-
-@pytest.fixture
-def dashboard_stack_with_alarms(
-    tmp_path: Path, api_event: Callable[..., dict[str, Any]], lambda_context: Any
-) -> Iterator[DashboardStack]:
-    yield from _stack(tmp_path, MemoryAlarmStore(), api_event, lambda_context)
+    yield from _stack(tmp_path, api_event, lambda_context)

@@ -7,7 +7,6 @@ regression of the template, not something to skip.
 """
 
 import json
-import socket
 import sqlite3
 import threading
 import time
@@ -30,11 +29,11 @@ from gasmon_local.process import StackProcess
 from gasmon_local.rules import load_rules
 from gasmon_local.stack import Options, local_parameter_overrides
 from gasmon_local.template import Stack, load
+from tests.e2e.conftest import WAIT, device, drop, mails_naming, wait_for_mail
 
 pytestmark = pytest.mark.e2e
 
 GRACE = 2
-WAIT = 20.0
 TEMPLATES = {"gasmon": ROOT / "template.yaml"}
 WILL = {"state": {"reported": {"connected": "false"}}}
 
@@ -137,41 +136,6 @@ def seed_document(groupid: str, no2: str) -> dict[str, Any]:
     return document
 
 
-def device(stack: Running, client_id: str, will: bool = False) -> mqtt.Client:
-    host, port = stack.process.mqtt_address()
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
-    if will:
-        client.will_set(f"my/things/{client_id}/update", json.dumps(WILL), qos=1)
-    connected = threading.Event()
-    client.on_connect = lambda *args: connected.set()
-    client.connect(host, port, keepalive=30)
-    client.loop_start()
-    assert connected.wait(WAIT)
-    return client
-
-
-def drop(client: mqtt.Client) -> None:
-    client.loop_stop()
-    sock = client.socket()
-    assert isinstance(sock, socket.socket)
-    sock.shutdown(socket.SHUT_RDWR)
-    sock.close()
-
-
-def mails_naming(stack: Running, client_id: str) -> list[Path]:
-    mail_dir = Path(stack.endpoints["mail_dir"])
-    return [path for path in sorted(mail_dir.glob("*.eml")) if client_id in path.read_text(errors="replace")]
-
-
-def wait_for_mail(stack: Running, client_id: str, timeout: float) -> list[Path]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if found := mails_naming(stack, client_id):
-            return found
-        time.sleep(0.1)
-    return []
-
-
 def test_a_seed_post_warns_on_pi_1_and_is_stored(stack: Running) -> None:
     stack.require("ingest")
     host, port = stack.process.mqtt_address()
@@ -201,37 +165,37 @@ def test_a_seed_post_warns_on_pi_1_and_is_stored(stack: Running) -> None:
 def test_a_dropped_connection_is_mailed_once_after_the_grace_period(stack: Running) -> None:
     stack.require("presence")
     client_id = f"e2e-drop-{uuid.uuid4().hex[:6]}"
-    client = device(stack, client_id)
+    client = device(stack.process, client_id)
     time.sleep(0.5)  # connected for a moment, as a real device would be
     # When the device's TCP connection drops without a DISCONNECT
     dropped_at = time.monotonic()
     drop(client)
     # Then one e-mail names it, not before the grace period
-    mails = wait_for_mail(stack, client_id, GRACE + WAIT)
+    mails = wait_for_mail(stack.process, client_id, GRACE + WAIT)
     assert len(mails) == 1, stack.process.log_tail()
     assert time.monotonic() - dropped_at >= GRACE
     time.sleep(GRACE + 1)
-    assert len(mails_naming(stack, client_id)) == 1
+    assert len(mails_naming(stack.process, client_id)) == 1
 
 
 def test_a_clean_disconnect_is_not_mailed(stack: Running) -> None:
     stack.require("presence")
     client_id = f"e2e-clean-{uuid.uuid4().hex[:6]}"
-    client = device(stack, client_id)
+    client = device(stack.process, client_id)
     time.sleep(0.5)
     # When the device says goodbye (MQTT DISCONNECT, as on Ctrl-C)
     client.disconnect()
     client.loop_stop()
     # Then no e-mail follows, even well after the grace period
     time.sleep(GRACE + 3)
-    assert mails_naming(stack, client_id) == []
+    assert mails_naming(stack.process, client_id) == []
 
 
 def test_a_last_will_marks_the_shadow_disconnected(stack: Running) -> None:
     stack.require("last_will")
     thing = f"e2e-lwt-{uuid.uuid4().hex[:6]}"
     # Given a device with the seed's Last Will, When it drops off
-    drop(device(stack, thing, will=True))
+    drop(device(stack.process, thing, will=WILL))
     # Then its shadow reports connected=false, read through iot-data as an operator would
     iot = boto3.client(
         "iot-data",

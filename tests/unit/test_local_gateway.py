@@ -89,6 +89,30 @@ def test_the_stage_prefix_of_a_deployed_url_also_routes() -> None:
     assert response.status_code == 200 and recorder.calls[0][0] == "IngestFunction"
 
 
+@pytest.mark.parametrize(
+    ("requested", "path", "stage_path"),
+    [
+        ("/Prod/readings", "/readings", "/Prod/readings"),
+        ("/Prod/", "/", "/Prod/"),
+        ("/Prod", "/", "/Prod"),
+        ("/", "/", "/Prod/"),
+    ],
+)
+def test_the_stage_is_in_the_request_context_path_only_as_api_gateway_sends_it(
+    requested: str, path: str, stage_path: str
+) -> None:
+    # Given a function behind the stage's root and one behind /readings (the functions route on
+    # the event's path: with the stage in it, every deployed-style URL answered their 404)
+    recorder = Recorder()
+    routes = [*ROUTES, ApiRoute("DashboardFunction", "/", "GET", "local", "Prod", False)]
+    app = Client(ApiGateway(routes, recorder, KEY))
+    # When the URL is requested with or without the stage
+    app.open(requested, method="POST" if "readings" in requested else "GET", headers={"x-api-key": KEY})
+    # Then the event's path leaves the stage out and requestContext.path keeps it
+    [(_, event)] = recorder.calls
+    assert (event["path"], event["requestContext"]["path"]) == (path, stage_path)
+
+
 @pytest.mark.parametrize(("method", "path"), [("GET", "/nowhere"), ("GET", "/readings")])
 def test_unknown_routes_and_methods_answer_missing_authentication_token(method: str, path: str) -> None:
     response = client(Recorder()).open(path, method=method, headers={"x-api-key": KEY})
