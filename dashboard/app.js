@@ -398,7 +398,9 @@
   }
 
   function drawAlarms(open, closed) {
-    $("#alarms-open").replaceChildren(...open.items.map(alarmItem));
+    // Critical alarms above warnings; within a level, the API's order (newest first).
+    const byLevel = [...open.items].sort((a, b) => (b.level === "critical") - (a.level === "critical"));
+    $("#alarms-open").replaceChildren(...byLevel.map(alarmItem));
     $("#alarms-open-empty").hidden = open.items.length > 0;
     $("#alarms-closed").replaceChildren(...closed.items.map(alarmItem));
     const empty = $("#alarms-closed-empty");
