@@ -60,7 +60,7 @@ test: $(STAMP) browser ## every check: lint, template, sam build, unit, integrat
 	$(BIN)/pytest -q
 
 bench: $(STAMP) ## benchmarks, each beside a baseline measured in the same run
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(ARGS)
 
 clean: ## remove build output (keeps the virtualenv and .local data)
 	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache
