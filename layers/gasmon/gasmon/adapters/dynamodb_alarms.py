@@ -34,6 +34,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from gasmon.adapters.aws import aws_client
 from gasmon.errors import AlarmConflictError, AlarmStoreUnavailableError, InvalidAlarmQueryError
 from gasmon.models import GAS_NAME_PATTERN, AlarmEpisode, AlarmPage, AlarmState, GasThresholds
 from gasmon.ports import AlarmKey, AlarmSnapshot, ThresholdScope
@@ -196,13 +197,7 @@ class DynamoDbAlarmStore:
         if self._client is None:
             with self._client_lock:
                 if self._client is None:
-                    import boto3
-                    from botocore.config import Config
-
-                    config = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=5)
-                    self._client = boto3.client(
-                        "dynamodb", region_name=self.region, endpoint_url=self.endpoint_url, config=config
-                    )
+                    self._client = aws_client("dynamodb", self.region, self.endpoint_url)
         return self._client
 
     def _call(self, operation: str, **kwargs: Any) -> Any:

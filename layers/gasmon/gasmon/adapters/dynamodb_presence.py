@@ -22,6 +22,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from gasmon.adapters.aws import aws_client
 from gasmon.errors import PresenceStoreError
 from gasmon.models import (
     LifecycleEvent,
@@ -137,11 +138,7 @@ class DynamoDbPresenceRepository:
     @property
     def client(self) -> Any:
         if self._client is None:
-            import boto3
-            from botocore.config import Config
-
-            config = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=5)
-            self._client = boto3.client("dynamodb", region_name=self.region, config=config)
+            self._client = aws_client("dynamodb", self.region)
         return self._client
 
     def _key(self, client_id: str) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from gasmon.adapters.aws import aws_client
 from gasmon.errors import PublishError
 
 
@@ -23,18 +24,14 @@ class IotDataPublisher:
         self._client: Any = None
 
     def _build_client(self) -> Any:
-        import boto3
-        from botocore.config import Config
-
-        config = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=5)
         endpoint = self.endpoint_url
         if not endpoint:
-            iot = boto3.client("iot", region_name=self.region, config=config)
+            iot = aws_client("iot", self.region)
             address = iot.describe_endpoint(endpointType="iot:Data-ATS")["endpointAddress"]
             endpoint = f"https://{address}"
         if endpoint and "://" not in endpoint:
             endpoint = f"https://{endpoint}"
-        return boto3.client("iot-data", region_name=self.region, endpoint_url=endpoint or None, config=config)
+        return aws_client("iot-data", self.region, endpoint or None)
 
     def publish(self, topic: str, payload: dict[str, Any], qos: int = 1) -> None:
         """Publish one JSON message; any SDK or network failure becomes `PublishError`."""

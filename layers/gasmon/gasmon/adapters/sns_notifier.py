@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gasmon.adapters.aws import aws_client
 from gasmon.errors import NotifyError
 from gasmon.models import Email
 
@@ -23,11 +24,7 @@ class SnsNotifier:
     @property
     def client(self) -> Any:
         if self._client is None:
-            import boto3
-            from botocore.config import Config
-
-            config = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=5)
-            self._client = boto3.client("sns", region_name=self.region, config=config)
+            self._client = aws_client("sns", self.region)
         return self._client
 
     def send(self, email: Email) -> None:
