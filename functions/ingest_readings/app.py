@@ -87,7 +87,8 @@ ERRORS: dict[int, Any] = {
 @app.post("/gasdetector", include_in_schema=False, enable_validation=False)
 @tracer.capture_method
 def post_readings() -> Response[str]:
-    documents, is_batch = parse_body(app.current_event.decoded_body, _policy())
+    event = app.current_event
+    documents, is_batch = parse_body(event.body, _policy(), base64_encoded=bool(event.is_base64_encoded))
     context = app.context
     report = ingest(
         documents, is_batch, _policy(), context["clock"](), context["store"], context["publisher"], context["alarms"]

@@ -6,6 +6,8 @@ SDK, no environment. Every function here can be called from a REPL.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
@@ -64,13 +66,19 @@ class ValidatedDocument(GasmonModel):
     problems: list[Problem] = Field(default_factory=list)
 
 
-def parse_body(body: str | bytes | None, policy: IngestPolicy) -> tuple[list[Any], bool]:
+def parse_body(body: str | bytes | None, policy: IngestPolicy, base64_encoded: bool = False) -> tuple[list[Any], bool]:
     """Decode a request body into a list of raw documents; say whether it was a batch.
 
     Raises `RequestTooLargeError` (413) beyond the size or document limits and
-    `MalformedJsonError` (400) when the body is not a JSON object or array.
+    `MalformedJsonError` (400) when the body is not base64 (when flagged so), not UTF-8 JSON, or
+    not a JSON object or array (nesting too deep and integers too long included).
     """
     raw = body.encode() if isinstance(body, str) else (body or b"")
+    if base64_encoded:
+        try:
+            raw = base64.b64decode(raw, validate=True)
+        except binascii.Error as exc:
+            raise MalformedJsonError(f"the body is marked base64 but is not: {exc}") from None
     if len(raw) > policy.max_body_bytes:
         raise RequestTooLargeError(
             f"the body is {len(raw)} bytes; at most {policy.max_body_bytes} are accepted per request"
@@ -80,6 +88,10 @@ def parse_body(body: str | bytes | None, policy: IngestPolicy) -> tuple[list[Any
     try:
         decoded = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise MalformedJsonError(f"the body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise MalformedJsonError("the body is not valid JSON: it is nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer longer than Python converts (4,300 digits)
         raise MalformedJsonError(f"the body is not valid JSON: {exc}") from None
     if isinstance(decoded, dict):
         return [decoded], False
@@ -105,7 +117,10 @@ def parse_device_time(text: str, local_timezone: str) -> datetime:
     parsed = datetime.fromisoformat(text.strip())
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=ZoneInfo(local_timezone))
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # year 1 or 9999 pushed past the calendar by the offset
+        raise ValueError(f"{text!r} is outside the calendar in UTC") from None
 
 
 def reading_id(groupid: str, sensorid: str, gas: str, created_at: datetime, deviceid: str | None = None) -> str:
@@ -129,6 +144,8 @@ PROBLEM_TEXT: dict[str, str] = {
     "dict_type": "must be a JSON object",
     "finite_number": "must be a finite number (NaN and Infinity are not readings)",
     "greater_than_equal": "must not be negative",
+    "less_than_equal": "must be at most 1000000",
+    "string_pattern_mismatch": "must not contain control characters",
     "float_parsing": "must be a number (for example 26.20)",
     "float_type": "must be a number (for example 26.20)",
     "string_type": "must be text or a number",

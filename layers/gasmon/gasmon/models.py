@@ -19,7 +19,11 @@ GAS_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
 DEVICE_FIELDS: frozenset[str] = frozenset({"groupid", "gps", "deviceid"})
 
 
-Text = Annotated[str, Field(min_length=1, max_length=64)]
+# Ids and names: 1-64 characters, no control characters.
+Text = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$")]
+# Above a million (ppm: 100 %) a value is a broken sensor or a unit mistake, and it would
+# overflow the index's float field.
+MAX_VALUE = 1_000_000.0
 
 
 class GasmonModel(BaseModel):
@@ -43,7 +47,7 @@ class GasSample(GasmonModel):
 
     sensorid: Text
     sensortype: Text
-    value: Annotated[float, Field(ge=0, allow_inf_nan=False)]
+    value: Annotated[float, Field(ge=0, le=MAX_VALUE, allow_inf_nan=False)]
     createdtime: str = Field(min_length=1, max_length=64)
 
     @field_validator("value", mode="before")
