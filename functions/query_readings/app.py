@@ -31,7 +31,7 @@ from gasmon.models import (
 )
 from gasmon.observability import logger, metrics, tracer
 from gasmon.ports import AlarmStateStore, DeviceStatusSource, ReadingQueries
-from gasmon.query import QueryPolicy, alarm_page, alert_page, device_page, plan_series, series, warning_page
+from gasmon.query import QueryPolicy, QueryTime, alarm_page, alert_page, device_page, plan_series, series, warning_page
 from gasmon.settings import QuerySettings
 
 app = APIGatewayRestResolver(enable_validation=True)
@@ -96,8 +96,8 @@ Cursor = Annotated[str | None, Query(min_length=1, max_length=512, description="
 @tracer.capture_method
 def get_series(
     gas: Annotated[str, Query(pattern=GAS_NAME_PATTERN, description="co, no2, c2h5oh, h2, ...")],
-    start: Annotated[datetime | None, Query(description="ISO-8601; default: 24 h before end")] = None,
-    end: Annotated[datetime | None, Query(description="ISO-8601, exclusive; default: now")] = None,
+    start: Annotated[QueryTime | None, Query(description="ISO-8601; default: 24 h before end")] = None,
+    end: Annotated[QueryTime | None, Query(description="ISO-8601, exclusive; default: now")] = None,
     interval: Annotated[
         str, Query(pattern=r"^(auto|[1-9][0-9]{0,4}[smhd])$", description="Bucket width: 30s, 5m, 1h, 1d or auto")
     ] = "auto",
@@ -136,7 +136,7 @@ def get_devices(
 )
 @tracer.capture_method
 def get_warnings(
-    since: Annotated[datetime | None, Query(description="ISO-8601; default: 24 h ago")] = None,
+    since: Annotated[QueryTime | None, Query(description="ISO-8601; default: 24 h ago")] = None,
     gas: Annotated[str | None, Query(pattern=GAS_NAME_PATTERN)] = None,
     groupid: Id = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
@@ -155,7 +155,7 @@ def get_warnings(
 )
 @tracer.capture_method
 def get_alerts(
-    since: Annotated[datetime | None, Query(description="ISO-8601; default: 7 days ago")] = None,
+    since: Annotated[QueryTime | None, Query(description="ISO-8601; default: 7 days ago")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 20,
     cursor: Cursor = None,
 ) -> AlertPage:
@@ -178,8 +178,8 @@ def get_alarms(
             description="open: every alarm open now, whenever it started; closed or all: episodes started since `since`"
         ),
     ] = "all",
-    since: Annotated[datetime | None, Query(description="ISO-8601; default: 24 h ago (state=open: no limit)")] = None,
-    until: Annotated[datetime | None, Query(description="ISO-8601, exclusive; default: now")] = None,
+    since: Annotated[QueryTime | None, Query(description="ISO-8601; default: 24 h ago (state=open: no limit)")] = None,
+    until: Annotated[QueryTime | None, Query(description="ISO-8601, exclusive; default: now")] = None,
     device: Id = None,
     gas: Annotated[str | None, Query(pattern=GAS_NAME_PATTERN)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,

@@ -13,9 +13,9 @@ import json
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict
 
 from gasmon.errors import (
     AlarmStoreUnavailableError,
@@ -82,6 +82,19 @@ def auto_interval(span: timedelta) -> int:
         if span.total_seconds() / seconds <= TARGET_BUCKETS:
             return seconds
     return int(-(-span.total_seconds() // (TARGET_BUCKETS * 86400))) * 86400
+
+
+def _in_calendar(moment: datetime) -> datetime:
+    """A query time that stays a time once in UTC and as epoch milliseconds (no year 0 or 10000)."""
+    try:
+        as_utc(moment).timestamp()
+    except (OverflowError, ValueError, OSError):
+        raise ValueError("is outside the calendar once in UTC (years 1 to 9999)") from None
+    return moment
+
+
+# A time query parameter: ISO-8601, checked to be representable before any arithmetic on it.
+QueryTime = Annotated[datetime, AfterValidator(_in_calendar)]
 
 
 def as_utc(moment: datetime) -> datetime:
