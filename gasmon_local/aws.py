@@ -34,6 +34,7 @@ import boto3
 from botocore.config import Config
 from moto.server import ThreadedMotoServer
 
+from gasmon_local import moto_fixes
 from gasmon_local.template import ACCOUNT_ID, SqsEventSource, Stack, SubscriptionSpec, TableSpec
 
 log = logging.getLogger("aws")
@@ -62,6 +63,7 @@ class MotoServer:
                     probe.bind((self.host, self.port))
                 except OSError as exc:
                     raise OSError(exc.errno, f"moto cannot listen on {self.host}:{self.port}: {exc.strerror}") from None
+        moto_fixes.install()  # transactions as cheap as one write, whatever the table's size
         self._server.start()
         self.host, self.port = self._server.get_host_and_port()
         return self.url

@@ -19,9 +19,11 @@ this process, so `FunctionRuntime` recreates what matters:
   layer (one Powertools Logger and Metrics object), which the lock keeps from interleaving.
   Lambda itself never runs two invocations in one environment, and the handlers take
   milliseconds here, so the only cost is that a slow function delays the others.
-- What the layer creates at import time is shared: its modules are imported once, so the one
-  Powertools Logger carries the service name of the first function that imported it (each
-  function's own module, settings and adapters are its own).
+- What the layer creates at import time is shared: its modules are imported once, so there is
+  one Powertools Logger and one Metrics object, created under the first function's environment.
+  Each invocation gives them the invoked function's POWERTOOLS_SERVICE_NAME, so log lines and
+  metrics name the function that wrote them, as in AWS (each function's own module, settings
+  and adapters are its own).
 - Variables that are the same for every function (fake credentials, region, the moto and
   iot-data endpoints, POWERTOOLS_TRACE_DISABLED) are set once for the whole process before the
   first function is imported, because some libraries read them at import time.
@@ -173,6 +175,15 @@ def lambda_variables(spec: FunctionSpec) -> dict[str, str]:
     }
 
 
+def _name_the_service(variables: Mapping[str, str]) -> None:
+    """Give the layer's shared Logger and Metrics this function's service name (see above)."""
+    observability = sys.modules.get("gasmon.observability")
+    service = variables.get("POWERTOOLS_SERVICE_NAME")
+    if observability is not None and service:
+        observability.logger.append_keys(service=service)
+        observability.metrics.service = service
+
+
 class FunctionRuntime:
     """Invokes the template's functions in-process, each with its own environment (see above)."""
 
@@ -213,6 +224,7 @@ class FunctionRuntime:
                 # Imported here, under the function's environment: the layer creates its Logger
                 # and Tracer at import time (the cold start).
                 handler = load_handler(spec.code_uri, spec.handler)
+                _name_the_service(self.environments[name])
                 result = handler(event, LambdaContext(spec))
             except Exception as exc:
                 elapsed = (time.perf_counter() - started) * 1000

@@ -20,6 +20,12 @@ SETTINGS_AT_COLD_START = """
         return {"cold": COLD, "now": os.environ.get("COLOUR"), "name": context.function_name,
                 "lambda_name": os.environ.get("AWS_LAMBDA_FUNCTION_NAME")}
 """
+NAMED_SERVICE = """
+    from gasmon.observability import logger, metrics
+
+    def lambda_handler(event, context):
+        return {"logger": logger.get_current_keys()["service"], "metrics": metrics.service}
+"""
 FLAKY = """
     from pathlib import Path
 
@@ -62,6 +68,20 @@ def test_each_function_sees_its_own_environment_at_cold_start_and_later(tmp_path
     assert results[0]["name"] == results[0]["lambda_name"] == "gasmon-Red"
     # And the process environment is left as it was
     assert "COLOUR" not in os.environ
+
+
+def test_the_layers_shared_logger_and_metrics_name_the_invoked_function(tmp_path: Path) -> None:
+    # Given two functions of the same layer, each with its own POWERTOOLS_SERVICE_NAME
+    ingest, presence = function(tmp_path, "Ingest", NAMED_SERVICE), function(tmp_path, "Presence", NAMED_SERVICE)
+    runtime = FunctionRuntime(
+        {"Ingest": ingest, "Presence": presence},
+        {"Ingest": {"POWERTOOLS_SERVICE_NAME": "ingest"}, "Presence": {"POWERTOOLS_SERVICE_NAME": "presence"}},
+    )
+    # When they are invoked in turn (one Logger and one Metrics object in this process)
+    results = [runtime.invoke(name, {}) for name in ("Ingest", "Presence", "Ingest")]
+    # Then each invocation logs and counts under its own function's service, as in AWS
+    assert [r["logger"] for r in results] == ["ingest", "presence", "ingest"]
+    assert [r["metrics"] for r in results] == ["ingest", "presence", "ingest"]
 
 
 def test_functions_are_found_by_logical_id_name_or_arn(tmp_path: Path) -> None:
