@@ -266,3 +266,40 @@ def test_a_throttling_cluster_is_store_unavailable(opensearch: CannedOpenSearch)
     opensearch.answers.append((429, {"error": {"type": "es_rejected_execution_exception"}, "status": 429}))
     with pytest.raises(StoreUnavailableError):
         store_for(opensearch).latest_by_device(None, 10)
+
+
+def test_a_devices_newest_reading_is_one_sorted_search_over_its_device_keys(opensearch: CannedOpenSearch) -> None:
+    # Given OpenSearch answers one hit, as the index holds it (gps as a geo_point)
+    source = {
+        "reading_id": "r-9",
+        "device": "2",
+        "groupid": "2",
+        "sensorid": "0005",
+        "sensortype": "8",
+        "gas": "co",
+        "value": 26.2,
+        "createdtime": "2025-03-14 18:05:00",
+        "date": "2025-03-14T09:05:00+00:00",
+        "received_at": "2025-03-14T09:05:01+00:00",
+        "gps": {"lat": 37.61, "lon": 126.99},
+    }
+    opensearch.answers.append((200, {"hits": {"hits": [{"_id": "r-9", "_source": source}]}}))
+    # When the presence e-mail asks for a device known by two keys
+    reading = store_for(opensearch).latest_reading(["RPI", "2", "RPI"])
+    # Then one search, filtered on both keys (once each), newest first, one hit
+    (request,) = opensearch.requests
+    assert request["path"].startswith("/gasdetect/_search")
+    assert request["body"]["size"] == 1
+    assert request["body"]["query"] == {"bool": {"filter": [{"terms": {"device": ["RPI", "2"]}}]}}
+    assert request["body"]["sort"][0] == {"date": {"order": "desc"}}
+    # And the hit comes back as the reading it was
+    assert reading is not None
+    assert (reading.groupid, reading.gps, reading.created_at) == ("2", "37.61, 126.99", T0 + timedelta(minutes=5))
+
+
+def test_a_device_without_indexed_readings_is_none_and_no_keys_ask_nothing(opensearch: CannedOpenSearch) -> None:
+    opensearch.answers.append((200, {"hits": {"hits": []}}))
+    store = store_for(opensearch)
+    assert store.latest_reading(["RPI"]) is None
+    assert store.latest_reading(["", ""]) is None
+    assert len(opensearch.requests) == 1

@@ -1,10 +1,12 @@
-"""The device directory over the SQLite reading store: group and location for presence emails."""
+"""The device directory over the reading store (SQLite here, OpenSearch in AWS): group and place in e-mails."""
 
 from datetime import UTC, datetime
 from pathlib import Path
 
 from gasmon.adapters.device_directory import NullDeviceDirectory, ReadingsDeviceDirectory, build_device_directory
+from gasmon.adapters.opensearch_store import OpenSearchReadingStore
 from gasmon.adapters.sqlite_store import SqliteReadingStore
+from gasmon.errors import StoreUnavailableError
 from gasmon.ingest import IngestPolicy, validate_document
 from gasmon.settings import CheckPresenceSettings
 
@@ -52,3 +54,22 @@ def test_settings_choose_the_directory(tmp_path: Path) -> None:
     sqlite = CheckPresenceSettings(device_directory="sqlite", sqlite_path=str(tmp_path / "r.sqlite3"))
     assert isinstance(build_device_directory(sqlite), ReadingsDeviceDirectory)
     assert isinstance(build_device_directory(CheckPresenceSettings()), NullDeviceDirectory)
+
+
+def test_settings_choose_opensearch_in_aws() -> None:
+    settings = CheckPresenceSettings(
+        device_directory="opensearch", opensearch_endpoint="https://search-x.es.amazonaws.com"
+    )
+    directory = build_device_directory(settings)
+    assert isinstance(directory, ReadingsDeviceDirectory)
+    assert isinstance(directory.store, OpenSearchReadingStore)
+    assert directory.store.endpoint == "https://search-x.es.amazonaws.com"
+
+
+class _DownStore:
+    def latest_reading(self, devices: object) -> None:
+        raise StoreUnavailableError("OpenSearch is unreachable", retry_after_seconds=5)
+
+
+def test_a_store_that_cannot_answer_leaves_the_group_out_rather_than_the_email() -> None:
+    assert ReadingsDeviceDirectory(_DownStore()).describe("RPI", "RPI") is None

@@ -89,3 +89,31 @@ def test_device_policy_names_no_wildcard_action() -> None:
     assert actions == ["iot:Connect", "iot:Publish", "iot:Subscribe", "iot:Receive"]
     connect = sub_text(statements[0]["Resource"])
     assert connect.endswith(":client/${iot:Connection.Thing.ThingName}")
+
+
+def principals(statement: dict[str, Any]) -> list[Any]:
+    named = statement["Principal"]["AWS"]
+    return list(named) if isinstance(named, list) else [named]
+
+
+@pytest.mark.parametrize("logical_id", ["RecordPresenceFunction", "CheckPresenceFunction"])
+def test_emails_name_the_group_from_opensearch_with_search_only_access(logical_id: str) -> None:
+    # Given the function's environment and its inline policy statements
+    properties = RESOURCES[logical_id]["Properties"]
+    variables = properties["Environment"]["Variables"]
+    statements = [s for policy in properties["Policies"] if "Statement" in policy for s in policy["Statement"]]
+    # Then its device directory is the readings index
+    assert variables["DEVICE_DIRECTORY"] == "opensearch"
+    assert variables["OPENSEARCH_INDEX"] == "gasdetect"
+    # And it may only search that index, never write to it
+    (search,) = [s for s in statements if any(str(a).startswith("es:") for a in s["Action"])]
+    assert sorted(search["Action"]) == ["es:ESHttpGet", "es:ESHttpPost"]
+    resources = search["Resource"]["Fn::If"][1:]
+    assert all(sub_text(r).endswith("/gasdetect*/_search") for r in resources)
+    # And the domain this stack creates lets its role in for the same paths
+    (statement,) = [
+        s
+        for s in RESOURCES["ReadingsDomain"]["Properties"]["AccessPolicies"]["Statement"]
+        if {"Fn::GetAtt": [f"{logical_id}Role", "Arn"]} in principals(s)
+    ]
+    assert sub_text(statement["Resource"]).endswith("/gasdetect*/_search")

@@ -178,9 +178,11 @@ class PresenceSettings(_Settings):
     # Comma-separated disconnectReason names (or a JSON list); `*` means every unexpected reason.
     alert_reasons: frozenset[str] = frozenset({ANY_REASON})
     claim_lease_seconds: int = Field(default=120, ge=30, le=3600)
-    # Where group and location come from: nowhere (AWS default) or the SQLite reading store.
-    device_directory: Literal["none", "sqlite"] = "none"
+    # Where group and location come from: nowhere, the OpenSearch index (AWS) or SQLite (local).
+    device_directory: Literal["none", "sqlite", "opensearch"] = "none"
     sqlite_path: str = ".local/readings.sqlite3"
+    opensearch_endpoint: str = ""
+    opensearch_index: str = "gasdetect"
     # Thing name -> reading groupid, for devices whose groupid is not their thing name.
     device_groups: dict[str, str] = Field(default_factory=dict)
 

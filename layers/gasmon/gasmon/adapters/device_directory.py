@@ -3,21 +3,26 @@
 A device's readings are found by its device key: the `deviceid` the gasmon device agent sends
 (its thing name), else the group `DEVICE_GROUPS` maps its thing name to, else a group named like
 the thing or its client id (a seed Pi sends only `groupid`).
-In AWS no directory is configured (readings live in OpenSearch) and emails say the group is not
-known; `make local` points it at the SQLite reading store.
+In AWS the directory is the OpenSearch reading index (one `_search` per e-mail); `make local`
+points it at the SQLite reading store. If the store cannot answer, the e-mail goes out without
+the group: an alert must never wait on the dashboard's data.
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol
 
+from gasmon.errors import StoreUnavailableError
 from gasmon.models import DeviceInfo, Reading
 
 if TYPE_CHECKING:
     from gasmon.ports import DeviceDirectory
     from gasmon.settings import PresenceSettings
+
+log = logging.getLogger(__name__)
 
 
 class _LatestReadings(Protocol):
@@ -47,7 +52,8 @@ class ReadingsDeviceDirectory:
         """Group and location of the device's newest reading; None if none (or the store fails)."""
         try:
             reading = self.store.latest_reading(self.groups_for(client_id, thing_name))
-        except sqlite3.Error:
+        except (sqlite3.Error, StoreUnavailableError) as exc:
+            log.warning("device directory unavailable, e-mail for %s goes without its group: %s", client_id, exc)
             return None  # an email without the group beats no email
         if reading is None:
             return None
@@ -55,9 +61,16 @@ class ReadingsDeviceDirectory:
 
 
 def build_device_directory(settings: PresenceSettings) -> DeviceDirectory:
-    """The directory the settings name (`DEVICE_DIRECTORY`: none or sqlite)."""
+    """The directory the settings name (`DEVICE_DIRECTORY`: none, sqlite or opensearch)."""
     if settings.device_directory == "sqlite":
         from gasmon.adapters.sqlite_store import SqliteReadingStore
 
         return ReadingsDeviceDirectory(SqliteReadingStore(settings.sqlite_path), settings.device_groups)
+    if settings.device_directory == "opensearch":
+        from gasmon.adapters.opensearch_store import OpenSearchReadingStore
+
+        store = OpenSearchReadingStore(
+            settings.required("opensearch_endpoint"), index=settings.opensearch_index, region=settings.aws_region
+        )
+        return ReadingsDeviceDirectory(store, settings.device_groups)
     return NullDeviceDirectory()

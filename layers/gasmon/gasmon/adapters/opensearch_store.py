@@ -185,6 +185,16 @@ def latest_body(after: str | None, limit: int, groupid: str | None) -> dict[str,
     return body
 
 
+def latest_reading_body(devices: Sequence[str]) -> dict[str, Any]:
+    """The `_search` body for `latest_reading`: the newest reading of any of these device keys."""
+    return {
+        "size": 1,
+        "track_total_hits": False,
+        "query": {"bool": {"filter": [{"terms": {"device": list(devices)}}]}},
+        "sort": [*_NEWEST_FIRST, {"reading_id": {"order": "desc"}}],
+    }
+
+
 def crossings_body(
     thresholds: Mapping[str, float],
     since: datetime,
@@ -372,6 +382,15 @@ class OpenSearchReadingStore:
             for bucket in buckets
             if bucket.get("doc_count")
         ]
+
+    def latest_reading(self, devices: Sequence[str]) -> Reading | None:
+        """The newest stored reading (by `date`, the device's `createdtime`) of any of these device
+        keys (a reading's `deviceid`, else its `groupid`): the presence e-mails' device directory."""
+        wanted = list(dict.fromkeys(d for d in devices if d))
+        if not wanted:
+            return None
+        hits = self._search(latest_reading_body(wanted)).get("hits", {}).get("hits", [])
+        return from_document(hits[0]["_source"]) if hits else None
 
     def latest_by_device(self, after: str | None, limit: int, groupid: str | None = None) -> list[DeviceLatest]:
         """One composite-aggregation page of devices with the newest reading per gas."""
