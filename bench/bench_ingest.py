@@ -74,19 +74,34 @@ def _cold(code: str, env: dict[str, str], event: dict[str, Any]) -> float:
     return time.perf_counter() - started
 
 
+def _globals_environment() -> dict[str, str]:
+    """The plain variables template.yaml's Globals give every function (PYDANTIC_DISABLE_PLUGINS...)."""
+    from gasmon_local.template import load
+
+    variables = load(ROOT / "template.yaml")["Globals"]["Function"]["Environment"]["Variables"]
+    return {name: value for name, value in variables.items() if isinstance(value, str)}
+
+
 def cold_start(runs: int = 11) -> dict[str, Any]:
-    """Fresh interpreter: import the handler and serve one POST, against the seed-style Lambda."""
+    """Fresh interpreter: import the handler and serve one POST, against the seed-style Lambda.
+
+    Both run under the environment template.yaml gives every function, plus the local adapters.
+    """
     with tempfile.TemporaryDirectory() as tmp:
-        env = os.environ | {
-            "READING_STORE": "sqlite",
-            "SQLITE_PATH": f"{tmp}/r.sqlite3",
-            "POWERTOOLS_TRACE_DISABLED": "true",
-            "POWERTOOLS_METRICS_NAMESPACE": "bench",
-            "POWERTOOLS_SERVICE_NAME": "bench",
-            "AWS_DEFAULT_REGION": "ap-northeast-2",
-            "AWS_ACCESS_KEY_ID": "x",
-            "AWS_SECRET_ACCESS_KEY": "x",
-        }
+        env = (
+            os.environ
+            | _globals_environment()
+            | {
+                "READING_STORE": "sqlite",
+                "SQLITE_PATH": f"{tmp}/r.sqlite3",
+                "POWERTOOLS_TRACE_DISABLED": "true",
+                "POWERTOOLS_METRICS_NAMESPACE": "bench",
+                "POWERTOOLS_SERVICE_NAME": "bench",
+                "AWS_DEFAULT_REGION": "ap-northeast-2",
+                "AWS_ACCESS_KEY_ID": "x",
+                "AWS_SECRET_ACCESS_KEY": "x",
+            }
+        )
         gasmon, seed = [], []
         for i in range(runs):  # interleaved, so machine noise hits both alike
             event = event_for(documents(1, datetime.now(UTC) - timedelta(seconds=runs - i))[0])

@@ -8,9 +8,7 @@ directory) and returns rows for the bench runner's table:
   gases each; baseline: the same readings one per request (a one-gas document per POST);
 - POST-to-warning latency on `pi/1` (p50, p99); baseline: a plain MQTT publish -> receive round
   trip through the same broker;
-- dropped-connection-to-email latency; baseline: the presence grace period itself. It needs the
-  presence resources; until gasmon's template has them it runs on the presence-shaped test
-  fixture (tests/fixtures/presence), and the metric's name says so.
+- dropped-connection-to-email latency; baseline: the presence grace period itself.
 
 Run alone with `python bench/bench_local.py`; it takes about 40 s.
 """
@@ -35,11 +33,7 @@ import paho.mqtt.client as mqtt
 import requests
 from paho.mqtt.enums import CallbackAPIVersion
 
-from gasmon_local.functions import ROOT
 from gasmon_local.process import StackProcess
-from gasmon_local.rules import load_rules
-from gasmon_local.stack import Options, local_parameter_overrides
-from gasmon_local.template import Stack, load
 
 BATCH_DOCUMENTS = 25  # x 4 gases = 100 readings
 THROUGHPUT_SECONDS = 6.0
@@ -47,7 +41,6 @@ BASELINE_SECONDS = 3.0
 LATENCY_SAMPLES = 100
 DROPPED_DEVICES = 5
 GRACE = 2
-FIXTURE = ROOT / "tests" / "fixtures" / "presence" / "template.yaml"
 
 
 GASES = {
@@ -199,20 +192,8 @@ def _warning_latency(process: StackProcess) -> list[dict[str, Any]]:
     ]
 
 
-def _has_presence(template: Path) -> bool:
-    raw = load(template)
-    overrides, _ = local_parameter_overrides(raw, Options(grace=GRACE))
-    stack = Stack(raw, parameter_overrides=overrides, base_dir=template.parent)
-    listens = any(rule.query.matches("$aws/events/presence/disconnected/x") for rule in load_rules(stack.topic_rules()))
-    return listens and any(s.protocol == "email" for s in stack.subscriptions())
-
-
 def _email_latency(data_dir: Path) -> dict[str, Any]:
-    template = ROOT / "template.yaml"
-    label = ""
-    if not _has_presence(template):
-        template, label = FIXTURE, " (presence test fixture; template.yaml has no presence yet)"
-    with StackProcess(data_dir, "--template", str(template), "--no-devices", "--grace", str(GRACE)) as process:
+    with StackProcess(data_dir, "--no-devices", "--grace", str(GRACE)) as process:
         host, port = process.mqtt_address()
         mail_dir = Path(process.endpoints["mail_dir"])
         devices: dict[str, mqtt.Client] = {}
@@ -243,7 +224,7 @@ def _email_latency(data_dir: Path) -> dict[str, Any]:
     if len(latencies) < len(dropped):
         raise RuntimeError(f"only {len(latencies)} of {len(dropped)} disconnect emails arrived:\n{process.log_tail()}")
     return {
-        "metric": f"dropped connection -> email, median of {DROPPED_DEVICES}{label}",
+        "metric": f"dropped connection -> email, median of {DROPPED_DEVICES}",
         "value": round(statistics.median(latencies), 2),
         "unit": "s",
         "baseline": GRACE,

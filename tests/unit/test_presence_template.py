@@ -14,18 +14,13 @@ from gasmon.settings import CheckPresenceSettings, RecordPresenceSettings
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def presence_template() -> dict[str, Any]:
-    """template.yaml once the presence resources are merged into it, else the fragment."""
-    for path in (ROOT / "template.yaml", ROOT / "docs" / "presence-resources.yaml"):
-        if path.exists():
-            template, problems = decode_str(path.read_text())
-            assert not problems, problems
-            if "RecordPresenceFunction" in template.get("Resources", {}):
-                return dict(template)
-    raise AssertionError("no presence resources found")
+def load_template() -> dict[str, Any]:
+    template, problems = decode_str((ROOT / "template.yaml").read_text())
+    assert not problems, problems
+    return dict(template)
 
 
-RESOURCES = presence_template()["Resources"]
+RESOURCES = load_template()["Resources"]
 
 
 def sub_text(value: Any) -> str:
