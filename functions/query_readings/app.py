@@ -20,18 +20,11 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from gasmon.adapters import build_alarm_store, build_device_status_source, build_reading_queries
 from gasmon.errors import GasmonError, InvalidQueryError, StoreUnavailableError
 from gasmon.http import error_response, problems_from_validation
-from gasmon.models import (
-    GAS_NAME_PATTERN,
-    AlarmHistoryPage,
-    AlertPage,
-    DevicePage,
-    ErrorBody,
-    SeriesResponse,
-    WarningPage,
-)
+from gasmon.models import GAS_NAME_PATTERN, ErrorBody
 from gasmon.observability import logger, metrics, tracer
 from gasmon.ports import AlarmStateStore, DeviceStatusSource, ReadingQueries
 from gasmon.query import QueryPolicy, QueryTime, alarm_page, alert_page, device_page, plan_series, series, warning_page
+from gasmon.query_models import AlarmHistoryPage, AlertPage, DevicePage, SeriesResponse, WarningPage
 from gasmon.settings import QuerySettings
 
 app = APIGatewayRestResolver(enable_validation=True)

@@ -36,7 +36,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from gasmon.adapters.sqlite_store import SqliteReadingStore
-from gasmon.models import DeviceStatus, DisconnectAlert
+from gasmon.query_models import DeviceStatus, DisconnectAlert
 from gasmon_local.functions import ROOT, load_handler
 from gasmon_local.process import StackProcess
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from gasmon.models import DeviceStatus, DisconnectAlert
+from gasmon.query_models import DeviceStatus, DisconnectAlert
 from tests.e2e.conftest import (
     ARTIFACTS,
     Hour,

@@ -12,8 +12,8 @@ import pytest
 from moto import mock_aws
 
 from gasmon.adapters.dynamodb_presence import DynamoDbPresenceRepository
-from gasmon.models import LifecycleEvent, NoticeKind, PresenceState
 from gasmon.presence import apply_event, can_claim, claimed, marked_sent, order_key
+from gasmon.presence_models import LifecycleEvent, NoticeKind, PresenceState
 
 ROOT = Path(__file__).resolve().parents[2]
 REGION = "ap-northeast-2"

@@ -10,8 +10,16 @@ from pathlib import Path
 from typing import Any
 
 from gasmon.errors import NotifyError, PresenceStoreError
-from gasmon.models import CheckRequest, DeviceInfo, Email, LifecycleEvent, NoticeKind, PresenceState, RecordOutcome
 from gasmon.presence import PresencePorts, apply_event, can_claim, claimed, marked_sent
+from gasmon.presence_models import (
+    CheckRequest,
+    DeviceInfo,
+    Email,
+    LifecycleEvent,
+    NoticeKind,
+    PresenceState,
+    RecordOutcome,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"

@@ -5,7 +5,6 @@ from datetime import timedelta
 import pytest
 from presence_fakes import at, lifecycle
 
-from gasmon.models import DeviceInfo, Email, PresenceState
 from gasmon.presence import (
     PresencePolicy,
     apply_event,
@@ -14,6 +13,7 @@ from gasmon.presence import (
     format_duration,
     format_reconnect_notice,
 )
+from gasmon.presence_models import DeviceInfo, Email, PresenceState
 
 POLICY = PresencePolicy()
 DEVICE = DeviceInfo(groupid="2", gps="37.61002501514269, 126.99636868892937", last_reading_at=at(-30))

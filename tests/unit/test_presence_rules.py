@@ -9,7 +9,6 @@ from hypothesis import strategies as st
 from presence_fakes import at, lifecycle, load_event
 
 from gasmon.errors import MalformedEventError
-from gasmon.models import CheckRequest, LastWillMessage, LifecycleEvent, PresenceState
 from gasmon.presence import (
     PresencePolicy,
     apply_event,
@@ -26,6 +25,7 @@ from gasmon.presence import (
     reconnect_notice_due,
     shadow_update_topic,
 )
+from gasmon.presence_models import CheckRequest, LastWillMessage, LifecycleEvent, PresenceState
 
 POLICY = PresencePolicy()
 

@@ -4,8 +4,8 @@ import pytest
 from presence_fakes import FakePorts, at, lifecycle
 
 from gasmon.errors import NotifyError
-from gasmon.models import CheckRequest, DeviceInfo, LifecycleEvent
 from gasmon.presence import PresencePolicy, record_lifecycle_event, run_presence_check
+from gasmon.presence_models import CheckRequest, DeviceInfo, LifecycleEvent
 
 POLICY = PresencePolicy()
 

@@ -7,16 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from gasmon.errors import InvalidQueryError
-from gasmon.models import (
-    BucketStats,
-    DeviceLatest,
-    DeviceStatus,
-    DisconnectAlert,
-    GasValue,
-    Reading,
-    SeriesQuery,
-    device_key,
-)
+from gasmon.models import BucketStats, DeviceLatest, GasValue, Reading, SeriesQuery, device_key
 from gasmon.query import (
     QueryPolicy,
     alert_page,
@@ -30,6 +21,7 @@ from gasmon.query import (
     series,
     warning_page,
 )
+from gasmon.query_models import DeviceStatus, DisconnectAlert
 
 NOW = datetime(2025, 3, 14, 9, 7, 30, tzinfo=UTC)
 POLICY = QueryPolicy(thresholds={"no2": 88.0, "co": 35.0})

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic import Field
 
@@ -17,22 +17,25 @@ from gasmon.models import (
     AlarmPage,
     AlarmState,
     BucketStats,
-    CheckRequest,
-    DeviceInfo,
     DeviceLatest,
-    DeviceStatus,
-    DisconnectAlert,
-    Email,
     GasmonModel,
     GasThresholds,
-    LifecycleEvent,
-    NoticeKind,
-    PresenceState,
     Reading,
-    RecordOutcome,
     SeriesQuery,
     StoreOutcome,
 )
+
+if TYPE_CHECKING:  # only in signatures: the ingest function never builds these models
+    from gasmon.presence_models import (
+        CheckRequest,
+        DeviceInfo,
+        Email,
+        LifecycleEvent,
+        NoticeKind,
+        PresenceState,
+        RecordOutcome,
+    )
+    from gasmon.query_models import DeviceStatus, DisconnectAlert
 
 
 class ReadingStore(Protocol):

@@ -35,21 +35,18 @@ from zoneinfo import ZoneInfo
 from pydantic import ConfigDict, ValidationError
 
 from gasmon.errors import MalformedEventError, PresenceStoreError
-from gasmon.models import (
-    ANY_REASON,
-    MAX_CHECK_DELAY_SECONDS,
+from gasmon.models import ANY_REASON, MAX_CHECK_DELAY_SECONDS, GasmonModel, Problem
+from gasmon.ports import CheckScheduler, DeviceDirectory, Notifier, PresenceRepository
+from gasmon.presence_models import (
     CheckRequest,
     DeviceInfo,
     Email,
-    GasmonModel,
     LifecycleEvent,
     NoticeClaim,
     NoticeKind,
     PresenceState,
-    Problem,
     RecordOutcome,
 )
-from gasmon.ports import CheckScheduler, DeviceDirectory, Notifier, PresenceRepository
 
 CLIENT_INITIATED_DISCONNECT = "CLIENT_INITIATED_DISCONNECT"
 UNKNOWN_REASON = "UNKNOWN"

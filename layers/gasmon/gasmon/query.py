@@ -23,22 +23,20 @@ from gasmon.errors import (
     InvalidQueryError,
     StoreUnavailableError,
 )
-from gasmon.models import (
-    AlarmEpisode,
+from gasmon.models import AlarmEpisode, Problem, SeriesQuery
+from gasmon.ports import AlarmStateStore, DeviceStatusSource, ReadingQueries
+from gasmon.query_models import (
     AlarmHistoryPage,
     AlarmStateFilter,
     AlarmView,
     AlertPage,
     DevicePage,
     DeviceView,
-    Problem,
     SeriesPoint,
-    SeriesQuery,
     SeriesResponse,
     WarningItem,
     WarningPage,
 )
-from gasmon.ports import AlarmStateStore, DeviceStatusSource, ReadingQueries
 
 INTERVAL_PATTERN = r"^[1-9][0-9]{0,4}[smhd]$"
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}

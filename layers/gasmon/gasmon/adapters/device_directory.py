@@ -16,7 +16,8 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from gasmon.errors import StoreUnavailableError
-from gasmon.models import DeviceInfo, Reading
+from gasmon.models import Reading
+from gasmon.presence_models import DeviceInfo
 
 if TYPE_CHECKING:
     from gasmon.ports import DeviceDirectory

@@ -24,7 +24,8 @@ from pydantic import ValidationError
 
 from gasmon.adapters.aws import aws_client
 from gasmon.errors import PresenceStoreError
-from gasmon.models import (
+from gasmon.presence import order_key
+from gasmon.presence_models import (
     LifecycleEvent,
     NoticeClaim,
     NoticeKind,
@@ -33,7 +34,6 @@ from gasmon.models import (
     datetime_from_ms,
     ms_from_datetime,
 )
-from gasmon.presence import order_key
 
 _CONDITION_FAILED = "ConditionalCheckFailedException"
 

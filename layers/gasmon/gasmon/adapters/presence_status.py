@@ -18,7 +18,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from gasmon.errors import StoreUnavailableError
-from gasmon.models import DeviceStatus, DisconnectAlert
+from gasmon.query_models import DeviceStatus, DisconnectAlert
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table

@@ -10,7 +10,7 @@ from typing import Any
 
 from gasmon.adapters.aws import aws_client
 from gasmon.errors import NotifyError
-from gasmon.models import Email
+from gasmon.presence_models import Email
 
 
 class SnsNotifier:

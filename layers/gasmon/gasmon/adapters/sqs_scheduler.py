@@ -10,7 +10,8 @@ from typing import Any
 
 from gasmon.adapters.aws import aws_client
 from gasmon.errors import SchedulingError
-from gasmon.models import MAX_CHECK_DELAY_SECONDS, CheckRequest
+from gasmon.models import MAX_CHECK_DELAY_SECONDS
+from gasmon.presence_models import CheckRequest
 
 
 class SqsCheckScheduler:

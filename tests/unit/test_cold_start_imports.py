@@ -1,0 +1,47 @@
+"""What each function imports at cold start: only what its own requests need.
+
+Cold start is measured in `make bench`, never timed here; these tests pin the cause instead: a
+fresh interpreter imports the handler as Lambda does (function folder and layer on sys.path)
+and the modules that must wait for a request that needs them are checked absent.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+# The SDKs themselves (Powertools imports the bare `botocore` and `aws_xray_sdk` packages, <1 ms).
+HEAVY_CLIENTS = {"boto3", "botocore.session", "botocore.client", "opensearchpy", "aws_xray_sdk.core"}
+
+
+def modules_after_import(function: str) -> set[str]:
+    code = (
+        "import json, sys\n"
+        f"sys.path[:0] = [{str(ROOT / 'functions' / function)!r}, {str(ROOT / 'layers' / 'gasmon')!r}]\n"
+        "import app\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    environment = {"POWERTOOLS_TRACE_DISABLED": "true", "AWS_DEFAULT_REGION": "ap-northeast-2", "PATH": ""}
+    answer = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=environment, cwd=ROOT
+    )
+    return set(json.loads(answer.stdout))
+
+
+@pytest.mark.parametrize(
+    ("function", "not_yet"),
+    [
+        ("ingest_readings", {"gasmon.presence_models", "gasmon.query_models", "gasmon.presence", "gasmon.query"}),
+        ("record_presence", {"gasmon.query_models", "gasmon.query"}),
+        ("check_presence", {"gasmon.query_models", "gasmon.query"}),
+        ("query_readings", {"gasmon.presence_models", "gasmon.presence"}),
+    ],
+)
+def test_a_function_imports_no_sdk_and_no_other_functions_models(function: str, not_yet: set[str]) -> None:
+    loaded = modules_after_import(function)
+    assert "gasmon.models" in loaded  # the check is looking at the right interpreter
+    assert not loaded & HEAVY_CLIENTS, "SDK clients are imported on the first request that needs them"
+    assert not loaded & not_yet
