@@ -66,6 +66,11 @@ def test_settings_choose_opensearch_in_aws() -> None:
     assert directory.store.endpoint == "https://search-x.es.amazonaws.com"
 
 
+def test_opensearch_without_an_endpoint_sends_emails_without_the_group() -> None:
+    settings = CheckPresenceSettings(device_directory="opensearch", opensearch_endpoint="")
+    assert isinstance(build_device_directory(settings), NullDeviceDirectory)
+
+
 class _DownStore:
     def latest_reading(self, devices: object) -> None:
         raise StoreUnavailableError("OpenSearch is unreachable", retry_after_seconds=5)

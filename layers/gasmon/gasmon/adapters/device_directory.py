@@ -68,10 +68,13 @@ def build_device_directory(settings: PresenceSettings) -> DeviceDirectory:
 
         return ReadingsDeviceDirectory(SqliteReadingStore(settings.sqlite_path), settings.device_groups)
     if settings.device_directory == "opensearch":
+        if not settings.opensearch_endpoint:
+            log.warning("DEVICE_DIRECTORY is opensearch but OPENSEARCH_ENDPOINT is empty: e-mails go without the group")
+            return NullDeviceDirectory()
         from gasmon.adapters.opensearch_store import OpenSearchReadingStore
 
         store = OpenSearchReadingStore(
-            settings.required("opensearch_endpoint"), index=settings.opensearch_index, region=settings.aws_region
+            settings.opensearch_endpoint, index=settings.opensearch_index, region=settings.aws_region
         )
         return ReadingsDeviceDirectory(store, settings.device_groups)
     return NullDeviceDirectory()
