@@ -86,6 +86,20 @@ def test_device_policy_names_no_wildcard_action() -> None:
     assert connect.endswith(":client/${iot:Connection.Thing.ThingName}")
 
 
+def test_devices_hear_the_warning_topic_the_template_is_given_not_a_literal() -> None:
+    # Given the device policy's subscribe and receive statements
+    statements = RESOURCES["DevicePolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    by_action = {statement["Action"]: statement["Resource"] for statement in statements}
+    for action, kind in (("iot:Subscribe", "topicfilter"), ("iot:Receive", "topic")):
+        warning = by_action[action][0]["Fn::Sub"]
+        # Then the warning topic comes from the WarningTopic parameter, `{groupid}` as a wildcard
+        assert warning[0].endswith(f":{kind}/${{Topic}}")
+        assert warning[1]["Topic"] == {"Fn::Join": ["*", {"Fn::Split": ["{groupid}", {"Ref": "WarningTopic"}]}]}
+    # And the ingest function may publish to the same resource
+    ingest = RESOURCES["IngestFunction"]["Properties"]["Policies"][0]["Statement"][0]
+    assert ingest["Resource"]["Fn::Sub"][1] == warning[1]
+
+
 def principals(statement: dict[str, Any]) -> list[Any]:
     named = statement["Principal"]["AWS"]
     return list(named) if isinstance(named, list) else [named]
