@@ -1,6 +1,6 @@
 """The dashboard's view of presence, read from a DynamoDB table (moto) in presence's item shape.
 
-Items are written as `gasmon.adapters.dynamodb_presence` (presence branch) writes them: flat
+Items are written as `gasmon.adapters.dynamodb_presence` writes them: flat
 attributes, times as epoch milliseconds, notice claims as `alert_*` attributes.
 """
 

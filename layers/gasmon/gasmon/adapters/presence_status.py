@@ -1,6 +1,6 @@
 """Device connection state for the dashboard, read from presence's DynamoDB table (or nothing).
 
-Presence (`gasmon.adapters.dynamodb_presence` on the presence branch) keeps one item per MQTT
+Presence (`gasmon.adapters.dynamodb_presence`) keeps one item per MQTT
 client id with flat attributes: `status` (`connected`/`disconnected`), `thing_name`,
 `event_at_ms`, `connected_at_ms`, `disconnected_at_ms`, `disconnect_reason`, `episode_id`, and
 per notice kind `alert_episode`, `alert_claimed_at_ms`, `alert_sent_at_ms` (epoch ms numbers).
