@@ -11,9 +11,10 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from gasmon.adapters.dynamodb_presence import DynamoDbPresenceRepository
+from gasmon.adapters.dynamodb_presence import DynamoDbPresenceRepository, alert_history_key
+from gasmon.adapters.presence_status import DynamoDbDeviceStatusSource
 from gasmon.presence import apply_event, can_claim, claimed, marked_sent, order_key
-from gasmon.presence_models import LifecycleEvent, NoticeKind, PresenceState
+from gasmon.presence_models import LifecycleEvent, NoticeKind, PresenceState, datetime_from_ms
 
 ROOT = Path(__file__).resolve().parents[2]
 REGION = "ap-northeast-2"
@@ -156,3 +157,54 @@ def test_only_the_claims_holder_marks_it_sent(repository: DynamoDbPresenceReposi
     # Then only m1's mark counts
     assert state_after_m2 is not None and state_after_m2.alert is not None and state_after_m2.alert.sent_at is None
     assert state_after_m1 is not None and state_after_m1.alert is not None and state_after_m1.alert.sent_at == FRESH
+
+
+def alert_sent(repository: DynamoDbPresenceRepository, lost: LifecycleEvent, token: str, at: datetime) -> None:
+    """What check_presence does for an alert: claim it, (send the e-mail,) mark it sent."""
+    assert repository.claim_notice("alert", "RPI", order_key(lost), token, at, at)
+    repository.mark_notice_sent("alert", "RPI", order_key(lost), token, at)
+
+
+def test_every_alert_that_went_out_is_listed_not_only_the_latest(repository: DynamoDbPresenceRepository) -> None:
+    # Given RPI lost its connection, was alerted, came back, lost it again and was alerted again
+    second_lost = lifecycle(
+        "presence_disconnected_lost.json",
+        timestamp=1741943532000,
+        versionNumber=9,
+        sessionIdentifier="5b3c1e0f9a2d4c7e8f6a1b2c3d4e5f60",  # the reconnected session
+    )
+    for event in (CONNECTED, LOST):
+        repository.record(event, T0)
+    alert_sent(repository, LOST, "m1", T0 + timedelta(minutes=1))
+    repository.mark_notice_sent("alert", "RPI", order_key(LOST), "m1", T0 + timedelta(minutes=9))  # a replay
+    for event in (RECONNECTED, second_lost):
+        repository.record(event, T0)
+    alert_sent(repository, second_lost, "m2", T0 + timedelta(minutes=11))
+    # When the dashboard lists disconnect alerts from the same table
+    table = boto3.resource("dynamodb", region_name=REGION).Table("presence")
+    status = DynamoDbDeviceStatusSource("presence", region=REGION, table_factory=lambda: table)
+    alerts = status.recent_alerts(T0 - timedelta(days=1), 10)
+    # Then both alerts are there, newest first, each with its own disconnect time and reason
+    assert [(a.client_id, a.disconnected_at) for a in alerts] == [
+        ("RPI", datetime_from_ms(second_lost.timestamp)),
+        ("RPI", datetime_from_ms(LOST.timestamp)),
+    ]
+    assert [a.reason for a in alerts] == ["CONNECTION_LOST", "CONNECTION_LOST"]
+    # And the first keeps the time it was first marked sent (the replay changed nothing)
+    assert alerts[1].alerted_at == T0 + timedelta(minutes=1)
+    # And the kept alerts are not devices
+    assert set(status.statuses()) == {"RPI"}
+
+
+def test_a_reconnect_notice_is_not_kept_as_an_alert(repository: DynamoDbPresenceRepository) -> None:
+    for event in (CONNECTED, LOST):
+        repository.record(event, T0)
+    alert_sent(repository, LOST, "m1", T0)
+    repository.record(RECONNECTED, T0)
+    assert repository.claim_notice("reconnect", "RPI", order_key(LOST), "r1", T0, T0)
+    repository.mark_notice_sent("reconnect", "RPI", order_key(LOST), "r1", T0)
+    keys = {
+        item["client_id"]["S"]
+        for item in boto3.client("dynamodb", region_name=REGION).scan(TableName="presence")["Items"]
+    }
+    assert keys == {"RPI", alert_history_key("RPI", order_key(LOST))}

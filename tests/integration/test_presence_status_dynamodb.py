@@ -121,3 +121,35 @@ def test_a_missing_table_is_unavailable_not_a_crash(table: Any) -> None:
     missing = DynamoDbDeviceStatusSource("no-such-table", region="ap-northeast-2")
     with pytest.raises(StoreUnavailableError):
         missing.statuses()
+
+
+def test_a_kept_alert_is_listed_once_and_wins_when_the_device_has_moved_on(table: Any) -> None:
+    # Given pi-1 alerted for e1 (kept), then disconnected again in e2 with no alert yet
+    table.put_item(
+        Item={
+            "client_id": "pi-1",
+            "status": "disconnected",
+            "episode_id": "e2",
+            "disconnected_at_ms": ms(T0 + timedelta(hours=1)),
+            "disconnect_reason": "MQTT_KEEP_ALIVE_TIMEOUT",
+            "event_at_ms": ms(T0 + timedelta(hours=1)),
+            "alert_episode": "e1",
+            "alert_sent_at_ms": ms(T0 + timedelta(minutes=1)),
+        }
+    )
+    table.put_item(
+        Item={
+            "client_id": "alert#pi-1#e1",
+            "device": "pi-1",
+            "episode_id": "e1",
+            "disconnected_at_ms": ms(T0),
+            "disconnect_reason": "CONNECTION_LOST",
+            "alerted_at_ms": ms(T0 + timedelta(minutes=1)),
+        }
+    )
+    # When the alerts are listed
+    alerts = source(table).recent_alerts(T0 - timedelta(days=1), 10)
+    # Then e1 appears once, with its own disconnect time and reason (the device item has moved on)
+    assert [(a.client_id, a.disconnected_at, a.reason) for a in alerts] == [("pi-1", T0, "CONNECTION_LOST")]
+    # And the kept alert is not a device
+    assert set(source(table).statuses()) == {"pi-1"}

@@ -10,13 +10,20 @@ expressions, so two Lambda invocations racing on the same device still agree:
 - a notice (`alert`, `reconnect`) is claimed by writing `<kind>_episode` and `<kind>_claim` under
   the same conditions `can_claim` checks, and marked sent only by the claim's holder.
 
+A device's item keeps its latest episode only, so each disconnect alert that goes out is also
+kept as an item of its own, `client_id` = `alert#<client id>#<episode id>` (written once, never
+changed; DynamoDB's TTL removes it after `ALERT_HISTORY_DAYS` through `expires_at`), for the
+dashboard's list of disconnect alerts. Such an item has no `status`, so it is never read as a
+device's state.
+
 The boto3 client is created on first use and honours the standard endpoint settings
 (`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_DYNAMODB`), which is how the local stack and moto reach it.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+import logging
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -36,6 +43,13 @@ from gasmon.presence_models import (
 )
 
 _CONDITION_FAILED = "ConditionalCheckFailedException"
+ALERT_HISTORY_PREFIX = "alert#"
+ALERT_HISTORY_DAYS = 90
+log = logging.getLogger(__name__)
+
+
+def alert_history_key(client_id: str, episode_id: str) -> str:
+    return f"{ALERT_HISTORY_PREFIX}{client_id}#{episode_id}"
 
 
 class _Expression:
@@ -282,4 +296,27 @@ class DynamoDbPresenceRepository:
             f"{expression.name(f'{kind}_episode')} = {expression.value('episode', episode_id)}"
             f" AND {expression.name(f'{kind}_claim')} = {expression.value('token', token)}"
         )
-        self._update(client_id, expression, update, condition)
+        item = self._update(client_id, expression, update, condition)
+        if kind == "alert" and item:
+            try:
+                self._keep_alert({key: _plain(value) for key, value in item.items()}, now)
+            except PresenceStoreError as exc:  # the e-mail went out and is marked; the list can miss it
+                log.warning("alert of %s not kept in the alert history: %s", client_id, exc)
+
+    def _keep_alert(self, item: dict[str, Any], now: datetime) -> None:
+        """Write the alerted episode as an item of its own (once; a replay changes nothing)."""
+        client_id, episode_id = str(item["client_id"]), str(item["alert_episode"])
+        fields: dict[str, str | int | bool | None] = {
+            "device": client_id,
+            "episode_id": episode_id,
+            "alerted_at_ms": ms_from_datetime(now),
+            "expires_at": int((now + timedelta(days=ALERT_HISTORY_DAYS)).timestamp()),
+        }
+        if item.get("episode_id") == episode_id:  # the state still describes the alerted episode
+            for name in ("disconnected_at_ms", "disconnect_reason", "thing_name"):
+                if item.get(name) is not None:
+                    fields[name] = int(item[name]) if name.endswith("_ms") else str(item[name])
+        expression = _Expression()
+        update = expression.update(fields)
+        condition = f"attribute_not_exists({expression.name('client_id')})"
+        self._update(alert_history_key(client_id, episode_id), expression, update, condition)

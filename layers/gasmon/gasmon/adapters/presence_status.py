@@ -6,8 +6,10 @@ client id with flat attributes: `status` (`connected`/`disconnected`), `thing_na
 per notice kind `alert_episode`, `alert_claimed_at_ms`, `alert_sent_at_ms` (epoch ms numbers).
 This adapter only reads that table, with one Scan per call (the table has one item per device).
 
-Presence keeps a device's latest episode only, so `recent_alerts` lists at most one alert per
-device: the most recent one.
+A device's item describes its latest episode; every alert that went out is also kept as an item
+of its own (`client_id` = `alert#<client id>#<episode id>`, see `dynamodb_presence`), so
+`recent_alerts` lists each alert in the window: the latest from the device's item (with its
+reconnect time), the earlier ones from their own items.
 """
 
 from __future__ import annotations
@@ -51,11 +53,29 @@ def status_from_item(item: Mapping[str, Any]) -> DeviceStatus | None:
     return DeviceStatus(client_id=client_id, state="offline", since=since, reason=_text(item, "disconnect_reason"))
 
 
+ALERT_HISTORY_PREFIX = "alert#"  # as gasmon.adapters.dynamodb_presence writes them
+
+
+def kept_alert_from_item(item: Mapping[str, Any]) -> tuple[str, DisconnectAlert] | None:
+    """(episode id, alert) of an alert-history item, or None when the item is not one."""
+    key, device, episode = _text(item, "client_id"), _text(item, "device"), _text(item, "episode_id")
+    alerted_at = _time(item, "alerted_at_ms")
+    if not (key or "").startswith(ALERT_HISTORY_PREFIX) or not device or not episode or alerted_at is None:
+        return None
+    alert = DisconnectAlert(
+        client_id=device,
+        disconnected_at=_time(item, "disconnected_at_ms") or alerted_at,
+        alerted_at=alerted_at,
+        reason=_text(item, "disconnect_reason"),
+    )
+    return episode, alert
+
+
 def alert_from_item(item: Mapping[str, Any]) -> DisconnectAlert | None:
-    """The disconnect alert a presence item records (its latest episode's), if one was sent."""
+    """The disconnect alert a device's item records (its latest episode's), if one was sent."""
     client_id = _text(item, "client_id")
     sent_at = _time(item, "alert_sent_at_ms")
-    if client_id is None or sent_at is None:
+    if client_id is None or client_id.startswith(ALERT_HISTORY_PREFIX) or sent_at is None:
         return None  # never alerted, or claimed but not sent: no e-mail went out
     same_episode = item.get("alert_episode") == item.get("episode_id")
     disconnected_at = _time(item, "disconnected_at_ms") if same_episode else None
@@ -144,8 +164,22 @@ class DynamoDbDeviceStatusSource:
         self, since: datetime, limit: int, before: tuple[datetime, str] | None = None
     ) -> list[DisconnectAlert]:
         """Sent disconnect alerts at or after `since`, newest first, keyset-paged."""
-        alerts = [alert for item in self._items() if (alert := alert_from_item(item)) is not None]
-        alerts = [a for a in alerts if a.disconnected_at >= since]
+        # One alert per (client id, episode): a device's own item wins while it still describes
+        # the alerted episode (it knows the reconnect); once it has moved on, the kept item does.
+        kept: dict[tuple[str, str], DisconnectAlert] = {}
+        current: dict[tuple[str, str], tuple[DisconnectAlert, bool]] = {}
+        for item in self._items():
+            if (alert := alert_from_item(item)) is not None:
+                episode = str(item.get("alert_episode"))
+                current[(alert.client_id, episode)] = (alert, item.get("episode_id") == episode)
+            elif (found := kept_alert_from_item(item)) is not None:
+                episode, alert = found
+                kept[(alert.client_id, episode)] = alert
+        by_episode = dict(kept)
+        for key, (alert, describes_it) in current.items():
+            if describes_it or key not in by_episode:
+                by_episode[key] = alert
+        alerts = [a for a in by_episode.values() if a.disconnected_at >= since]
         if before is not None:
             alerts = [a for a in alerts if (a.disconnected_at, a.client_id) < before]
         alerts.sort(key=lambda a: (a.disconnected_at, a.client_id), reverse=True)
