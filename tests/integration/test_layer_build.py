@@ -49,3 +49,26 @@ def test_the_layer_holds_packages_only() -> None:
     assert (LAYER / "gasmon" / "models.py").is_file()
     assert not (LAYER / "bin").exists()  # console scripts of the dependencies
     assert not list(LAYER.glob("gasmon/**/tests"))
+
+
+def pinned() -> dict[str, str]:
+    pins = {}
+    for line in (ROOT / "layers" / "gasmon" / "requirements.txt").read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            name, _, version = line.partition("==")
+            assert version, f"not pinned: {line}"
+            pins[canonical(name.split("[", 1)[0])] = version
+    return pins
+
+
+def canonical(name: str) -> str:
+    return name.lower().replace("_", "-").replace(".", "-")
+
+
+def test_the_layer_ships_exactly_the_pinned_versions_and_nothing_else() -> None:
+    shipped = {}
+    for info in LAYER.glob("*.dist-info"):
+        name, _, version = info.name.removesuffix(".dist-info").rpartition("-")
+        shipped[canonical(name)] = version
+    assert shipped == pinned()
