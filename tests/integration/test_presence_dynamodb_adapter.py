@@ -177,8 +177,10 @@ def test_every_alert_that_went_out_is_listed_not_only_the_latest(repository: Dyn
         repository.record(event, T0)
     alert_sent(repository, LOST, "m1", T0 + timedelta(minutes=1))
     repository.mark_notice_sent("alert", "RPI", order_key(LOST), "m1", T0 + timedelta(minutes=9))  # a replay
-    for event in (RECONNECTED, second_lost):
-        repository.record(event, T0)
+    repository.record(RECONNECTED, T0)
+    assert repository.claim_notice("reconnect", "RPI", order_key(LOST), "r1", T0, T0)  # "reconnected" e-mail
+    repository.mark_notice_sent("reconnect", "RPI", order_key(LOST), "r1", T0 + timedelta(minutes=8))
+    repository.record(second_lost, T0)
     alert_sent(repository, second_lost, "m2", T0 + timedelta(minutes=11))
     # When the dashboard lists disconnect alerts from the same table
     table = boto3.resource("dynamodb", region_name=REGION).Table("presence")
@@ -190,8 +192,10 @@ def test_every_alert_that_went_out_is_listed_not_only_the_latest(repository: Dyn
         ("RPI", datetime_from_ms(LOST.timestamp)),
     ]
     assert [a.reason for a in alerts] == ["CONNECTION_LOST", "CONNECTION_LOST"]
-    # And the first keeps the time it was first marked sent (the replay changed nothing)
+    # And the first keeps the time it was first marked sent (the replay changed nothing) and
+    # knows when the device came back; the second is not back yet
     assert alerts[1].alerted_at == T0 + timedelta(minutes=1)
+    assert [a.reconnected_at for a in alerts] == [None, datetime_from_ms(RECONNECTED.timestamp)]
     # And the kept alerts are not devices
     assert set(status.statuses()) == {"RPI"}
 

@@ -11,9 +11,10 @@ expressions, so two Lambda invocations racing on the same device still agree:
   the same conditions `can_claim` checks, and marked sent only by the claim's holder.
 
 A device's item keeps its latest episode only, so each disconnect alert that goes out is also
-kept as an item of its own, `client_id` = `alert#<client id>#<episode id>` (written once, never
-changed; DynamoDB's TTL removes it after `ALERT_HISTORY_DAYS` through `expires_at`), for the
-dashboard's list of disconnect alerts. Such an item has no `status`, so it is never read as a
+kept as an item of its own, `client_id` = `alert#<client id>#<episode id>` (written once, then
+given `reconnected_at_ms` when the "reconnected" e-mail of that episode goes out; DynamoDB's TTL
+removes it after `ALERT_HISTORY_DAYS` through `expires_at`), for the dashboard's list of
+disconnect alerts. Such an item has no `status`, so it is never read as a
 device's state.
 
 The boto3 client is created on first use and honours the standard endpoint settings
@@ -297,11 +298,16 @@ class DynamoDbPresenceRepository:
             f" AND {expression.name(f'{kind}_claim')} = {expression.value('token', token)}"
         )
         item = self._update(client_id, expression, update, condition)
-        if kind == "alert" and item:
-            try:
-                self._keep_alert({key: _plain(value) for key, value in item.items()}, now)
-            except PresenceStoreError as exc:  # the e-mail went out and is marked; the list can miss it
-                log.warning("alert of %s not kept in the alert history: %s", client_id, exc)
+        if not item:
+            return
+        try:
+            plain = {key: _plain(value) for key, value in item.items()}
+            if kind == "alert":
+                self._keep_alert(plain, now)
+            else:
+                self._note_return(plain)
+        except PresenceStoreError as exc:  # the e-mail went out and is marked; the list can miss it
+            log.warning("%s of %s not kept in the alert history: %s", kind, client_id, exc)
 
     def _keep_alert(self, item: dict[str, Any], now: datetime) -> None:
         """Write the alerted episode as an item of its own (once; a replay changes nothing)."""
@@ -320,3 +326,14 @@ class DynamoDbPresenceRepository:
         update = expression.update(fields)
         condition = f"attribute_not_exists({expression.name('client_id')})"
         self._update(alert_history_key(client_id, episode_id), expression, update, condition)
+
+    def _note_return(self, item: dict[str, Any]) -> None:
+        """A "reconnected" e-mail went out: the kept alert of that episode learns when it ended."""
+        connected_at_ms = item.get("connected_at_ms")
+        if connected_at_ms is None:
+            return
+        key = alert_history_key(str(item["client_id"]), str(item["reconnect_episode"]))
+        expression = _Expression()
+        update = expression.update({"reconnected_at_ms": int(connected_at_ms)})
+        condition = f"attribute_exists({expression.name('client_id')})"
+        self._update(key, expression, update, condition)

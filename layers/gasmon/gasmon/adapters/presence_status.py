@@ -67,6 +67,7 @@ def kept_alert_from_item(item: Mapping[str, Any]) -> tuple[str, DisconnectAlert]
         disconnected_at=_time(item, "disconnected_at_ms") or alerted_at,
         alerted_at=alerted_at,
         reason=_text(item, "disconnect_reason"),
+        reconnected_at=_time(item, "reconnected_at_ms"),
     )
     return episode, alert
 
