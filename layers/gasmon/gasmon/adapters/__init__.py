@@ -5,14 +5,19 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from gasmon.adapters.opensearch_store import OpenSearchReadingStore
+    from gasmon.adapters.sqlite_store import SqliteReadingStore
     from gasmon.ports import AlarmStateStore, DeviceStatusSource, ReadingQueries, ReadingStore
     from gasmon.presence import PresencePorts
     from gasmon.settings import PresenceSettings, QuerySettings, StoreSettings
 
 
-def build_reading_store(settings: StoreSettings) -> ReadingStore:
-    """The reading store the settings name; heavy clients are imported only for the one chosen."""
-    if settings.reading_store == "opensearch":
+def open_reading_store(
+    kind: str, settings: StoreSettings | PresenceSettings
+) -> OpenSearchReadingStore | SqliteReadingStore:
+    """The reading store `kind` names (`opensearch`, else SQLite) where the settings put it; heavy
+    clients are imported only for the one chosen."""
+    if kind == "opensearch":
         from gasmon.adapters.opensearch_store import OpenSearchReadingStore
 
         return OpenSearchReadingStore(
@@ -21,6 +26,11 @@ def build_reading_store(settings: StoreSettings) -> ReadingStore:
     from gasmon.adapters.sqlite_store import SqliteReadingStore
 
     return SqliteReadingStore(settings.sqlite_path)
+
+
+def build_reading_store(settings: StoreSettings) -> ReadingStore:
+    """The reading store the settings name (`READING_STORE`)."""
+    return open_reading_store(settings.reading_store, settings)
 
 
 def build_alarm_store(table: str, region: str, threshold_cache_seconds: float = 60.0) -> AlarmStateStore | None:
@@ -39,15 +49,7 @@ def build_alarm_store(table: str, region: str, threshold_cache_seconds: float = 
 
 def build_reading_queries(settings: StoreSettings) -> ReadingQueries:
     """The read side of the reading store the settings name (same store, same configuration)."""
-    if settings.reading_store == "opensearch":
-        from gasmon.adapters.opensearch_store import OpenSearchReadingStore
-
-        return OpenSearchReadingStore(
-            endpoint=settings.opensearch_endpoint, index=settings.opensearch_index, region=settings.aws_region
-        )
-    from gasmon.adapters.sqlite_store import SqliteReadingStore
-
-    return SqliteReadingStore(settings.sqlite_path)
+    return open_reading_store(settings.reading_store, settings)
 
 
 def build_device_status_source(settings: QuerySettings) -> DeviceStatusSource:

@@ -63,18 +63,11 @@ class ReadingsDeviceDirectory:
 
 def build_device_directory(settings: PresenceSettings) -> DeviceDirectory:
     """The directory the settings name (`DEVICE_DIRECTORY`: none, sqlite or opensearch)."""
-    if settings.device_directory == "sqlite":
-        from gasmon.adapters.sqlite_store import SqliteReadingStore
+    if settings.device_directory == "none":
+        return NullDeviceDirectory()
+    if settings.device_directory == "opensearch" and not settings.opensearch_endpoint:
+        log.warning("DEVICE_DIRECTORY is opensearch but OPENSEARCH_ENDPOINT is empty: e-mails go without the group")
+        return NullDeviceDirectory()
+    from gasmon.adapters import open_reading_store
 
-        return ReadingsDeviceDirectory(SqliteReadingStore(settings.sqlite_path), settings.device_groups)
-    if settings.device_directory == "opensearch":
-        if not settings.opensearch_endpoint:
-            log.warning("DEVICE_DIRECTORY is opensearch but OPENSEARCH_ENDPOINT is empty: e-mails go without the group")
-            return NullDeviceDirectory()
-        from gasmon.adapters.opensearch_store import OpenSearchReadingStore
-
-        store = OpenSearchReadingStore(
-            settings.opensearch_endpoint, index=settings.opensearch_index, region=settings.aws_region
-        )
-        return ReadingsDeviceDirectory(store, settings.device_groups)
-    return NullDeviceDirectory()
+    return ReadingsDeviceDirectory(open_reading_store(settings.device_directory, settings), settings.device_groups)
