@@ -12,7 +12,7 @@ transaction each named item is copied (or noted absent), and if moto raises, tho
 back and the error re-raised. A transaction writes only the items it names, so this restores the
 same state moto's own rollback does. moto's whole-table copy is turned into a no-op (its rollback
 then assigns each table to itself). Nothing here ships in a Lambda artifact; in AWS, DynamoDB
-does transactions itself. tests/unit/test_moto_fixes.py checks rollback on moto with the fix,
+does transactions itself. tests/integration/test_local_moto_fixes.py checks rollback on moto with the fix,
 and that moto without it still copies tables (when a moto release stops doing that, that test
 fails and this module can go).
 """

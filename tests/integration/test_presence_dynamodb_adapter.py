@@ -11,7 +11,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from gasmon.adapters.dynamodb_presence import DynamoDbPresenceRepository, alert_history_key
+from gasmon.adapters.dynamodb_presence import DynamoDbPresenceRepository
+from gasmon.adapters.presence_items import alert_history_key
 from gasmon.adapters.presence_status import DynamoDbDeviceStatusSource
 from gasmon.presence import apply_event, can_claim, claimed, marked_sent, order_key
 from gasmon.presence_models import LifecycleEvent, NoticeKind, PresenceState, datetime_from_ms

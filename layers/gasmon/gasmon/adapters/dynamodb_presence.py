@@ -31,6 +31,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from gasmon.adapters.aws import aws_client
+from gasmon.adapters.presence_items import alert_history_key
 from gasmon.errors import PresenceStoreError
 from gasmon.presence import order_key
 from gasmon.presence_models import (
@@ -44,13 +45,8 @@ from gasmon.presence_models import (
 )
 
 _CONDITION_FAILED = "ConditionalCheckFailedException"
-ALERT_HISTORY_PREFIX = "alert#"
 ALERT_HISTORY_DAYS = 90
 log = logging.getLogger(__name__)
-
-
-def alert_history_key(client_id: str, episode_id: str) -> str:
-    return f"{ALERT_HISTORY_PREFIX}{client_id}#{episode_id}"
 
 
 class _Expression:

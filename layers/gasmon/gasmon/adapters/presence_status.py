@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from gasmon.adapters.presence_items import ALERT_HISTORY_PREFIX
 from gasmon.errors import StoreUnavailableError
 from gasmon.query_models import DeviceStatus, DisconnectAlert
 
@@ -51,9 +52,6 @@ def status_from_item(item: Mapping[str, Any]) -> DeviceStatus | None:
         return DeviceStatus(client_id=client_id, state="online", since=since)
     since = _time(item, "disconnected_at_ms") or _time(item, "event_at_ms")
     return DeviceStatus(client_id=client_id, state="offline", since=since, reason=_text(item, "disconnect_reason"))
-
-
-ALERT_HISTORY_PREFIX = "alert#"  # as gasmon.adapters.dynamodb_presence writes them
 
 
 def kept_alert_from_item(item: Mapping[str, Any]) -> tuple[str, DisconnectAlert] | None:
