@@ -24,6 +24,20 @@ os.environ.setdefault("AWS_DEFAULT_REGION", "ap-northeast-2")
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 
+
+@pytest.fixture
+def fake_aws(monkeypatch: pytest.MonkeyPatch) -> None:
+    """moto's fake credentials and region, whatever the shell has (no profile, no endpoint)."""
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "ap-northeast-2",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+
+
 # The seed's readings were taken at 2021-09-03 18:14:49 in Seoul; tests that post them run "then".
 SEED_TIME = datetime(2021, 9, 3, 9, 15, tzinfo=UTC)
 

@@ -38,13 +38,7 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def store(monkeypatch: pytest.MonkeyPatch, clock: Clock) -> Iterator[DynamoDbAlarmStore]:
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "ap-northeast-2",
-    }.items():
-        monkeypatch.setenv(name, value)
+def store(fake_aws: None, clock: Clock) -> Iterator[DynamoDbAlarmStore]:
     with mock_aws():
         alarm_store = DynamoDbAlarmStore(TABLE, region="ap-northeast-2", clock=clock, threshold_cache_seconds=60)
         alarm_store.create_table()

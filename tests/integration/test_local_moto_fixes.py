@@ -20,13 +20,7 @@ OTHER = "other"
 
 
 @pytest.fixture
-def dynamodb(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "t",
-        "AWS_SECRET_ACCESS_KEY": "t",
-        "AWS_DEFAULT_REGION": "ap-northeast-2",
-    }.items():
-        monkeypatch.setenv(name, value)
+def dynamodb(fake_aws: None) -> Iterator[Any]:
     with mock_aws():
         client = boto3.client("dynamodb")
         client.create_table(**table_definition(TABLE))

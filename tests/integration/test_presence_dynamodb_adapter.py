@@ -36,14 +36,7 @@ NO_SESSION = lifecycle("presence_connected.json", sessionIdentifier=None, ipAddr
 
 
 @pytest.fixture
-def repository(monkeypatch: pytest.MonkeyPatch) -> Iterator[DynamoDbPresenceRepository]:
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+def repository(fake_aws: None) -> Iterator[DynamoDbPresenceRepository]:
     with mock_aws():
         boto3.client("dynamodb", region_name=REGION).create_table(
             TableName="presence",

@@ -276,17 +276,6 @@ def dynamodb_endpoint() -> Iterator[str]:
         thread.join()
 
 
-@pytest.fixture
-def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "ap-northeast-2",
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-
-
 def concurrent_posts(endpoint: str, table: str, threads: int, race: bool) -> tuple[list[dict[str, Any]], Any]:
     """`threads` requests for one device at once, each with its own client (own Lambda instance)."""
     from gasmon.adapters.dynamodb_alarms import DynamoDbAlarmStore
@@ -334,7 +323,7 @@ def concurrent_posts(endpoint: str, table: str, threads: int, race: bool) -> tup
 
 @pytest.mark.parametrize("race", [True, False], ids=["all-read-before-any-write", "free-running"])
 def test_concurrent_ingest_for_one_device_never_duplicates_an_alarm(
-    dynamodb_endpoint: str, aws_env: None, race: bool
+    dynamodb_endpoint: str, fake_aws: None, race: bool
 ) -> None:
     from gasmon.adapters.dynamodb_alarms import DynamoDbAlarmStore
 
