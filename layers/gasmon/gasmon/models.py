@@ -1,7 +1,9 @@
-"""Pydantic models for everything that crosses a boundary of gasmon.
+"""Pydantic models of readings and alarms, and the shapes every reading store returns.
 
-The wire shapes follow the seed documents (a Pi's `pub.py` POST, the `pi/1` warning, the IoT
-lifecycle event) so that devices written against the seeds work unchanged.
+The presence models are in `gasmon.presence_models` and the query API's responses in
+`gasmon.query_models`, so that each function builds only its own at cold start. The wire shapes
+follow the seed documents (a Pi's `pub.py` POST, the `pi/1` warning, the IoT lifecycle event)
+so that devices written against the seeds work unchanged.
 """
 
 from __future__ import annotations

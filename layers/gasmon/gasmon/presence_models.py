@@ -1,4 +1,4 @@
-"""The presence models: the AWS IoT lifecycle event, the Last Will, the check, the state per client id, the email.
+"""The presence models: the IoT lifecycle event, the Last Will, the check, the state, the email.
 
 Apart from gasmon.models so that the ingest and query functions do not build them at cold start.
 """
