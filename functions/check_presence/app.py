@@ -20,6 +20,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from gasmon.adapters import build_presence_ports
 from gasmon.errors import MalformedEventError
 from gasmon.observability import logger, metrics, tracer
+from gasmon.policies import presence_policy
 from gasmon.ports import CheckScheduler, DeviceDirectory, Notifier, PresenceRepository
 from gasmon.presence import PresencePolicy, PresencePorts, parse_check_request, run_presence_check
 from gasmon.settings import CheckPresenceSettings
@@ -42,7 +43,7 @@ def _settings() -> CheckPresenceSettings:
 
 @cache
 def _policy() -> PresencePolicy:
-    return _settings().policy()
+    return presence_policy(_settings())
 
 
 @cache

@@ -23,6 +23,7 @@ from gasmon.http import error_response, problems_from_validation
 from gasmon.ingest import IngestPolicy, ingest, parse_body
 from gasmon.models import AlarmOutcome, ErrorBody, IngestResponse
 from gasmon.observability import logger, metrics, tracer
+from gasmon.policies import alarm_policy, ingest_policy
 from gasmon.ports import AlarmStateStore, MessagePublisher, ReadingStore
 from gasmon.settings import IngestSettings
 
@@ -36,7 +37,7 @@ def _settings() -> IngestSettings:
 
 @cache
 def _policy() -> IngestPolicy:
-    return _settings().policy()
+    return ingest_policy(_settings())
 
 
 @cache
@@ -46,7 +47,7 @@ def _store() -> ReadingStore:
 
 @cache
 def _alarm_policy() -> AlarmPolicy:
-    return _settings().alarm_policy()
+    return alarm_policy(_settings())
 
 
 @cache

@@ -22,6 +22,7 @@ from gasmon.errors import GasmonError, InvalidQueryError, StoreUnavailableError
 from gasmon.http import error_response, problems_from_validation
 from gasmon.models import GAS_NAME_PATTERN, ErrorBody
 from gasmon.observability import logger, metrics, tracer
+from gasmon.policies import query_policy
 from gasmon.ports import AlarmStateStore, DeviceStatusSource, ReadingQueries
 from gasmon.query import QueryPolicy, QueryTime, alarm_page, alert_page, device_page, plan_series, series, warning_page
 from gasmon.query_models import AlarmHistoryPage, AlertPage, DevicePage, SeriesResponse, WarningPage
@@ -37,7 +38,7 @@ def _settings() -> QuerySettings:
 
 @cache
 def _policy() -> QueryPolicy:
-    return _settings().policy()
+    return query_policy(_settings())
 
 
 @cache

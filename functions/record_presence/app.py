@@ -17,6 +17,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from gasmon.adapters import build_presence_ports
 from gasmon.errors import MalformedEventError
 from gasmon.observability import logger, metrics, tracer
+from gasmon.policies import presence_policy
 from gasmon.ports import CheckScheduler, DeviceDirectory, Notifier, PresenceRepository
 from gasmon.presence import PresencePolicy, PresencePorts, parse_lifecycle_event, record_lifecycle_event
 from gasmon.settings import RecordPresenceSettings
@@ -29,7 +30,7 @@ def _settings() -> RecordPresenceSettings:
 
 @cache
 def _policy() -> PresencePolicy:
-    return _settings().policy()
+    return presence_policy(_settings())
 
 
 @cache

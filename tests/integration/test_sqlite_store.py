@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from gasmon.adapters.sqlite_store import SqliteReadingStore
-from gasmon.ingest import reading_id
 from gasmon.models import Reading
+from gasmon.readings import reading_id
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

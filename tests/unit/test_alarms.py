@@ -10,7 +10,7 @@ import pytest
 
 from gasmon.alarms import AlarmPolicy, Alarms, GasLevels, apply_reading, apply_readings, resolve_levels
 from gasmon.errors import AlarmConflictError, AlarmStoreUnavailableError, PublishError
-from gasmon.ingest import IngestPolicy, ingest, reading_id
+from gasmon.ingest import IngestPolicy, ingest
 from gasmon.models import (
     AlarmEpisode,
     AlarmPage,
@@ -20,7 +20,9 @@ from gasmon.models import (
     Reading,
     StoreOutcome,
 )
+from gasmon.policies import alarm_policy
 from gasmon.ports import AlarmKey, AlarmSnapshot, ThresholdScope
+from gasmon.readings import reading_id
 
 T0 = datetime(2026, 5, 1, 3, 0, tzinfo=UTC)
 NO2 = GasLevels(warning=88, critical=1000, band=8.8)  # clear line 79.2
@@ -527,7 +529,7 @@ def test_alarm_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatc
         monkeypatch.setenv(name, value)
     settings = IngestSettings()
     # Then the policy follows them, other gases keep their default critical level
-    policy = settings.alarm_policy()
+    policy = alarm_policy(settings)
     assert policy.critical_levels["no2"] == 500 and policy.critical_levels["co"] == 200
     assert (policy.hysteresis, policy.clear_after_readings) == (0.05, 4)
     assert (policy.clear_after, policy.remind_every) == (timedelta(seconds=30), timedelta(minutes=10))

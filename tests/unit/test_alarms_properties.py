@@ -21,9 +21,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gasmon.alarms import AlarmPolicy, Alarms, GasLevels, apply_reading
-from gasmon.ingest import IngestPolicy, ingest, reading_id
+from gasmon.ingest import IngestPolicy, ingest
 from gasmon.models import AlarmMessage, AlarmState, ClearMessage, Reading, StoreOutcome
 from gasmon.ports import AlarmKey, AlarmSnapshot, ThresholdScope
+from gasmon.readings import reading_id
 
 T0 = datetime(2026, 5, 1, 3, 0, tzinfo=UTC)
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

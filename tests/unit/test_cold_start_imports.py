@@ -45,3 +45,35 @@ def test_a_function_imports_no_sdk_and_no_other_functions_models(function: str, 
     assert "gasmon.models" in loaded  # the check is looking at the right interpreter
     assert not loaded & HEAVY_CLIENTS, "SDK clients are imported on the first request that needs them"
     assert not loaded & not_yet
+
+
+def modules_loaded_by(module: str) -> set[str]:
+    code = (
+        "import json, sys\n"
+        f"sys.path[:0] = [{str(ROOT / 'layers' / 'gasmon')!r}]\n"
+        f"import {module}\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    answer = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    return set(json.loads(answer.stdout))
+
+
+DOMAIN = {"gasmon.ingest", "gasmon.alarms", "gasmon.presence", "gasmon.query"}
+
+
+def test_settings_sit_on_the_ground_floor() -> None:
+    # Given settings are read at every cold start
+    # When only the settings module is imported
+    loaded = modules_loaded_by("gasmon.settings")
+    # Then no use case it configures comes with it
+    assert "gasmon.settings" in loaded
+    assert not loaded & DOMAIN
+
+
+@pytest.mark.parametrize(("module", "other"), [("gasmon.ingest", "gasmon.alarms"), ("gasmon.alarms", "gasmon.ingest")])
+def test_ingest_and_alarms_do_not_import_each_other(module: str, other: str) -> None:
+    # Given both share thresholds and reading identity through gasmon.readings
+    loaded = modules_loaded_by(module)
+    # Then importing one never loads the other
+    assert "gasmon.readings" in loaded
+    assert other not in loaded

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from gasmon.errors import InvalidReadingsError, StoreUnavailableError
-from gasmon.ingest import IngestPolicy, ingest, warning_topic
+from gasmon.ingest import IngestPolicy, ingest
+from gasmon.readings import warning_topic
 from tests.conftest import SEED_TIME
 from tests.fakes import MemoryPublisher, MemoryReadingStore
 

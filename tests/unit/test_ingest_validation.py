@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from gasmon.errors import InvalidReadingsError, MalformedJsonError, RequestTooLargeError
-from gasmon.ingest import IngestPolicy, parse_body, parse_device_time, reading_id, validate_document
+from gasmon.ingest import IngestPolicy, parse_body, parse_device_time, validate_document
+from gasmon.readings import reading_id
 from tests.conftest import SEED_TIME
 
 POLICY = IngestPolicy()

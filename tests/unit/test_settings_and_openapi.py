@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from gasmon.policies import ingest_policy
 from gasmon.settings import IngestSettings
 
 
@@ -15,7 +16,7 @@ def test_thresholds_parameter_overrides_some_gases_and_keeps_the_rest(monkeypatc
     settings = IngestSettings()
     # Then those override, others keep the defaults
     assert settings.thresholds == {"no2": 50.0, "nh3": 25.0, "co": 35.0, "c2h5oh": 1000.0, "h2": 4000.0}
-    assert settings.policy().thresholds["no2"] == 50.0
+    assert ingest_policy(settings).thresholds["no2"] == 50.0
 
 
 def test_a_bad_setting_fails_at_cold_start(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -32,7 +32,6 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from gasmon.errors import AlarmConflictError, AlarmStoreUnavailableError, PublishError
-from gasmon.ingest import DEFAULT_THRESHOLDS, warnings_for
 from gasmon.models import (
     AlarmEpisode,
     AlarmLevel,
@@ -46,13 +45,11 @@ from gasmon.models import (
     OwedMessage,
     Reading,
 )
+from gasmon.readings import DEFAULT_CRITICAL_THRESHOLDS, DEFAULT_THRESHOLDS, device_of, warnings_for
 
 if TYPE_CHECKING:
     from gasmon.ports import AlarmKey, AlarmStateStore, MessagePublisher, ThresholdScope
 
-# Warning levels are ingest's thresholds (gasmon.ingest.DEFAULT_THRESHOLDS); critical levels are
-# occupational short-term or immediate-danger limits, see docs/alarms-decisions.md.
-DEFAULT_CRITICAL_THRESHOLDS: dict[str, float] = {"no2": 1000.0, "co": 200.0, "c2h5oh": 3300.0, "h2": 8000.0}
 
 AlarmEvent = Literal["open", "escalate", "remind"]
 
@@ -94,12 +91,6 @@ class AlarmPolicy(GasmonModel):
     max_write_attempts: int = Field(default=4, ge=1)  # per key and request, on version conflicts
     max_publish_attempts: int = Field(default=5, ge=1)  # per message, across requests
     readings_per_write: int = Field(default=100, ge=2)  # bounds the episodes in one transaction
-
-
-def device_of(reading: Reading) -> str:
-    """The device an alarm belongs to: `deviceid` when the document sent one, else its `groupid`."""
-    device: str = reading.deviceid or reading.groupid
-    return device
 
 
 def alarm_id_for(device: str, gas: str, opening_reading_id: str) -> str:

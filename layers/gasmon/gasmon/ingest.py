@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from pydantic import ConfigDict, Field, ValidationError
@@ -27,20 +26,10 @@ from gasmon.models import (
     Reading,
     ReadingDocument,
     ReadingOutcome,
-    WarningMessage,
     parse_gps,
 )
-from gasmon.ports import MessagePublisher, ReadingStore
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
-
-
-if TYPE_CHECKING:
-    from gasmon.alarms import Alarms
-
-# NO2 88 is the seed's rule. The others are common alarm set-points, see docs/decision_log.md.
-DEFAULT_THRESHOLDS: dict[str, float] = {"no2": 88.0, "co": 35.0, "c2h5oh": 1000.0, "h2": 4000.0}
+from gasmon.ports import AlarmProcessor, MessagePublisher, ReadingStore
+from gasmon.readings import DEFAULT_THRESHOLDS, reading_id, warning_topic, warnings_for
 
 
 class IngestPolicy(GasmonModel):
@@ -121,20 +110,6 @@ def parse_device_time(text: str, local_timezone: str) -> datetime:
         return parsed.astimezone(UTC)
     except OverflowError:  # year 1 or 9999 pushed past the calendar by the offset
         raise ValueError(f"{text!r} is outside the calendar in UTC") from None
-
-
-def reading_id(groupid: str, sensorid: str, gas: str, created_at: datetime, deviceid: str | None = None) -> str:
-    """The deterministic id that makes a retried POST land on the same stored reading.
-
-    32 hex characters: the reading time (UTC microseconds) then a hash of the device, sensor and
-    gas. Leading with time keeps new ids at the right edge of the stores' indexes, so a batch
-    touches a few index pages instead of one random page per reading. A `deviceid`, when sent,
-    is part of the key, so two Pis of one group with the same sensor ids never collide.
-    """
-    micros = (created_at - _EPOCH) // _MICROSECOND  # exact, whatever the zone
-    device = f"\x1f{deviceid}" if deviceid else ""
-    digest = hashlib.sha256(f"{groupid}\x1f{sensorid}\x1f{gas}{device}".encode()).hexdigest()
-    return f"{micros:016x}{digest[:16]}"
 
 
 # pydantic's error types, said the way a device owner can act on.
@@ -218,32 +193,6 @@ def _human(delta: timedelta) -> str:
     return f"{seconds} seconds"
 
 
-def warnings_for(readings: Sequence[Reading], thresholds: Mapping[str, float]) -> list[WarningMessage]:
-    """A warning for every reading at or above its gas's threshold (no threshold, no warning)."""
-    warnings = []
-    for reading in readings:
-        threshold = thresholds.get(reading.gas)
-        if threshold is not None and reading.value >= threshold:
-            warnings.append(
-                WarningMessage(
-                    warning=f"{reading.gas} warning",
-                    gas=reading.gas,
-                    value=reading.value,
-                    threshold=threshold,
-                    sensorid=reading.sensorid,
-                    groupid=reading.groupid,
-                    createdtime=reading.createdtime,
-                    gps=reading.gps,
-                )
-            )
-    return warnings
-
-
-def warning_topic(template: str, groupid: str) -> str:
-    """The topic a warning goes to: the template with `{groupid}` filled in."""
-    return template.replace("{groupid}", groupid)
-
-
 class IngestReport(GasmonModel):
     """The use case's result: the HTTP answer plus what observability wants to count."""
 
@@ -259,7 +208,7 @@ def ingest(
     now: datetime,
     store: ReadingStore,
     publisher: MessagePublisher,
-    alarms: Alarms | None = None,
+    alarms: AlarmProcessor | None = None,
 ) -> IngestReport:
     """Validate, store and warn for one POST.
 

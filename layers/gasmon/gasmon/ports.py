@@ -6,7 +6,7 @@ tests. Domain code depends on these Protocols only.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -14,6 +14,7 @@ from pydantic import Field
 
 from gasmon.models import (
     AlarmEpisode,
+    AlarmOutcome,
     AlarmPage,
     AlarmState,
     BucketStats,
@@ -55,6 +56,16 @@ class MessagePublisher(Protocol):
 
     def publish(self, topic: str, payload: dict[str, Any], qos: int = 1) -> None:
         """Publish one message; raises `PublishError` when the broker does not take it."""
+        ...
+
+
+class AlarmProcessor(Protocol):
+    """Alarms with memory as ingest sees them (`gasmon.alarms.Alarms`), so neither imports the other."""
+
+    def process(
+        self, readings: Sequence[Reading], publisher: MessagePublisher, topic_for: Callable[[str], str]
+    ) -> AlarmOutcome:
+        """Evaluate, persist and publish alarms for a request's readings."""
         ...
 
 

@@ -1,7 +1,8 @@
 """Typed settings, one model per function, read from the environment once at cold start.
 
 template.yaml sets these variables in AWS; `make local` sets them for the embedded stack.
-Domain code never reads the environment: handlers turn settings into domain policies.
+Domain code never reads the environment: handlers turn settings into domain policies. This module
+sits on the ground floor: it imports no domain module, so configuring a use case never loads it.
 """
 
 from __future__ import annotations
@@ -10,19 +11,13 @@ import json
 import os
 import re
 from collections.abc import Mapping
-from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Literal, get_origin
+from typing import Any, Literal, get_origin
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AliasChoices, ConfigDict, Field, field_validator, model_validator
 
-from gasmon.alarms import DEFAULT_CRITICAL_THRESHOLDS, AlarmPolicy
-from gasmon.ingest import DEFAULT_THRESHOLDS, IngestPolicy
+from gasmon.defaults import DEFAULT_CRITICAL_THRESHOLDS, DEFAULT_THRESHOLDS
 from gasmon.models import ANY_REASON, MAX_CHECK_DELAY_SECONDS, GasmonModel
-
-if TYPE_CHECKING:  # imported where used: a function's cold start loads only its own domain
-    from gasmon.presence import PresencePolicy
-    from gasmon.query import QueryPolicy
 
 
 def environment_values(model: type[GasmonModel], environ: Mapping[str, str]) -> dict[str, Any]:
@@ -140,28 +135,6 @@ class IngestSettings(ThresholdSettings):
                 raise ValueError(f"critical threshold for {gas} ({critical:g}) must be above its warning ({warning:g})")
         return self
 
-    def alarm_policy(self) -> AlarmPolicy:
-        return AlarmPolicy(
-            warning_levels=self.thresholds,
-            critical_levels=self.critical_thresholds,
-            hysteresis=self.alarm_hysteresis_percent / 100,
-            clear_after_readings=self.alarm_clear_readings,
-            clear_after=timedelta(seconds=self.alarm_clear_seconds),
-            remind_every=timedelta(minutes=self.alarm_reminder_minutes),
-        )
-
-    def policy(self) -> IngestPolicy:
-        return IngestPolicy(
-            thresholds=self.thresholds,
-            local_timezone=self.local_timezone,
-            max_future=timedelta(seconds=self.max_future_seconds),
-            max_age=timedelta(days=self.max_age_days),
-            max_documents=self.max_documents,
-            max_body_bytes=self.max_body_bytes,
-            warning_topic=self.warning_topic,
-            publish_status_messages=self.publish_status_messages,
-        )
-
 
 class PresenceSettings(_Settings):
     """What both presence functions read (environment variable = field name, upper case).
@@ -202,16 +175,6 @@ class PresenceSettings(_Settings):
             return reasons
         return value
 
-    def policy(self) -> PresencePolicy:
-        from gasmon.presence import PresencePolicy
-
-        return PresencePolicy(
-            grace=timedelta(seconds=self.grace_seconds),
-            alert_reasons=self.alert_reasons,
-            local_timezone=self.local_timezone,
-            claim_lease=timedelta(seconds=self.claim_lease_seconds),
-        )
-
     def required(self, name: str) -> str:
         """The value of a setting an adapter cannot work without."""
         value = str(getattr(self, name))
@@ -236,8 +199,3 @@ class QuerySettings(ThresholdSettings):
     # The alarm table ingest writes; empty means no alarm history: GET /alarms says `configured: false`.
     alarm_table: str = ""
     max_buckets: int = Field(default=2000, ge=10, le=10_000)
-
-    def policy(self) -> QueryPolicy:
-        from gasmon.query import QueryPolicy
-
-        return QueryPolicy(thresholds=self.thresholds, max_buckets=self.max_buckets)

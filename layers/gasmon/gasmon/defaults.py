@@ -1,0 +1,8 @@
+"""Default gas levels: plain values on the ground floor, imported by settings and domain alike.
+
+NO2 88 is the seed's rule; the other warning levels are common alarm set-points and the critical
+levels occupational short-term or immediate-danger limits (docs/decision_log.md says which).
+"""
+
+DEFAULT_THRESHOLDS: dict[str, float] = {"no2": 88.0, "co": 35.0, "c2h5oh": 1000.0, "h2": 4000.0}
+DEFAULT_CRITICAL_THRESHOLDS: dict[str, float] = {"no2": 1000.0, "co": 200.0, "c2h5oh": 3300.0, "h2": 8000.0}
