@@ -41,9 +41,9 @@ openapi: $(STAMP) ## write the API's OpenAPI spec to docs/openapi.json
 local: $(STAMP) ## the whole system on this machine, no AWS account, no Docker (ARGS="--no-devices --grace 5 ...")
 	$(BIN)/gasmon-local $(ARGS)
 
-invoke: $(STAMP) ## one function with one event, like sam local invoke (FUNCTION=IngestFunction EVENT=events/x.json)
+invoke: $(STAMP) ## one function with one event, like sam local invoke (FUNCTION=IngestFunction EVENT=events/x.json [DATA_DIR=.local])
 	@test -n "$(FUNCTION)" -a -n "$(EVENT)" || { echo "usage: make invoke FUNCTION=<LogicalId> EVENT=events/<file>.json"; exit 2; }
-	$(BIN)/python -m gasmon_local.invoke $(FUNCTION) $(EVENT)
+	$(BIN)/python -m gasmon_local.invoke $(FUNCTION) $(EVENT) --data-dir "$(or $(DATA_DIR),.local)"
 
 unit: $(STAMP) ## unit tests only (fast)
 	$(BIN)/pytest -q tests/unit device/tests
