@@ -27,6 +27,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from tests.opensearch_contract import ndjson_lines, problems_with_request, problems_with_response
 
+ROLE = "arn:aws:iam::123456789012:role/ingest"  # the user fine-grained access control names
+
 
 @dataclass
 class Recorded:
@@ -88,7 +90,9 @@ class FakeCluster:
 
     def add_seed_index(self, name: str, docs: dict[str, dict[str, Any]]) -> None:
         """An index as the seed's Lambda left it: dynamic mapping, values as strings."""
-        properties = {key: {"type": "text", "fields": {"keyword": {"type": "keyword"}}} for doc in docs.values() for key in doc}
+        properties = {
+            key: {"type": "text", "fields": {"keyword": {"type": "keyword"}}} for doc in docs.values() for key in doc
+        }
         self.indices[name] = Index(mappings={"properties": properties}, docs=dict(docs))
 
     # ---- the API ----
@@ -106,8 +110,14 @@ class FakeCluster:
         """Auto-create `name` from the matching template; an error answer if that is not possible."""
         if "blocked_index_creation" in self.bulk_faults:
             self.bulk_faults.remove("blocked_index_creation")
-            return 403, error(403, "cluster_block_exception", "index [.] blocked by: [FORBIDDEN/10/cluster create-index blocked (api)];")
-        matching = [t for t in self.templates.values() if any(fnmatch.fnmatchcase(name, p) for p in t["index_patterns"])]
+            return 403, error(
+                403,
+                "cluster_block_exception",
+                "index [.] blocked by: [FORBIDDEN/10/cluster create-index blocked (api)];",
+            )
+        matching = [
+            t for t in self.templates.values() if any(fnmatch.fnmatchcase(name, p) for p in t["index_patterns"])
+        ]
         index = Index()
         if matching:
             best = max(matching, key=lambda t: t.get("priority", 0))["template"]
@@ -115,7 +125,11 @@ class FakeCluster:
             index.aliases = set(best.get("aliases", {}))
             for alias in index.aliases:
                 if alias in self.indices:
-                    return 400, error(400, "invalid_alias_name_exception", f"an index or data stream exists with the same name as the alias [{alias}]")
+                    return 400, error(
+                        400,
+                        "invalid_alias_name_exception",
+                        f"an index or data stream exists with the same name as the alias [{alias}]",
+                    )
         self.indices[name] = index
         return None
 
@@ -125,7 +139,9 @@ class FakeCluster:
             unknown = sorted(set(doc) - set(properties))
             if unknown:
                 return f"mapping set to strict, dynamic introduction of [{unknown[0]}] within [_doc] is not allowed"
-        if properties.get("value", {}).get("type") in ("double", "float") and not isinstance(doc.get("value"), int | float):
+        if properties.get("value", {}).get("type") in ("double", "float") and not isinstance(
+            doc.get("value"), int | float
+        ):
             return f"failed to parse field [value] of type [{properties['value']['type']}]"
         return None
 
@@ -142,25 +158,62 @@ class FakeCluster:
                     return failure
             if self.throttle_items > 0:
                 self.throttle_items -= 1
-                items.append({kind: {**base, "status": 429, "error": error(429, "es_rejected_execution_exception", "rejected execution of coordinating operation")["error"]}})
+                items.append(
+                    {
+                        kind: {
+                            **base,
+                            "status": 429,
+                            "error": error(
+                                429, "es_rejected_execution_exception", "rejected execution of coordinating operation"
+                            )["error"],
+                        }
+                    }
+                )
                 continue
             if self.block_writes:
-                reason = f"index [{name}] blocked by: [TOO_MANY_REQUESTS/12/disk usage exceeded flood-stage watermark, index has read-only-allow-delete block];"
-                items.append({kind: {**base, "status": 403, "error": error(403, "cluster_block_exception", reason)["error"]}})
+                reason = (
+                    f"index [{name}] blocked by: [TOO_MANY_REQUESTS/12/disk usage exceeded flood-stage watermark, "
+                    "index has read-only-allow-delete block];"
+                )
+                items.append(
+                    {kind: {**base, "status": 403, "error": error(403, "cluster_block_exception", reason)["error"]}}
+                )
                 continue
             index = self.indices[name]
             problem = self._check_document(index, doc)
             if doc_id in self.refuse_ids or problem:
                 reason = problem or "failed to parse field [value] of type [double] in document"
-                items.append({kind: {**base, "status": 400, "error": error(400, "mapper_parsing_exception", reason)["error"]}})
+                items.append(
+                    {kind: {**base, "status": 400, "error": error(400, "mapper_parsing_exception", reason)["error"]}}
+                )
                 continue
             if doc_id in index.docs and kind == "create":
                 reason = f"[{doc_id}]: version conflict, document already exists (current version [1])"
-                items.append({kind: {**base, "status": 409, "error": error(409, "version_conflict_engine_exception", reason)["error"]}})
+                items.append(
+                    {
+                        kind: {
+                            **base,
+                            "status": 409,
+                            "error": error(409, "version_conflict_engine_exception", reason)["error"],
+                        }
+                    }
+                )
                 continue
             index.docs[doc_id] = doc
             shards = {"total": 1, "successful": 1, "failed": 0}
-            items.append({kind: {**base, "status": 201, "result": "created", "_version": 1, "_seq_no": len(index.docs), "_primary_term": 1, "_shards": shards}})
+            items.append(
+                {
+                    kind: {
+                        **base,
+                        "status": 201,
+                        "result": "created",
+                        "_version": 1,
+                        "_seq_no": len(index.docs),
+                        "_primary_term": 1,
+                        "_shards": shards,
+                    }
+                }
+            )
         errors = any(next(iter(i.values()))["status"] >= 300 for i in items)
         return 200, {"took": 3, "errors": errors, "items": items}
 
@@ -175,17 +228,38 @@ class FakeCluster:
                     return 404, error(404, "status_exception", "Policy not found")
                 return 200, self.policies[policy_id]
             if self.forbid_setup:
-                return 403, error(403, "security_exception", "no permissions for [cluster:admin/opendistro/ism/policy/write] and User [name=arn:aws:iam::123456789012:role/ingest]")
+                return 403, error(
+                    403,
+                    "security_exception",
+                    f"no permissions for [cluster:admin/opendistro/ism/policy/write] and User [name={ROLE}]",
+                )
             current = self.policies.get(policy_id)
-            if current is not None and (query.get("if_seq_no") != [str(current["_seq_no"])] or query.get("if_primary_term") != [str(current["_primary_term"])]):
-                return 409, error(409, "version_conflict_engine_exception", f"[{policy_id}]: version conflict, document already exists")
+            if current is not None and (
+                query.get("if_seq_no") != [str(current["_seq_no"])]
+                or query.get("if_primary_term") != [str(current["_primary_term"])]
+            ):
+                return 409, error(
+                    409,
+                    "version_conflict_engine_exception",
+                    f"[{policy_id}]: version conflict, document already exists",
+                )
             version = current["_version"] + 1 if current else 1
-            stored = {"_id": policy_id, "_version": version, "_seq_no": version - 1, "_primary_term": 1, "policy": json.loads(body)}
+            stored = {
+                "_id": policy_id,
+                "_version": version,
+                "_seq_no": version - 1,
+                "_primary_term": 1,
+                "policy": json.loads(body),
+            }
             self.policies[policy_id] = stored
             return (200 if current else 201), stored
         if segments[:1] == ["_index_template"] and method == "PUT":
             if self.forbid_setup:
-                return 403, error(403, "security_exception", "no permissions for [indices:admin/index_template/put] and User [name=arn:aws:iam::123456789012:role/ingest]")
+                return 403, error(
+                    403,
+                    "security_exception",
+                    f"no permissions for [indices:admin/index_template/put] and User [name={ROLE}]",
+                )
             self.templates[segments[1]] = json.loads(body)
             return 200, {"acknowledged": True}
         if len(segments) == 2 and segments[1] == "_mapping" and method == "GET":
@@ -206,7 +280,12 @@ class FakeCluster:
                 if all(_matches(doc, f) for f in filters)
             ][: request.get("size", 10)]
             shards = {"total": max(len(names), 1), "successful": max(len(names), 1), "skipped": 0, "failed": 0}
-            return 200, {"took": 2, "timed_out": False, "_shards": shards, "hits": {"total": {"value": len(hits), "relation": "eq"}, "max_score": None, "hits": hits}}
+            return 200, {
+                "took": 2,
+                "timed_out": False,
+                "_shards": shards,
+                "hits": {"total": {"value": len(hits), "relation": "eq"}, "max_score": None, "hits": hits},
+            }
         return 400, error(400, "illegal_argument_exception", f"the fake cluster does not know {method} {path}")
 
 
@@ -242,7 +321,9 @@ def serve(cluster: FakeCluster) -> ThreadingHTTPServer:
             recorded = Recorded(self.command, self.path, body, self.headers.get("Content-Type"))
             with cluster.lock:
                 cluster.requests.append(recorded)
-                cluster.violations += problems_with_request(self.command, self.path, body or None, recorded.content_type)
+                cluster.violations += problems_with_request(
+                    self.command, self.path, body or None, recorded.content_type
+                )
                 fault = cluster.bulk_faults[0] if recorded.path.endswith("/_bulk") and cluster.bulk_faults else None
                 if fault in ("store_then_timeout", "store_then_504", "503"):
                     cluster.bulk_faults.pop(0)
