@@ -21,7 +21,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import yaml
 from jsonschema import Draft202012Validator, validators
 from jsonschema._keywords import anyOf
-from referencing import Registry, Resource
+from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
 SPEC_DIR = Path(__file__).parent / "opensearch_spec"
@@ -67,7 +67,7 @@ class Spec:
             uri = BASE + path.relative_to(directory).as_posix()
             document = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
             self.documents[uri] = document
-            resources.append((uri, Resource(contents=document, specification=DRAFT202012)))
+            resources.append((uri, DRAFT202012.create_resource(document)))
         self.registry: Registry[Any] = Registry().with_resources(resources)
         self.operations: list[Operation] = []
         for uri, document in self.documents.items():

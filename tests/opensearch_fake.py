@@ -74,6 +74,8 @@ class FakeCluster:
         self.refuse_ids: set[str] = set()  # these _ids answer 400 mapper_parsing_exception
         self.forbid_setup = False  # templates and ISM policies answer 403 security_exception
         self.slow_seconds = 0.5  # how long "store_then_timeout" holds the answer
+        self.scrolls: dict[str, list[dict[str, Any]]] = {}
+        self.scroll_size = 10
         self.lock = threading.Lock()
 
     # ---- what tests look at ----
@@ -217,6 +219,12 @@ class FakeCluster:
         errors = any(next(iter(i.values()))["status"] >= 300 for i in items)
         return 200, {"took": 3, "errors": errors, "items": items}
 
+    def _search_answer(self, hits: list[dict[str, Any]], total: int, scroll_id: str | None = None) -> dict[str, Any]:
+        shards = {"total": 1, "successful": 1, "skipped": 0, "failed": 0}
+        found = {"total": {"value": total, "relation": "eq"}, "max_score": None, "hits": hits}
+        answer = {"took": 2, "timed_out": False, "_shards": shards, "hits": found}
+        return answer if scroll_id is None else {"_scroll_id": scroll_id, **answer}
+
     def answer(self, method: str, url: str, body: bytes) -> tuple[int, Any]:
         parts = urlsplit(url)
         path, query = unquote(parts.path), parse_qs(parts.query)
@@ -269,6 +277,27 @@ class FakeCluster:
             return 200, {name: {"mappings": self.indices[name].mappings} for name in names}
         if segments[-1:] == ["_bulk"] and method in ("POST", "PUT"):
             return self.bulk(body)
+        if segments == ["_search", "scroll"]:
+            request = json.loads(body) if body else {}
+            if method == "DELETE":
+                freed = [i for i in as_list(request.get("scroll_id", [])) if self.scrolls.pop(i, None) is not None]
+                return 200, {"succeeded": True, "num_freed": len(freed)}
+            remaining = self.scrolls.get(request.get("scroll_id", ""))
+            if remaining is None:
+                return 404, error(404, "search_context_missing_exception", "No search context found")
+            page, self.scrolls[request["scroll_id"]] = remaining[: self.scroll_size], remaining[self.scroll_size :]
+            return 200, self._search_answer(page, len(page), scroll_id=request["scroll_id"])
+        if len(segments) == 1 and method == "DELETE":
+            if segments[0] not in self.indices:
+                return 404, error(404, "index_not_found_exception", f"no such index [{segments[0]}]")
+            del self.indices[segments[0]]
+            return 200, {"acknowledged": True}
+        if segments == ["_aliases"] and method == "POST":
+            for action in json.loads(body)["actions"]:
+                ((kind, spec),) = action.items()
+                for name in self.resolve(spec["index"]):
+                    getattr(self.indices[name].aliases, "add" if kind == "add" else "discard")(spec["alias"])
+            return 200, {"acknowledged": True}
         if segments[-1:] == ["_search"]:
             names = self.resolve(segments[0]) if len(segments) == 2 else list(self.indices)
             request = json.loads(body) if body else {}
@@ -278,15 +307,19 @@ class FakeCluster:
                 for name in names
                 for doc_id, doc in self.indices[name].docs.items()
                 if all(_matches(doc, f) for f in filters)
-            ][: request.get("size", 10)]
-            shards = {"total": max(len(names), 1), "successful": max(len(names), 1), "skipped": 0, "failed": 0}
-            return 200, {
-                "took": 2,
-                "timed_out": False,
-                "_shards": shards,
-                "hits": {"total": {"value": len(hits), "relation": "eq"}, "max_score": None, "hits": hits},
-            }
+            ]
+            size = request.get("size", 10)
+            if "scroll" in query:
+                scroll_id = f"scroll-{len(self.scrolls) + 1}"
+                self.scrolls[scroll_id], self.scroll_size = hits[size:], size
+                return 200, self._search_answer(hits[:size], len(hits), scroll_id=scroll_id)
+            hits = hits[:size]
+            return 200, self._search_answer(hits, len(hits))
         return 400, error(400, "illegal_argument_exception", f"the fake cluster does not know {method} {path}")
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
 
 
 def _matches(doc: dict[str, Any], clause: dict[str, Any]) -> bool:
