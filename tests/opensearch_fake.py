@@ -252,15 +252,14 @@ class FakeCluster:
                     f"[{policy_id}]: version conflict, document already exists",
                 )
             version = current["_version"] + 1 if current else 1
-            stored = {
-                "_id": policy_id,
-                "_version": version,
-                "_seq_no": version - 1,
-                "_primary_term": 1,
-                "policy": json.loads(body),
-            }
-            self.policies[policy_id] = stored
-            return (200 if current else 201), stored
+            policy = json.loads(body)["policy"]
+            for state in policy.get("states", []):  # ISM fills in each action's retry settings
+                for action in state.get("actions", []):
+                    action.setdefault("retry", {"count": 3, "backoff": "exponential", "delay": "1m"})
+            policy = {"policy_id": policy_id, "schema_version": 21, "last_updated_time": 1767225600000, **policy}
+            meta = {"_id": policy_id, "_version": version, "_seq_no": version - 1, "_primary_term": 1}
+            self.policies[policy_id] = {**meta, "policy": policy}  # as GET answers it
+            return (200 if current else 201), {**meta, "policy": {"policy": policy}}
         if segments[:1] == ["_index_template"] and method == "PUT":
             if self.forbid_setup:
                 return 403, error(

@@ -120,6 +120,15 @@ def retention_policy_body(index: str, retention_days: int) -> dict[str, Any]:
     }
 
 
+def _retention_of(policy: Mapping[str, Any]) -> str | None:
+    """The `min_index_age` after which a stored policy deletes (ISM adds defaults, so compare only that)."""
+    for state in policy.get("states", []):
+        for transition in state.get("transitions", []):
+            if transition.get("state_name") == "delete":
+                return str(transition.get("conditions", {}).get("min_index_age"))
+    return None
+
+
 def has_gasmon_mapping(mapping: Mapping[str, Any]) -> bool:
     """True if an index's mapping is gasmon's (the fields queries filter and aggregate on)."""
     properties = mapping.get("mappings", {}).get("properties", {})
@@ -451,7 +460,7 @@ class OpenSearchReadingStore:
             )
 
     def _ensure_retention_policy(self) -> None:
-        from opensearchpy.exceptions import NotFoundError
+        from opensearchpy.exceptions import ConflictError, NotFoundError
 
         policy_id = retention_policy_id(self.index)
         wanted = retention_policy_body(self.index, self.retention_days)
@@ -459,13 +468,20 @@ class OpenSearchReadingStore:
         try:
             current = self._call(lambda: ism.get_policy(policy_id))
         except NotFoundError:
-            self._call(lambda: ism.put_policy(policy_id, body=wanted))
+            try:
+                self._call(lambda: ism.put_policy(policy_id, body=wanted))
+            except ConflictError:
+                log.info("retention policy %s was created by another writer", policy_id)
             return
-        if current.get("policy", {}).get("states") == wanted["policy"]["states"]:
+        if _retention_of(current.get("policy", {})) == f"{self.retention_days}d":
             return
-        # RETENTION_DAYS changed: update in place, guarded by the version we read.
+        # RETENTION_DAYS changed: update in place, guarded by the version we read. A conflict means
+        # another cold start just did the same.
         params = {"if_seq_no": current["_seq_no"], "if_primary_term": current["_primary_term"]}
-        self._call(lambda: ism.put_policy(policy_id, body=wanted, params=params))
+        try:
+            self._call(lambda: ism.put_policy(policy_id, body=wanted, params=params))
+        except ConflictError:
+            log.info("retention policy %s was updated by another writer", policy_id)
 
     def _call(self, request: Callable[[], Any]) -> Any:
         from opensearchpy.exceptions import ConnectionError as OSConnectionError
