@@ -363,7 +363,8 @@ def serve(cluster: FakeCluster) -> ThreadingHTTPServer:
                     status, answer = 503, error(503, "unavailable_shards_exception", "primary shard is not active")
                 else:
                     status, answer = cluster.answer(self.command, self.path, body)
-                cluster.violations += problems_with_response(self.command, self.path, status, answer)
+                request_json = json.loads(body) if body and not recorded.path.endswith("/_bulk") else None
+                cluster.violations += problems_with_response(self.command, self.path, status, answer, request_json)
             if fault == "store_then_timeout":
                 time.sleep(cluster.slow_seconds)  # the client has given up by now
             if fault == "store_then_504":

@@ -47,7 +47,7 @@ class CannedOpenSearch:
                 status, answer = canned.answers.pop(0) if canned.answers else (200, {})
                 content_type = self.headers.get("Content-Type")
                 canned.violations += problems_with_request(self.command, self.path, raw, content_type)
-                canned.violations += problems_with_response(self.command, self.path, status, answer)
+                canned.violations += problems_with_response(self.command, self.path, status, answer, body)
                 payload = json.dumps(answer).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -151,7 +151,8 @@ def test_series_is_a_date_histogram_with_avg_min_max(opensearch: CannedOpenSearc
 
 
 def top_hit(source: dict[str, Any]) -> dict[str, Any]:
-    return {"hits": {"total": {"value": 1, "relation": "eq"}, "hits": [{"_index": "gasdetect", "_source": source}]}}
+    hit = {"_index": "gasdetect-2025.03.14", "_id": "r-1", "_score": None, "_source": source, "sort": [T0_MS]}
+    return {"hits": {"total": {"value": 1, "relation": "eq"}, "max_score": None, "hits": [hit]}}
 
 
 def test_latest_per_device_is_a_composite_page_with_top_hits(opensearch: CannedOpenSearch) -> None:
