@@ -17,6 +17,7 @@ import pytest
 from gasmon.adapters.opensearch_store import OpenSearchReadingStore
 from gasmon.errors import StoreUnavailableError
 from gasmon.models import SeriesQuery
+from tests.opensearch_contract import problems_with_request, problems_with_response
 
 T0 = datetime(2025, 3, 14, 9, 0, tzinfo=UTC)
 T0_MS = int(T0.timestamp() * 1000)
@@ -28,6 +29,7 @@ class CannedOpenSearch:
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
         self.answers: list[tuple[int, dict[str, Any]]] = []
+        self.violations: list[str] = []  # what the OpenSearch API specification does not allow
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
@@ -39,9 +41,13 @@ class CannedOpenSearch:
 
             def _answer(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
-                body = json.loads(self.rfile.read(length)) if length else None
+                raw = self.rfile.read(length) if length else None
+                body = json.loads(raw) if raw else None
                 canned.requests.append({"method": self.command, "path": self.path, "body": body})
                 status, answer = canned.answers.pop(0) if canned.answers else (200, {})
+                content_type = self.headers.get("Content-Type")
+                canned.violations += problems_with_request(self.command, self.path, raw, content_type)
+                canned.violations += problems_with_response(self.command, self.path, status, answer, body)
                 payload = json.dumps(answer).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -67,6 +73,14 @@ def opensearch() -> Iterator[CannedOpenSearch]:
     yield canned
     canned.server.shutdown()
     canned.server.server_close()
+    assert not canned.violations, "\n".join(canned.violations)
+
+
+def search_answer(body: dict[str, Any]) -> dict[str, Any]:
+    """A `_search` answer as OpenSearch 2.x gives it: `body` in the envelope every answer has."""
+    hits = {"total": {"value": 0, "relation": "eq"}, "max_score": None, "hits": [], **body.get("hits", {})}
+    shards = {"total": 1, "successful": 1, "skipped": 0, "failed": 0}
+    return {"took": 3, "timed_out": False, "_shards": shards, **body, "hits": hits}
 
 
 def store_for(opensearch: CannedOpenSearch) -> OpenSearchReadingStore:
@@ -78,32 +92,34 @@ def test_series_is_a_date_histogram_with_avg_min_max(opensearch: CannedOpenSearc
     opensearch.answers.append(
         (
             200,
-            {
-                "took": 3,
-                "timed_out": False,
-                "hits": {"hits": []},
-                "aggregations": {
-                    "buckets": {
-                        "buckets": [
-                            {
-                                "key_as_string": "2025-03-14T09:00:00.000Z",
-                                "key": T0_MS,
-                                "doc_count": 2,
-                                "avg_value": {"value": 26.200000762939453},
-                                "min_value": {"value": 26.200000762939453},
-                                "max_value": {"value": 26.200000762939453},
-                            },
-                            {
-                                "key": T0_MS + 600_000,
-                                "doc_count": 1,
-                                "avg_value": {"value": 90.0},
-                                "min_value": {"value": 90.0},
-                                "max_value": {"value": 90.0},
-                            },
-                        ]
-                    }
-                },
-            },
+            search_answer(
+                {
+                    "took": 3,
+                    "timed_out": False,
+                    "hits": {"hits": []},
+                    "aggregations": {
+                        "buckets": {
+                            "buckets": [
+                                {
+                                    "key_as_string": "2025-03-14T09:00:00.000Z",
+                                    "key": T0_MS,
+                                    "doc_count": 2,
+                                    "avg_value": {"value": 26.200000762939453},
+                                    "min_value": {"value": 26.200000762939453},
+                                    "max_value": {"value": 26.200000762939453},
+                                },
+                                {
+                                    "key": T0_MS + 600_000,
+                                    "doc_count": 1,
+                                    "avg_value": {"value": 90.0},
+                                    "min_value": {"value": 90.0},
+                                    "max_value": {"value": 90.0},
+                                },
+                            ]
+                        }
+                    },
+                }
+            ),
         )
     )
     query = SeriesQuery(gas="no2", start=T0, end=T0 + timedelta(minutes=15), interval_seconds=300, deviceid="pi-1")
@@ -111,7 +127,7 @@ def test_series_is_a_date_histogram_with_avg_min_max(opensearch: CannedOpenSearc
     buckets = store_for(opensearch).bucket_stats(query)
     # Then it searched the index with a filtered fixed_interval histogram
     request = opensearch.requests[0]
-    assert request["path"].startswith("/gasdetect/_search")
+    assert request["path"].startswith("/gasdetect,gasdetect-2*/_search")
     assert "ignore_unavailable=true" in request["path"]
     body = request["body"]
     assert body["size"] == 0
@@ -135,7 +151,8 @@ def test_series_is_a_date_histogram_with_avg_min_max(opensearch: CannedOpenSearc
 
 
 def top_hit(source: dict[str, Any]) -> dict[str, Any]:
-    return {"hits": {"total": {"value": 1, "relation": "eq"}, "hits": [{"_index": "gasdetect", "_source": source}]}}
+    hit = {"_index": "gasdetect-2025.03.14", "_id": "r-1", "_score": None, "_source": source, "sort": [T0_MS]}
+    return {"hits": {"total": {"value": 1, "relation": "eq"}, "max_score": None, "hits": [hit]}}
 
 
 def test_latest_per_device_is_a_composite_page_with_top_hits(opensearch: CannedOpenSearch) -> None:
@@ -143,55 +160,57 @@ def test_latest_per_device_is_a_composite_page_with_top_hits(opensearch: CannedO
     opensearch.answers.append(
         (
             200,
-            {
-                "aggregations": {
-                    "devices": {
-                        "after_key": {"device": "pi-1"},
-                        "buckets": [
-                            {
-                                "key": {"device": "pi-1"},
-                                "doc_count": 9,
-                                "newest": top_hit(
-                                    {
-                                        "deviceid": "pi-1",
-                                        "groupid": "2",
-                                        "gps": {"lat": 37.61, "lon": 126.99},
-                                        "date": "2025-03-14T09:05:00+00:00",
-                                    }
-                                ),
-                                "gases": {
-                                    "buckets": [
+            search_answer(
+                {
+                    "aggregations": {
+                        "devices": {
+                            "after_key": {"device": "pi-1"},
+                            "buckets": [
+                                {
+                                    "key": {"device": "pi-1"},
+                                    "doc_count": 9,
+                                    "newest": top_hit(
                                         {
-                                            "key": "no2",
-                                            "doc_count": 5,
-                                            "newest": top_hit(
-                                                {
-                                                    "value": 95.5,
-                                                    "date": "2025-03-14T09:05:00+00:00",
-                                                    "sensorid": "0006",
-                                                    "createdtime": "2025-03-14 18:05:00",
-                                                }
-                                            ),
-                                        },
-                                        {
-                                            "key": "co",
-                                            "doc_count": 4,
-                                            "newest": top_hit(
-                                                {
-                                                    "value": 3.5,
-                                                    "date": "2025-03-14T09:04:00+00:00",
-                                                    "sensorid": "0005",
-                                                    "createdtime": "2025-03-14 18:04:00",
-                                                }
-                                            ),
-                                        },
-                                    ]
-                                },
-                            }
-                        ],
+                                            "deviceid": "pi-1",
+                                            "groupid": "2",
+                                            "gps": {"lat": 37.61, "lon": 126.99},
+                                            "date": "2025-03-14T09:05:00+00:00",
+                                        }
+                                    ),
+                                    "gases": {
+                                        "buckets": [
+                                            {
+                                                "key": "no2",
+                                                "doc_count": 5,
+                                                "newest": top_hit(
+                                                    {
+                                                        "value": 95.5,
+                                                        "date": "2025-03-14T09:05:00+00:00",
+                                                        "sensorid": "0006",
+                                                        "createdtime": "2025-03-14 18:05:00",
+                                                    }
+                                                ),
+                                            },
+                                            {
+                                                "key": "co",
+                                                "doc_count": 4,
+                                                "newest": top_hit(
+                                                    {
+                                                        "value": 3.5,
+                                                        "date": "2025-03-14T09:04:00+00:00",
+                                                        "sensorid": "0005",
+                                                        "createdtime": "2025-03-14 18:04:00",
+                                                    }
+                                                ),
+                                            },
+                                        ]
+                                    },
+                                }
+                            ],
+                        }
                     }
                 }
-            },
+            ),
         )
     )
     # When the page after "1" is read, two devices at most, for group 2
@@ -232,7 +251,14 @@ def test_crossings_are_a_bool_query_sorted_and_paged_with_search_after(opensearc
         "date": "2025-03-14T09:05:00+00:00",
         "received_at": "2025-03-14T09:05:01+00:00",
     }
-    opensearch.answers.append((200, {"hits": {"hits": [{"_source": source, "sort": [T0_MS + 300_000, "abc"]}]}}))
+    hit = {
+        "_index": "gasdetect-2025.03.14",
+        "_id": "abc",
+        "_score": None,
+        "_source": source,
+        "sort": [T0_MS + 300_000, "abc"],
+    }
+    opensearch.answers.append((200, search_answer({"hits": {"hits": [hit]}})))
     # When crossings of NO2 >= 88 and CO >= 35 since T0 are read after a cursor position
     found = store_for(opensearch).readings_at_or_above(
         {"no2": 88.0, "co": 35.0}, T0, 11, before=(T0 + timedelta(minutes=9), "zzz")
@@ -257,13 +283,14 @@ def test_crossings_are_a_bool_query_sorted_and_paged_with_search_after(opensearc
 
 def test_no_index_yet_means_no_data(opensearch: CannedOpenSearch) -> None:
     # Given a cluster without the index (ignore_unavailable gives an empty answer)
-    opensearch.answers.append((200, {"hits": {"total": {"value": 0}, "hits": []}}))
+    opensearch.answers.append((200, search_answer({"hits": {"total": {"value": 0, "relation": "eq"}, "hits": []}})))
     query = SeriesQuery(gas="no2", start=T0, end=T0 + timedelta(hours=1), interval_seconds=60)
     assert store_for(opensearch).bucket_stats(query) == []
 
 
 def test_a_throttling_cluster_is_store_unavailable(opensearch: CannedOpenSearch) -> None:
-    opensearch.answers.append((429, {"error": {"type": "es_rejected_execution_exception"}, "status": 429}))
+    rejected = {"type": "es_rejected_execution_exception", "reason": "rejected execution of coordinating operation"}
+    opensearch.answers.append((429, {"error": {"root_cause": [rejected], **rejected}, "status": 429}))
     with pytest.raises(StoreUnavailableError):
         store_for(opensearch).latest_by_device(None, 10)
 
@@ -283,12 +310,13 @@ def test_a_devices_newest_reading_is_one_sorted_search_over_its_device_keys(open
         "received_at": "2025-03-14T09:05:01+00:00",
         "gps": {"lat": 37.61, "lon": 126.99},
     }
-    opensearch.answers.append((200, {"hits": {"hits": [{"_id": "r-9", "_source": source}]}}))
+    hit = {"_index": "gasdetect-2025.03.14", "_id": "r-9", "_score": None, "_source": source}
+    opensearch.answers.append((200, search_answer({"hits": {"hits": [hit]}})))
     # When the presence e-mail asks for a device known by two keys
     reading = store_for(opensearch).latest_reading(["RPI", "2", "RPI"])
     # Then one search, filtered on both keys (once each), newest first, one hit
     (request,) = opensearch.requests
-    assert request["path"].startswith("/gasdetect/_search")
+    assert request["path"].startswith("/gasdetect,gasdetect-2*/_search")
     assert request["body"]["size"] == 1
     assert request["body"]["query"] == {"bool": {"filter": [{"terms": {"device": ["RPI", "2"]}}]}}
     assert request["body"]["sort"][0] == {"date": {"order": "desc"}}
@@ -298,7 +326,7 @@ def test_a_devices_newest_reading_is_one_sorted_search_over_its_device_keys(open
 
 
 def test_a_device_without_indexed_readings_is_none_and_no_keys_ask_nothing(opensearch: CannedOpenSearch) -> None:
-    opensearch.answers.append((200, {"hits": {"hits": []}}))
+    opensearch.answers.append((200, search_answer({})))
     store = store_for(opensearch)
     assert store.latest_reading(["RPI"]) is None
     assert store.latest_reading(["", ""]) is None

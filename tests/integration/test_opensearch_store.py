@@ -1,133 +1,261 @@
-"""opensearch-py against an HTTP server that answers as OpenSearch's _bulk API does.
+"""The OpenSearch store's write side through the real opensearch-py client, against a fake cluster
+that checks every request and answer with the official OpenSearch API specification.
 
-No OpenSearch can run on this machine (no Docker, no JVM distribution from the registries), so
-this server keeps documents by `_id` and answers `create` with 201, or 409 for an id it has,
-and can be told to throttle items with 429: the adapter's parsing and retries are real.
+No OpenSearch can run here (see tests/opensearch_fake.py), so the cluster keeps what a cluster
+keeps for gasmon and plays the faults a loaded cluster gives; the adapter's parsing, retries and
+index setup are real, and so is what the device is told.
 """
 
 from __future__ import annotations
 
 import json
-import threading
+import logging
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from gasmon.adapters.opensearch_store import OpenSearchReadingStore, bulk_bodies
+from gasmon.adapters.opensearch_store import OpenSearchReadingStore, bulk_bodies, read_target
 from gasmon.errors import StoreUnavailableError
+from gasmon.ingest import IngestPolicy, ingest
+from gasmon.readings import reading_id
+from tests.fakes import MemoryPublisher
 from tests.integration.test_sqlite_store import make_readings
+from tests.opensearch_fake import FakeCluster, running_cluster
 
-
-class FakeCluster:
-    def __init__(self) -> None:
-        self.docs: dict[str, dict[str, Any]] = {}
-        self.requests: list[tuple[str, str]] = []
-        self.throttle_next_items = 0
-        self.down = False
-
-
-def serve(cluster: FakeCluster) -> ThreadingHTTPServer:
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: Any) -> None:
-            pass
-
-        def _answer(self, status: int, body: dict[str, Any]) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def do_PUT(self) -> None:  # index template
-            length = int(self.headers.get("Content-Length", 0))
-            cluster.requests.append((self.path, self.rfile.read(length).decode()))
-            self._answer(200, {"acknowledged": True})
-
-        def do_POST(self) -> None:  # _bulk
-            length = int(self.headers.get("Content-Length", 0))
-            body = self.rfile.read(length).decode()
-            cluster.requests.append((self.path, body))
-            if cluster.down:
-                self._answer(503, {"error": "unavailable"})
-                return
-            lines = [json.loads(line) for line in body.splitlines() if line.strip()]
-            items = []
-            for action, doc in zip(lines[::2], lines[1::2], strict=True):
-                doc_id = action["create"]["_id"]
-                if cluster.throttle_next_items > 0:
-                    cluster.throttle_next_items -= 1
-                    items.append({"create": {"_id": doc_id, "status": 429, "error": {"type": "es_rejected"}}})
-                elif doc_id in cluster.docs:
-                    items.append({"create": {"_id": doc_id, "status": 409, "error": {"type": "conflict"}}})
-                else:
-                    cluster.docs[doc_id] = doc
-                    items.append({"create": {"_id": doc_id, "status": 201}})
-            self._answer(200, {"took": 1, "errors": any(i["create"]["status"] >= 300 for i in items), "items": items})
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
+DAY_INDEX = "gasdetect-2026.01.01"  # make_readings' readings are of 2026-01-01 (UTC)
 
 
 @pytest.fixture
-def cluster() -> Iterator[tuple[FakeCluster, OpenSearchReadingStore]]:
-    state = FakeCluster()
-    server = serve(state)
-    store = OpenSearchReadingStore(
-        f"http://127.0.0.1:{server.server_address[1]}", sign_requests=False, sleep=lambda _: None
-    )
-    yield state, store
-    server.shutdown()
+def cluster() -> Iterator[tuple[FakeCluster, str]]:
+    yield from running_cluster()
 
 
-def test_one_bulk_request_per_post_and_a_retry_stores_nothing_twice(cluster: Any) -> None:
-    state, store = cluster
-    readings = make_readings(100)
-    first = store.put_readings(readings)
-    second = store.put_readings(readings)
-    bulk_calls = [path for path, _ in state.requests if path.startswith("/_bulk")]
+def store_on(url: str, **options: Any) -> OpenSearchReadingStore:
+    return OpenSearchReadingStore(url, sign_requests=False, sleep=lambda _: None, **options)
+
+
+def test_first_write_sets_up_retention_policy_template_and_alias_then_one_bulk_per_post(cluster: Any) -> None:
+    # Given an empty cluster
+    state, url = cluster
+    store = store_on(url)
+    # When one POST of 100 readings is stored, then the same POST again
+    first = store.put_readings(make_readings(100))
+    second = store.put_readings(make_readings(100))
+    # Then setup ran once, each POST is one bulk to the day's index, and nothing is stored twice
+    assert [(r.method, r.path) for r in state.requests] == [
+        ("GET", "/gasdetect/_mapping"),
+        ("GET", "/_plugins/_ism/policies/gasdetect-retention"),
+        ("PUT", "/_plugins/_ism/policies/gasdetect-retention"),
+        ("PUT", "/_index_template/gasdetect"),
+        ("POST", f"/{DAY_INDEX}/_bulk"),
+        ("POST", f"/{DAY_INDEX}/_bulk"),
+    ]
     assert len(first.created) == 100 and len(second.existing) == 100 and not second.created
-    assert len(bulk_calls) == 2
-    assert len(state.docs) == 100
+    assert state.count() == 100 and set(state.indices) == {DAY_INDEX}
+    assert state.indices[DAY_INDEX].aliases == {"gasdetect"}
 
 
-def test_index_template_maps_geo_point_date_and_keywords_once(cluster: Any) -> None:
-    state, store = cluster
-    store.put_readings(make_readings(1))
-    store.put_readings(make_readings(2))
-    templates = [json.loads(body) for path, body in state.requests if path.startswith("/_index_template/")]
-    assert len(templates) == 1
-    props = templates[0]["template"]["mappings"]["properties"]
-    assert props["gps"]["type"] == "geo_point" and props["date"]["type"] == "date"
-    assert props["sensorid"]["type"] == "keyword" and props["value"]["type"] == "float"
+def test_the_retention_policy_deletes_daily_indices_after_retention_days(cluster: Any) -> None:
+    # Given a store configured with RETENTION_DAYS=30
+    state, url = cluster
+    store_on(url, retention_days=30).put_readings(make_readings(1))
+    # Then the ISM policy attaches itself to the daily indices and deletes them at 30 days
+    policy = state.policies["gasdetect-retention"]["policy"]
+    assert policy["ism_template"] == [{"index_patterns": ["gasdetect-2*"], "priority": 100}]
+    hot = next(s for s in policy["states"] if s["name"] == "hot")
+    assert hot["transitions"] == [{"state_name": "delete", "conditions": {"min_index_age": "30d"}}]
+    assert next(s for s in policy["states"] if s["name"] == "delete")["actions"][0]["delete"] == {}
 
 
-def test_throttled_items_are_retried_then_reported_stored(cluster: Any) -> None:
-    state, store = cluster
-    state.throttle_next_items = 3
+def test_a_changed_retention_updates_the_policy_guarded_by_its_version(cluster: Any) -> None:
+    # Given a cluster whose policy says 90 days
+    state, url = cluster
+    store_on(url).put_readings(make_readings(1))
+    # When a store with RETENTION_DAYS=7 starts
+    store_on(url, retention_days=7).put_readings(make_readings(1))
+    # Then the policy is replaced in place, naming the version it read
+    update = [r for r in state.requests if r.method == "PUT" and "_ism" in r.path][-1]
+    assert "if_seq_no=0" in update.url and "if_primary_term=1" in update.url
+    states = state.policies["gasdetect-retention"]["policy"]["states"]
+    assert states[0]["transitions"][0]["conditions"] == {"min_index_age": "7d"}
+    # And a cold start with the same setting leaves it as it is
+    puts = sum(1 for r in state.requests if r.method == "PUT" and "_ism" in r.path)
+    store_on(url, retention_days=7).put_readings(make_readings(1))
+    assert sum(1 for r in state.requests if r.method == "PUT" and "_ism" in r.path) == puts == 2
+
+
+def test_the_template_maps_value_as_double_so_stored_values_keep_their_digits(cluster: Any) -> None:
+    state, url = cluster
+    reading = make_readings(1)[0].model_copy(update={"value": 87.99999999})
+    store_on(url).put_readings([reading])
+    mapping = state.templates["gasdetect"]["template"]["mappings"]["properties"]
+    assert mapping["value"] == {"type": "double"}
+    assert mapping["gps"]["type"] == "geo_point" and mapping["date"]["type"] == "date"
+    assert state.docs()[reading.reading_id]["value"] == 87.99999999
+    assert state.templates["gasdetect"]["index_patterns"] == ["gasdetect-2*"]
+
+
+def test_readings_of_different_days_go_to_their_days_indices_in_one_bulk(cluster: Any) -> None:
+    state, url = cluster
+    readings = make_readings(2)
+    late = readings[1].model_copy(update={"created_at": readings[1].created_at + timedelta(days=1)})
+    store_on(url).put_readings([readings[0], late])
+    assert len(state.bulk_requests()) == 1
+    assert {name: len(index.docs) for name, index in state.indices.items()} == {DAY_INDEX: 1, "gasdetect-2026.01.02": 1}
+
+
+def test_a_seed_index_is_left_alone_new_readings_go_to_daily_indices_and_reads_cover_both(
+    cluster: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given the seed's index `gasdetect`: dynamic mapping, values stored as strings
+    state, url = cluster
+    state.add_seed_index("gasdetect", {"seed-1": {"groupid": "1", "gas": "no2", "value": "0.5"}})
+    store = store_on(url)
+    # When gasmon stores its first readings
+    with caplog.at_level(logging.WARNING):
+        outcome = store.put_readings(make_readings(3))
+    # Then the seed index is untouched, the daily index holds the readings without the alias
+    # (an alias cannot share an index's name), and the log says what to do
+    assert len(outcome.created) == 3 and store.seed_index
+    assert state.indices["gasdetect"].docs == {"seed-1": {"groupid": "1", "gas": "no2", "value": "0.5"}}
+    assert len(state.indices[DAY_INDEX].docs) == 3 and not state.indices[DAY_INDEX].aliases
+    assert "aliases" not in state.templates["gasdetect"]["template"]
+    assert "gasmon-admin reindex-seed" in caplog.text
+    # And a search names both the seed index and the daily indices
+    assert store.latest_reading(["1"]) is not None
+    search = state.requests[-1]
+    assert search.path == f"/{read_target('gasdetect')}/_search" == "/gasdetect,gasdetect-2*/_search"
+    assert state.resolve(read_target("gasdetect")) == ["gasdetect", DAY_INDEX]
+
+
+def test_a_bulk_stored_then_timed_out_is_retry_later_and_the_retry_stores_nothing_twice(cluster: Any) -> None:
+    # Given a cluster that stores the bulk but answers after the client's timeout
+    state, url = cluster
+    store = store_on(url, timeout=0.2)
+    store.ensure_index_template()
+    state.bulk_faults.append("store_then_timeout")
+    # When a POST is stored, the device is told to retry
+    with pytest.raises(StoreUnavailableError) as raised:
+        store.put_readings(make_readings(5))
+    assert raised.value.retry_after_seconds > 0
+    # Then its retry finds every reading stored once
+    outcome = store.put_readings(make_readings(5))
+    assert outcome.existing == {r.reading_id for r in make_readings(5)} and state.count() == 5
+
+
+def test_a_bulk_stored_then_answered_504_is_retried_and_counts_as_stored_by_this_call(cluster: Any) -> None:
+    # Given the domain's load balancer answers 504 after OpenSearch stored the bulk
+    state, url = cluster
+    state.bulk_faults.append("store_then_504")
+    # When the readings are stored
+    outcome = store_on(url).put_readings(make_readings(4))
+    # Then the adapter re-sent the bulk once; the 409s are its own readings: new, not duplicates
+    assert len(state.bulk_requests()) == 2
+    assert len(outcome.created) == 4 and not outcome.existing and state.count() == 4
+
+
+def test_partly_throttled_bulk_is_retried_until_every_reading_is_stored(cluster: Any) -> None:
+    # Given a cluster that takes 7 of 10 items and answers 429 for the last 3
+    state, url = cluster
+    store = store_on(url)
+    store.ensure_index_template()
+    state.throttle_items = 3
     outcome = store.put_readings(make_readings(10))
-    assert len(outcome.created) == 10 and len(state.docs) == 10
+    assert len(outcome.created) == 10 and state.count() == 10
+    assert len(state.bulk_requests()) == 2 and state.bulk_requests()[1].body.count(b'"create"') == 3
 
 
-def test_persistent_throttling_or_outage_is_store_unavailable(cluster: Any) -> None:
-    state, store = cluster
-    state.throttle_next_items = 10_000
+def test_persistent_throttling_or_an_outage_is_retry_later(cluster: Any) -> None:
+    state, url = cluster
+    store = store_on(url)
+    state.throttle_items = 10_000
     with pytest.raises(StoreUnavailableError):
         store.put_readings(make_readings(5))
-    state.throttle_next_items = 0
-    state.down = True
+    state.throttle_items = 0
+    state.bulk_faults += ["503", "503", "503"]
     with pytest.raises(StoreUnavailableError):
         store.put_readings(make_readings(5))
+    assert len(state.bulk_requests()) == 6  # 3 attempts each, then the device is told to retry
+
+
+def test_writes_blocked_by_a_full_disk_are_retry_later_not_a_rejection(cluster: Any) -> None:
+    # Given a cluster past its flood-stage watermark (403 cluster_block_exception per item)
+    state, url = cluster
+    store = store_on(url)
+    store.ensure_index_template()
+    state.block_writes = True
+    with pytest.raises(StoreUnavailableError) as raised:
+        store.put_readings(make_readings(2))
+    assert "cluster_block_exception" in raised.value.message and raised.value.retry_after_seconds == 30
+    # And a blocked index creation (the whole bulk answered 403) is the same
+    state.block_writes = False
+    state.bulk_faults.append("blocked_index_creation")
+    next_day = [r.model_copy(update={"created_at": r.created_at + timedelta(days=1)}) for r in make_readings(2)]
+    with pytest.raises(StoreUnavailableError):
+        store.put_readings(next_day)
+    assert "gasdetect-2026.01.02" not in state.indices
+
+
+def test_a_document_the_mapping_refuses_is_rejected_to_the_device_not_retried(cluster: Any) -> None:
+    # Given a cluster that refuses one reading with 400 mapper_parsing_exception
+    state, url = cluster
+    readings = make_readings(3)
+    state.refuse_ids = {readings[1].reading_id}
+    # When the store is asked to keep the readings
+    outcome = store_on(url).put_readings(readings)
+    # Then the other two are stored, the refused one is reported refused, and it was sent once
+    assert outcome.created == {readings[0].reading_id, readings[2].reading_id}
+    assert "mapper_parsing_exception" in outcome.refused[readings[1].reading_id]
+    assert len(state.bulk_requests()) == 1
+
+
+def test_ingest_tells_the_device_which_document_the_store_refused(cluster: Any) -> None:
+    # Given a batch of two documents and a cluster whose mapping refuses the second one's reading
+    state, url = cluster
+    now = datetime(2026, 1, 1, 0, 1, tzinfo=UTC)
+    times = (datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, 0, 0, 30, tzinfo=UTC))
+    documents = [
+        {"groupid": "1", "no2": {"value": value, "sensorid": "0006", "sensortype": "9", "createdtime": at.isoformat()}}
+        for value, at in zip((0.5, 0.7), times, strict=True)
+    ]
+    state.refuse_ids = {reading_id("1", "0006", "no2", times[1])}
+    # When the batch is posted
+    report = ingest(documents, True, IngestPolicy(), now, store_on(url), MemoryPublisher())
+    # Then the first is accepted and the second rejected, naming why: the POST is not a retry-later
+    first, second = report.response.results
+    assert first.status == "accepted"
+    assert second.status == "rejected" and second.readings[0].status == "rejected"
+    assert "mapper_parsing_exception" in second.details[0].problem and second.details[0].path == "[1].no2"
+    assert (report.response.accepted, report.response.rejected, report.response.duplicates) == (1, 1, 0)
+    assert state.count() == 1
+
+
+def test_a_setup_refused_by_fine_grained_access_control_is_one_clear_error_and_writes_go_on(
+    cluster: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given a domain with fine-grained access control where the role may write but not manage
+    state, url = cluster
+    state.forbid_setup = True
+    store = store_on(url)
+    # When two POSTs are stored
+    with caplog.at_level(logging.ERROR):
+        store.put_readings(make_readings(2))
+        store.put_readings(make_readings(3))
+    # Then one error says what is missing and where the fix is; the readings are stored
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1
+    assert "403" in errors[0].getMessage() and "fine-grained access control" in errors[0].getMessage()
+    assert state.count() == 3
+    assert sum(1 for r in state.requests if "_ism" in r.path or "_index_template" in r.path) == 2
 
 
 def test_documents_carry_gps_as_geo_point_and_the_reading_time() -> None:
     reading = make_readings(1)[0].model_copy(update={"lat": 37.6, "lon": 126.9, "gps": "37.6, 126.9"})
     [body] = list(bulk_bodies("gasdetect", [reading]))
     action, doc = (json.loads(line) for line in body.splitlines())
-    assert action == {"create": {"_index": "gasdetect", "_id": reading.reading_id}}
+    assert action == {"create": {"_index": DAY_INDEX, "_id": reading.reading_id}}
     assert doc["gps"] == {"lat": 37.6, "lon": 126.9} and doc["date"] == "2026-01-01T00:00:00+00:00"
 
 

@@ -28,6 +28,7 @@ from gasmon.models import (
     Reading,
     ReadingDocument,
     ReadingOutcome,
+    ReadingStatus,
     parse_gps,
 )
 from gasmon.ports import AlarmProcessor, MessagePublisher, ReadingStore
@@ -242,6 +243,8 @@ def ingest(
     to_store = [reading for doc in validated for reading in doc.readings]
     outcome = store.put_readings(to_store) if to_store else None
     created = outcome.created if outcome else frozenset()
+    # Readings the store refused for good (e.g. a mapping conflict): the device is told, per reading.
+    refused = outcome.refused if outcome else {}
 
     results: list[DocumentOutcome] = []
     fresh: list[Reading] = []
@@ -257,8 +260,13 @@ def ingest(
         claimed.update(r.reading_id for r in new)
         new_ids = {r.reading_id for r in new}
         outcomes = [
-            ReadingOutcome(gas=r.gas, id=r.reading_id, status="accepted" if r.reading_id in new_ids else "duplicate")
+            ReadingOutcome(gas=r.gas, id=r.reading_id, status=_reading_status(r.reading_id, new_ids, refused))
             for r in doc.readings
+        ]
+        refusals = [
+            Problem(path=f"[{doc.index}].{r.gas}" if is_batch else r.gas, problem=refused[r.reading_id])
+            for r in doc.readings
+            if r.reading_id in refused
         ]
         fresh.extend(new)
         published = []
@@ -269,8 +277,10 @@ def ingest(
             except PublishError:
                 warned_failures += 1
         warning_count += len(published)
-        status = "accepted" if new else "duplicate"
-        results.append(DocumentOutcome(index=doc.index, status=status, readings=outcomes, warnings=published))
+        status = "accepted" if new else "rejected" if len(refusals) == len(doc.readings) else "duplicate"
+        results.append(
+            DocumentOutcome(index=doc.index, status=status, readings=outcomes, warnings=published, details=refusals)
+        )
 
     # ---- Alarms with memory: evaluated once for every new reading of the request ----
     alarm_outcome = None
@@ -283,18 +293,24 @@ def ingest(
         warning_count += alarm_outcome.published
         warned_failures += alarm_outcome.failed
 
-    rejected = sum(1 for doc in validated if doc.problems)
+    rejected = sum(1 for result in results if result.status == "rejected")
     if policy.publish_status_messages:
         _publish_status(publisher, policy, validated, rejected)
 
     response = IngestResponse(
         accepted=len(fresh),
-        duplicates=len(to_store) - len(fresh),
+        duplicates=len(to_store) - len(fresh) - len(refused),
         rejected=rejected,
         warnings=warning_count,
         results=results,
     )
     return IngestReport(response=response, warnings_failed=warned_failures, alarms=alarm_outcome)
+
+
+def _reading_status(reading_id: str, new_ids: set[str], refused: Mapping[str, str]) -> ReadingStatus:
+    if reading_id in new_ids:
+        return "accepted"
+    return "rejected" if reading_id in refused else "duplicate"
 
 
 def _publish_status(

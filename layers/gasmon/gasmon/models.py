@@ -208,7 +208,7 @@ class WarningMessage(GasmonModel):
     level: Literal["warning", "critical"] = "warning"
 
 
-ReadingStatus = Literal["accepted", "duplicate"]
+ReadingStatus = Literal["accepted", "duplicate", "rejected"]
 
 
 class ReadingOutcome(GasmonModel):
@@ -238,10 +238,12 @@ class IngestResponse(GasmonModel):
 
 
 class StoreOutcome(GasmonModel):
-    """Which of the readings handed to a store were new and which it already had."""
+    """Which of the readings handed to a store were new, which it already had, and which it
+    refused for good (reading id -> why: e.g. a mapping conflict; retrying cannot help)."""
 
     created: frozenset[str]
     existing: frozenset[str]
+    refused: dict[str, str] = Field(default_factory=dict)
 
 
 # The request body of POST /readings: one document, or a batch of up to 500.

@@ -76,6 +76,8 @@ class StoreSettings(_Settings):
     opensearch_endpoint: str = ""
     opensearch_index: str = "gasdetect"
     aws_region: str = "ap-northeast-2"
+    # RETENTION_DAYS: readings older than this leave the hot store (OpenSearch: the ISM policy).
+    retention_days: int = Field(default=90, ge=1, le=36500)
 
 
 class ThresholdSettings(StoreSettings):

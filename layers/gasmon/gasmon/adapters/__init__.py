@@ -18,10 +18,13 @@ def open_reading_store(
     """The reading store `kind` names (`opensearch`, else SQLite) where the settings put it; heavy
     clients are imported only for the one chosen."""
     if kind == "opensearch":
-        from gasmon.adapters.opensearch_store import OpenSearchReadingStore
+        from gasmon.adapters.opensearch_store import DEFAULT_RETENTION_DAYS, OpenSearchReadingStore
 
         return OpenSearchReadingStore(
-            endpoint=settings.opensearch_endpoint, index=settings.opensearch_index, region=settings.aws_region
+            endpoint=settings.opensearch_endpoint,
+            index=settings.opensearch_index,
+            region=settings.aws_region,
+            retention_days=getattr(settings, "retention_days", DEFAULT_RETENTION_DAYS),
         )
     from gasmon.adapters.sqlite_store import SqliteReadingStore
 

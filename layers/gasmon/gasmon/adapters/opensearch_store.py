@@ -1,9 +1,22 @@
 """OpenSearch reading store (Amazon OpenSearch Service in AWS, signed with SigV4).
 
-Writes: one `_bulk` request per POST (split only past 10 MiB), `create` actions keyed by the
-deterministic reading id: an item answered 409 was already stored, so a retried POST stores
-nothing twice. Items the cluster could not take now (429, 5xx) are retried a few times; if some
-still fail, the whole call raises `StoreUnavailableError` and the device retries later.
+Layout: readings live in daily indices `<index>-YYYY.MM.DD` (by the reading's UTC date, so a
+retried reading always lands in the same index and its `create` is answered 409), joined to the
+`<index>` alias by an index template, and deleted by an ISM policy once older than
+`retention_days`. A concrete index already named `<index>` (a seed user's, or gasmon's own before
+daily indices) is detected at the first write and left alone: the alias is then not created
+(an alias cannot share an index's name), new readings still go to the daily indices, and reads
+target `<index>,<index>-2*`, which covers both (`gasmon-admin reindex-seed` converts the old
+documents). Setup (mapping probe, ISM policy, template) runs once per process; a 403 there (fine-
+grained access control without the role mapping) is one clear error in the log, not an outage.
+
+Writes: one `POST /<daily index>/_bulk` request per POST (split only past 10 MiB), `create`
+actions keyed by the deterministic reading id: an item answered 409 was already stored, so a
+retried POST stores nothing twice. Items the cluster could not take now (429, 5xx) and whole
+answers 502/503/504 are retried a few times in the call (the client itself never retries, so a
+retry it hid cannot turn "stored by us" into "already there"); if some still fail, the call
+raises `StoreUnavailableError` and the device retries later. An item refused for good (400, 404:
+e.g. a mapping conflict) is reported in `StoreOutcome.refused`, and the device is told.
 
 Reads (`ReadingQueries`): one `_search` per call. Series are a fixed_interval date_histogram with
 avg/min/max sub-aggregations; the device table is a composite aggregation on `device` (paged by
@@ -15,9 +28,10 @@ module is the only place OpenSearch query text is written.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +41,13 @@ from gasmon.models import BucketStats, DeviceLatest, GasValue, Reading, SeriesQu
 if TYPE_CHECKING:
     from opensearchpy import OpenSearch
 
+log = logging.getLogger(__name__)
+
 MAX_BULK_BYTES = 10 * 1024 * 1024
+DEFAULT_RETENTION_DAYS = 90
+# Daily indices are `<index>-YYYY.MM.DD`; `<index>-2*` matches them and nothing else gasmon names
+# `<index>-...` (e.g. a latest-per-device index), until the year 3000.
+DAILY_PATTERN = "{index}-2*"
 INDEX_TEMPLATE: dict[str, Any] = {
     "priority": 100,
     "template": {
@@ -42,7 +62,8 @@ INDEX_TEMPLATE: dict[str, Any] = {
                 "sensorid": {"type": "keyword"},
                 "sensortype": {"type": "keyword"},
                 "gas": {"type": "keyword"},
-                "value": {"type": "float"},
+                # double, not float: float32 turns 87.99999999 into 88.0 and 1234.56 into 1234.5601
+                "value": {"type": "double"},
                 "gps": {"type": "geo_point"},
                 "createdtime": {"type": "keyword"},
                 "date": {"type": "date"},
@@ -52,6 +73,68 @@ INDEX_TEMPLATE: dict[str, Any] = {
     },
 }
 _RETRYABLE = {429, 500, 502, 503, 504}
+# opensearch-py sends `_bulk` as application/json; the API specification says NDJSON.
+_NDJSON = {"Content-Type": "application/x-ndjson"}
+# Whole-request answers after which the cluster may have stored the body: a later 409 is ours.
+_AMBIGUOUS = {500, 502, 503, 504}
+
+
+def daily_index(index: str, day: date) -> str:
+    """The index a reading of this UTC day is stored in."""
+    return f"{index}-{day:%Y.%m.%d}"
+
+
+def read_target(index: str) -> str:
+    """What searches name: the alias (or a seed index of that name) and every daily index."""
+    return f"{index},{DAILY_PATTERN.format(index=index)}"
+
+
+def retention_policy_id(index: str) -> str:
+    return f"{index}-retention"
+
+
+def index_template_body(index: str, with_alias: bool) -> dict[str, Any]:
+    """The template of the daily indices: gasmon's mapping, and the alias unless an index has its name."""
+    template = json.loads(json.dumps(INDEX_TEMPLATE))
+    if with_alias:
+        template["template"]["aliases"] = {index: {}}
+    return {"index_patterns": [DAILY_PATTERN.format(index=index)], **template}
+
+
+def retention_policy_body(index: str, retention_days: int) -> dict[str, Any]:
+    """An ISM policy deleting a daily index `retention_days` after its creation, attached by pattern."""
+    return {
+        "policy": {
+            "description": f"gasmon: delete daily reading indices after {retention_days} days",
+            "default_state": "hot",
+            "states": [
+                {
+                    "name": "hot",
+                    "actions": [],
+                    "transitions": [{"state_name": "delete", "conditions": {"min_index_age": f"{retention_days}d"}}],
+                },
+                {"name": "delete", "actions": [{"delete": {}}], "transitions": []},
+            ],
+            "ism_template": [{"index_patterns": [DAILY_PATTERN.format(index=index)], "priority": 100}],
+        }
+    }
+
+
+def _retention_of(policy: Mapping[str, Any]) -> str | None:
+    """The `min_index_age` after which a stored policy deletes (ISM adds defaults, so compare only that)."""
+    for state in policy.get("states", []):
+        for transition in state.get("transitions", []):
+            if transition.get("state_name") == "delete":
+                return str(transition.get("conditions", {}).get("min_index_age"))
+    return None
+
+
+def has_gasmon_mapping(mapping: Mapping[str, Any]) -> bool:
+    """True if an index's mapping is gasmon's (the fields queries filter and aggregate on)."""
+    properties = mapping.get("mappings", {}).get("properties", {})
+    wanted = {"reading_id": "keyword", "device": "keyword", "gas": "keyword", "date": "date"}
+    types_match = all(properties.get(field, {}).get("type") == kind for field, kind in wanted.items())
+    return types_match and properties.get("value", {}).get("type") in ("double", "float")
 
 
 def to_document(reading: Reading) -> dict[str, Any]:
@@ -222,12 +305,13 @@ def crossings_body(
 
 
 def bulk_bodies(index: str, readings: Sequence[Reading], limit: int = MAX_BULK_BYTES) -> Iterator[str]:
-    """NDJSON `_bulk` bodies of `create` actions, each at most `limit` bytes."""
+    """NDJSON `_bulk` bodies of `create` actions into each reading's daily index, each at most `limit` bytes."""
     lines: list[str] = []
     size = 0
     for reading in readings:
+        target = daily_index(index, reading.created_at.astimezone(UTC).date())
         pair = (
-            json.dumps({"create": {"_index": index, "_id": reading.reading_id}})
+            json.dumps({"create": {"_index": target, "_id": reading.reading_id}})
             + "\n"
             + json.dumps(to_document(reading))
             + "\n"
@@ -239,6 +323,28 @@ def bulk_bodies(index: str, readings: Sequence[Reading], limit: int = MAX_BULK_B
         size += len(pair.encode())
     if lines:
         yield "".join(lines)
+
+
+def _path_index(body: str) -> str:
+    """The `_index` of a bulk body's first action: the index its `POST /<index>/_bulk` names."""
+    first = json.loads(body.split("\n", 1)[0])
+    return str(next(iter(first.values()))["_index"])
+
+
+def _action_ids(body: str) -> list[str]:
+    """The `_id`s of a bulk body's action lines (every other line, starting with the first)."""
+    actions = (json.loads(line) for line in body.split("\n")[::2] if line)
+    return [str(meta["_id"]) for action in actions for meta in action.values() if "_id" in meta]
+
+
+def _error_type(error: Any) -> str:
+    """The `type` of an OpenSearch error (`error.type`, or the root cause's)."""
+    if isinstance(error, Mapping):
+        inner = error.get("error", error)
+        if isinstance(inner, Mapping):
+            return str(inner.get("type", ""))
+        return str(inner)
+    return str(error or "")
 
 
 class OpenSearchReadingStore:
@@ -253,6 +359,8 @@ class OpenSearchReadingStore:
         client_factory: Callable[[], OpenSearch] | None = None,
         retries: int = 2,
         sleep: Callable[[float], None] = time.sleep,
+        retention_days: int = DEFAULT_RETENTION_DAYS,
+        timeout: float = 10,
     ) -> None:
         self.endpoint = endpoint
         self.index = index
@@ -263,6 +371,9 @@ class OpenSearchReadingStore:
         self._template_ready = False
         self.retries = retries
         self._sleep = sleep
+        self.retention_days = retention_days
+        self.timeout = timeout
+        self.seed_index = False  # a concrete index named `index` exists (set by the first write)
         self.requests = 0  # `_bulk` round trips, for `make bench`
 
     def _build_client(self) -> OpenSearch:
@@ -284,9 +395,10 @@ class OpenSearchReadingStore:
             use_ssl=parsed.scheme == "https",
             verify_certs=parsed.scheme == "https",
             connection_class=RequestsHttpConnection,
-            timeout=10,
-            max_retries=1,
-            retry_on_status=(502, 503, 504),
+            timeout=self.timeout,
+            # No retries inside the client: a bulk it re-sent after a 504 would come back 409 for
+            # readings this very call stored. `put_readings` retries, knowing what it sent.
+            max_retries=0,
         )
 
     @property
@@ -295,16 +407,81 @@ class OpenSearchReadingStore:
             self._client = self._client_factory() if self._client_factory else self._build_client()
         return self._client
 
+    # ---- index setup: once per process, before the first write ----
+
     def ensure_index_template(self) -> None:
-        """Install the index template (date, geo_point, keyword ids, float value) once per process."""
+        """Probe for a seed index, install the retention policy and the daily indices' template.
+
+        A 403 (fine-grained access control: the role is not mapped to manage templates and ISM
+        policies) is logged once as an error and the write goes ahead: an operator may have
+        installed both already. Unreachable or overloaded: the POST is retried later.
+        """
         if self._template_ready:
             return
-        self._call(
-            lambda: self.client.indices.put_index_template(
-                name=self.index, body={"index_patterns": [f"{self.index}*"], **INDEX_TEMPLATE}
+        from opensearchpy.exceptions import TransportError
+
+        try:
+            self._detect_seed_index()
+            self._ensure_retention_policy()
+            body = index_template_body(self.index, with_alias=not self.seed_index)
+            self._call(lambda: self.client.indices.put_index_template(name=self.index, body=body))
+        except StoreUnavailableError as exc:
+            if not isinstance(exc.__cause__, TransportError) or exc.__cause__.status_code != 403:
+                raise
+            log.error(
+                "OpenSearch refused gasmon's index setup with 403 (%s). With fine-grained access control, "
+                "map this function's IAM role to a role allowed cluster:admin/opendistro/ism/policy/*, "
+                "indices:admin/index_template/put and indices:admin/mappings/get (see the README on "
+                "fine-grained access control). Until then readings are written without gasmon's template "
+                "and retention policy.",
+                _error_type(exc.__cause__.info),
             )
-        )
         self._template_ready = True
+
+    def _detect_seed_index(self) -> None:
+        mappings = self._call(lambda: self.client.indices.get_mapping(index=self.index, ignore_unavailable=True))
+        existing = mappings.get(self.index) if isinstance(mappings, Mapping) else None
+        if existing is None:
+            return  # nothing, or the alias over daily indices
+        self.seed_index = True
+        if has_gasmon_mapping(existing):
+            log.warning(
+                "index %s holds readings from before daily indices: left as it is and still read; "
+                "new readings go to %s (gasmon-admin reindex-seed moves the old ones)",
+                self.index,
+                daily_index(self.index, datetime.now(UTC).date()),
+            )
+        else:
+            log.warning(
+                "index %s exists without gasmon's mapping (a seed index): left alone; new readings go to %s "
+                "and queries read both; convert its documents with gasmon-admin reindex-seed",
+                self.index,
+                daily_index(self.index, datetime.now(UTC).date()),
+            )
+
+    def _ensure_retention_policy(self) -> None:
+        from opensearchpy.exceptions import ConflictError, NotFoundError
+
+        policy_id = retention_policy_id(self.index)
+        wanted = retention_policy_body(self.index, self.retention_days)
+        ism = self.client.plugins.index_management
+        try:
+            current = self._call(lambda: ism.get_policy(policy_id))
+        except NotFoundError:
+            try:
+                self._call(lambda: ism.put_policy(policy_id, body=wanted))
+            except ConflictError:
+                log.info("retention policy %s was created by another writer", policy_id)
+            return
+        if _retention_of(current.get("policy", {})) == f"{self.retention_days}d":
+            return
+        # RETENTION_DAYS changed: update in place, guarded by the version we read. A conflict means
+        # another cold start just did the same.
+        params = {"if_seq_no": current["_seq_no"], "if_primary_term": current["_primary_term"]}
+        try:
+            self._call(lambda: ism.put_policy(policy_id, body=wanted, params=params))
+        except ConflictError:
+            log.info("retention policy %s was updated by another writer", policy_id)
 
     def _call(self, request: Callable[[], Any]) -> Any:
         from opensearchpy.exceptions import ConnectionError as OSConnectionError
@@ -316,39 +493,69 @@ class OpenSearchReadingStore:
             raise StoreUnavailableError(f"OpenSearch is unreachable: {exc}", retry_after_seconds=5) from exc
         except TransportError as exc:
             status = exc.status_code if isinstance(exc.status_code, int) else 503
-            if status in _RETRYABLE or status in (401, 403):
+            if status == 403:
+                # cluster_block_exception (disk full: writes blocked) or a missing permission.
+                kind = _error_type(exc.info)
+                message = f"OpenSearch refused the request (403 {kind})"
+                raise StoreUnavailableError(message, retry_after_seconds=30) from exc
+            if status in _RETRYABLE or status == 401:
                 raise StoreUnavailableError(f"OpenSearch answered {status}", retry_after_seconds=5) from exc
             raise
 
+    # ---- writes ----
+
     def put_readings(self, readings: Sequence[Reading]) -> StoreOutcome:
         """Bulk-create readings; 409 means already stored; retry what the cluster throttled."""
+        from opensearchpy.exceptions import TransportError
+
         self.ensure_index_template()
         created: set[str] = set()
         existing: set[str] = set()
+        refused: dict[str, str] = {}
+        ambiguous: set[str] = set()  # sent in an attempt whose answer was lost: a 409 later is ours
         pending = list({r.reading_id: r for r in readings}.values())
         for attempt in range(self.retries + 1):
             failed: list[Reading] = []
             by_id = {r.reading_id: r for r in pending}
             for body in bulk_bodies(self.index, pending):
                 self.requests += 1
-                answer = self._call(partial(self.client.bulk, body=body))
+                ids = [i for i in _action_ids(body) if i in by_id]
+                try:
+                    send = partial(self.client.bulk, body=body, index=_path_index(body), headers=_NDJSON)
+                    answer = self._call(send)
+                except StoreUnavailableError as exc:
+                    cause = exc.__cause__
+                    if not isinstance(cause, TransportError) or cause.status_code not in _RETRYABLE:
+                        raise
+                    if cause.status_code in _AMBIGUOUS:
+                        ambiguous.update(ids)
+                    failed.extend(by_id[i] for i in ids)
+                    continue
                 for item in answer.get("items", []):
-                    result = item.get("create", {})
+                    if "create" not in item:
+                        continue  # not a reading's action
+                    result = item["create"]
                     status = int(result.get("status", 500))
                     reading_id = str(result.get("_id"))
-                    if status in (200, 201):
+                    if status in (200, 201) or (status == 409 and reading_id in ambiguous):
                         created.add(reading_id)
                     elif status == 409:
                         existing.add(reading_id)
                     elif status in _RETRYABLE and reading_id in by_id:
                         failed.append(by_id[reading_id])
-                    else:
-                        reason = result.get("error", {})
+                    elif status == 403:
+                        kind = _error_type(result.get("error"))
+                        log.error("OpenSearch refused reading %s with 403 %s", reading_id, kind)
                         raise StoreUnavailableError(
-                            f"OpenSearch refused reading {reading_id}: {reason}", retry_after_seconds=30
+                            f"OpenSearch is not accepting writes now (403 {kind})", retry_after_seconds=30
                         )
+                    else:
+                        error = result.get("error", {})
+                        reason = error.get("reason", "") if isinstance(error, Mapping) else str(error)
+                        log.warning("OpenSearch refused reading %s for good: %s", reading_id, error)
+                        refused[reading_id] = f"the store refused it ({_error_type(error) or status}): {reason}"
             if not failed:
-                return StoreOutcome(created=frozenset(created), existing=frozenset(existing))
+                return StoreOutcome(created=frozenset(created), existing=frozenset(existing), refused=refused)
             pending = failed
             if attempt < self.retries:
                 self._sleep(0.1 * 2**attempt)
@@ -363,7 +570,7 @@ class OpenSearchReadingStore:
 
         # ignore_unavailable: before the first reading is stored the index does not exist yet.
         def request() -> Any:
-            return self.client.search(index=self.index, body=body, ignore_unavailable=True)
+            return self.client.search(index=read_target(self.index), body=body, ignore_unavailable=True)
 
         return dict(self._call(request))
 
