@@ -2,7 +2,9 @@
 
 No OpenSearch can run on this machine (no Docker, no JVM distribution from the registries), so
 this server keeps documents by `_id` and answers `create` with 201, or 409 for an id it has,
-and can be told to throttle items with 429: the adapter's parsing and retries are real.
+and can be told to throttle items with 429: the adapter's parsing and retries are real. `index`
+actions with `version_type: external_gte` (the latest-per-device documents) are kept as
+OpenSearch keeps them: written when their version is at least the stored one, else 409.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from tests.integration.test_sqlite_store import make_readings
 class FakeCluster:
     def __init__(self) -> None:
         self.docs: dict[str, dict[str, Any]] = {}
+        self.latest: dict[tuple[str, str], tuple[int, dict[str, Any]]] = {}  # (index, id) -> (version, doc)
+        self.throttle_latest = 0
         self.requests: list[tuple[str, str]] = []
         self.throttle_next_items = 0
         self.down = False
@@ -56,6 +60,20 @@ def serve(cluster: FakeCluster) -> ThreadingHTTPServer:
             lines = [json.loads(line) for line in body.splitlines() if line.strip()]
             items = []
             for action, doc in zip(lines[::2], lines[1::2], strict=True):
+                if "index" in action:
+                    meta = action["index"]
+                    assert meta["version_type"] == "external_gte"
+                    key, version = (meta["_index"], meta["_id"]), int(meta["version"])
+                    if cluster.throttle_latest > 0:
+                        cluster.throttle_latest -= 1
+                        items.append({"index": {"_id": meta["_id"], "status": 429, "error": {"type": "rejected"}}})
+                    elif key in cluster.latest and cluster.latest[key][0] > version:
+                        error = {"type": "version_conflict_engine_exception"}
+                        items.append({"index": {"_id": meta["_id"], "status": 409, "error": error}})
+                    else:
+                        cluster.latest[key] = (version, doc)
+                        items.append({"index": {"_id": meta["_id"], "status": 201}})
+                    continue
                 doc_id = action["create"]["_id"]
                 if cluster.throttle_next_items > 0:
                     cluster.throttle_next_items -= 1
@@ -65,7 +83,8 @@ def serve(cluster: FakeCluster) -> ThreadingHTTPServer:
                 else:
                     cluster.docs[doc_id] = doc
                     items.append({"create": {"_id": doc_id, "status": 201}})
-            self._answer(200, {"took": 1, "errors": any(i["create"]["status"] >= 300 for i in items), "items": items})
+            errors = any(next(iter(i.values()))["status"] >= 300 for i in items)
+            self._answer(200, {"took": 1, "errors": errors, "items": items})
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -98,11 +117,16 @@ def test_index_template_maps_geo_point_date_and_keywords_once(cluster: Any) -> N
     state, store = cluster
     store.put_readings(make_readings(1))
     store.put_readings(make_readings(2))
-    templates = [json.loads(body) for path, body in state.requests if path.startswith("/_index_template/")]
-    assert len(templates) == 1
-    props = templates[0]["template"]["mappings"]["properties"]
+    templates = {
+        path: json.loads(body) for path, body in state.requests if path.startswith("/_index_template/")
+    }
+    assert sum(path.startswith("/_index_template/") for path, _ in state.requests) == 2  # once each
+    props = templates["/_index_template/gasdetect"]["template"]["mappings"]["properties"]
     assert props["gps"]["type"] == "geo_point" and props["date"]["type"] == "date"
     assert props["sensorid"]["type"] == "keyword" and props["value"]["type"] == "float"
+    # The latest index has its own template that outranks the readings' (whose pattern matches it)
+    latest = templates["/_index_template/gasdetect-latest"]
+    assert latest["index_patterns"] == ["gasdetect-latest"] and latest["priority"] > 100
 
 
 def test_throttled_items_are_retried_then_reported_stored(cluster: Any) -> None:
@@ -136,3 +160,42 @@ def test_bulk_bodies_are_split_at_the_size_limit() -> None:
     bodies = list(bulk_bodies("gasdetect", readings, limit=4096))
     assert len(bodies) > 1 and all(len(b.encode()) <= 4096 for b in bodies)
     assert sum(body.count('"create"') for body in bodies) == 50
+
+
+def test_the_latest_reading_per_device_and_gas_rides_in_the_same_bulk_request(cluster: Any) -> None:
+    state, store = cluster
+    # Given a POST of 100 readings of one device and gas, a second apart
+    readings = make_readings(100)
+    # When they are stored
+    store.put_readings(readings)
+    # Then one _bulk request carried them and one latest document per (device, gas): the newest
+    assert [path for path, _ in state.requests if path.startswith("/_bulk")] == ["/_bulk"]
+    newest: dict[tuple[str, str], Any] = {}
+    for r in readings:
+        if (r.device, r.gas) not in newest or r.created_at > newest[(r.device, r.gas)].created_at:
+            newest[(r.device, r.gas)] = r
+    stored = {key[1]: doc["reading_id"] for key, (_, doc) in state.latest.items() if key[0] == "gasdetect-latest"}
+    assert stored == {f"{d}#{g}": r.reading_id for (d, g), r in newest.items()}
+
+
+def test_a_late_reading_never_replaces_a_newer_latest_document(cluster: Any) -> None:
+    state, store = cluster
+    [older, newer] = [r for r in make_readings(40) if r.gas == "no2"][:2]
+    older, newer = sorted([older, newer], key=lambda r: r.created_at)
+    # Given the newer reading was stored first
+    store.put_readings([newer])
+    # When the older one arrives late, in its own POST
+    outcome = store.put_readings([older])
+    # Then it is stored as a reading, and the device's latest no2 is still the newer one
+    assert outcome.created == {older.reading_id}
+    [(_, doc)] = [v for k, v in state.latest.items() if k[1] == f"{newer.device}#no2"]
+    assert doc["reading_id"] == newer.reading_id
+
+
+def test_a_throttled_latest_document_is_sent_again_and_the_reading_is_reported_once(cluster: Any) -> None:
+    state, store = cluster
+    state.throttle_latest = 1
+    readings = make_readings(3)
+    outcome = store.put_readings(readings)
+    assert outcome.created == {r.reading_id for r in readings} and not outcome.existing
+    assert len(state.latest) == len({(r.device, r.gas) for r in readings})

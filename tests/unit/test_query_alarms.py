@@ -123,7 +123,11 @@ def test_without_an_alarm_table_the_answer_says_so_and_lists_nothing(
         ({"state": "closed", "cursor": encode_cursor("alarms-open", {"t": 1, "id": "a"})}, "cursor", "next_cursor"),
         # ours on the outside, but the store does not recognise what is inside
         ({"cursor": encode_cursor("alarms-all", {"c": "forged"})}, "cursor", "start again"),
-        ({"state": "open", "cursor": encode_cursor("alarms-open", {"t": "soon"})}, "cursor", "damaged"),
+        ({"state": "open", "cursor": encode_cursor("alarms-open", {"t": "soon"})}, "cursor", "next_cursor"),
+        # years the alarm table could only be searched month by month: a 422, not minutes of queries
+        ({"since": "0096-12-27T00:00:00Z"}, "since", "retention"),
+        ({"state": "open", "since": "0001-01-01T00:00:00Z"}, "since", "retention"),
+        ({"until": "9999-12-31T00:00:00Z"}, "until", "at or before"),
     ],
 )
 def test_a_bad_parameter_is_a_422_naming_it(
