@@ -117,9 +117,7 @@ def test_index_template_maps_geo_point_date_and_keywords_once(cluster: Any) -> N
     state, store = cluster
     store.put_readings(make_readings(1))
     store.put_readings(make_readings(2))
-    templates = {
-        path: json.loads(body) for path, body in state.requests if path.startswith("/_index_template/")
-    }
+    templates = {path: json.loads(body) for path, body in state.requests if path.startswith("/_index_template/")}
     assert sum(path.startswith("/_index_template/") for path, _ in state.requests) == 2  # once each
     props = templates["/_index_template/gasdetect"]["template"]["mappings"]["properties"]
     assert props["gps"]["type"] == "geo_point" and props["date"]["type"] == "date"

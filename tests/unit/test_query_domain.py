@@ -348,7 +348,9 @@ def test_alerts_without_presence_say_so() -> None:
 def test_alerts_page_newest_first() -> None:
     alerts = [DisconnectAlert(client_id=f"pi-{n}", disconnected_at=NOW - timedelta(minutes=n)) for n in range(5)]
     first = alert_page(MemoryPresence(alerts=alerts), POLICY, NOW, since=NOW - timedelta(days=1), limit=3)
-    second = alert_page(MemoryPresence(alerts=alerts), POLICY, NOW, since=NOW - timedelta(days=1), limit=3, cursor=first.next_cursor)
+    second = alert_page(
+        MemoryPresence(alerts=alerts), POLICY, NOW, since=NOW - timedelta(days=1), limit=3, cursor=first.next_cursor
+    )
     assert [a.client_id for a in first.alerts + second.alerts] == ["pi-0", "pi-1", "pi-2", "pi-3", "pi-4"]
     assert second.next_cursor is None
 
