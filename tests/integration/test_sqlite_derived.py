@@ -63,7 +63,7 @@ def test_a_retried_post_is_counted_once_in_the_rollups(tmp_path: Path) -> None:
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize(
     ("interval", "filters"),
-    [(60, {}), (300, {"groupid": "3"}), (3600, {"deviceid": "pi-2"}), (30, {}), (90, {"sensorid": "0006"})],
+    [(60, {}), (300, {"groupid": "3"}), (3600, {"deviceid": "pi-2"}), (30, {}), (90, {"sensorid": "0006"}), (300, {})],
 )
 def test_series_from_rollups_equals_the_readings(
     tmp_path: Path, seed: int, interval: int, filters: dict[str, str]
@@ -92,7 +92,9 @@ def test_a_file_from_before_the_derived_tables_is_backfilled_once(tmp_path: Path
     SqliteReadingStore(path).put_readings(readings)
     # Given a file whose derived tables were lost (as in a file written before they existed)
     with sqlite3.connect(path) as conn:
-        conn.executescript("DROP TABLE devices; DROP TABLE device_latest; DROP TABLE reading_minutes;")
+        conn.executescript(
+            "DROP TABLE devices; DROP TABLE device_latest; DROP TABLE reading_minutes; DROP TABLE gas_minutes;"
+        )
         conn.execute("PRAGMA user_version = 0")
     # When the store opens it
     store = SqliteReadingStore(path)

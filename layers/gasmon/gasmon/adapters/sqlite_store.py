@@ -7,8 +7,10 @@ Two derived tables keep every query's work independent of how many readings are 
 written in the same transaction as the readings they come from, so they never disagree:
 - `devices` + `device_latest`: each device's newest reading and its newest value per gas, so
   GET /devices reads one row per device and gas (a late reading never replaces a newer one);
-- `reading_minutes`: count, sum, min and max per (gas, minute, device, group, sensor), so a series
-  in whole minutes reads rollups, and only the last partial minute from the readings.
+- `reading_minutes`: count, sum, min and max per (gas, minute, device, group, sensor), and
+  `gas_minutes` the same per (gas, minute) alone, so a series in whole minutes reads rollups (the
+  coarse ones when it names no group, sensor or device), and only the last partial minute from the
+  readings.
 
 A reading's primary key is its deterministic `reading_id`, so storing the same POST twice keeps
 one row; the check and the insert run in one IMMEDIATE transaction, so two processes posting the
@@ -82,9 +84,18 @@ CREATE TABLE IF NOT EXISTS reading_minutes (
     high        REAL NOT NULL,
     PRIMARY KEY (gas, minute_ms, device, groupid, sensorid, deviceid)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS gas_minutes (
+    gas         TEXT NOT NULL,
+    minute_ms   INTEGER NOT NULL,
+    n           INTEGER NOT NULL,
+    total       REAL NOT NULL,
+    low         REAL NOT NULL,
+    high        REAL NOT NULL,
+    PRIMARY KEY (gas, minute_ms)
+) WITHOUT ROWID;
 """
 # The derived tables' layout version (PRAGMA user_version): a file below it is backfilled once.
-DERIVED_VERSION = 2
+DERIVED_VERSION = 3
 INDEXES = """
 DROP INDEX IF EXISTS readings_by_gas_time;
 CREATE INDEX IF NOT EXISTS readings_by_gas_time_id ON readings (gas, created_ms, reading_id, value);
@@ -112,11 +123,17 @@ VALUES (?,?,?,?,?,?,1,?,?,?)
 ON CONFLICT (gas, minute_ms, device, groupid, sensorid, deviceid) DO UPDATE SET n = n + 1,
     total = total + excluded.total, low = min(low, excluded.low), high = max(high, excluded.high)
 """
+_UPSERT_GAS_MINUTE = """
+INSERT INTO gas_minutes (gas, minute_ms, n, total, low, high) VALUES (?,?,1,?,?,?)
+ON CONFLICT (gas, minute_ms) DO UPDATE SET n = n + 1,
+    total = total + excluded.total, low = min(low, excluded.low), high = max(high, excluded.high)
+"""
 # Rebuilds the derived tables from the readings (a file from before them, or a bulk load).
 _BACKFILL = """
 DELETE FROM devices;
 DELETE FROM device_latest;
 DELETE FROM reading_minutes;
+DELETE FROM gas_minutes;
 INSERT INTO device_latest (device, gas, created_ms, reading_id, value, sensorid, createdtime)
     SELECT device, gas, max(created_ms), reading_id, value, sensorid, createdtime
     FROM readings GROUP BY device, gas;
@@ -128,6 +145,8 @@ INSERT INTO reading_minutes (gas, minute_ms, device, groupid, sensorid, deviceid
     SELECT gas, (created_ms / 60000) * 60000, device, groupid, sensorid, coalesce(deviceid, ''),
         count(*), sum(value), min(value), max(value)
     FROM readings GROUP BY 1, 2, 3, 4, 5, 6;
+INSERT INTO gas_minutes (gas, minute_ms, n, total, low, high)
+    SELECT gas, minute_ms, sum(n), sum(total), min(low), max(high) FROM reading_minutes GROUP BY 1, 2;
 """
 _COLUMNS = (
     "reading_id, groupid, gps, lat, lon, gas, sensorid, sensortype, value, createdtime, created_ms, received_ms, "
@@ -307,9 +326,10 @@ class SqliteReadingStore:
             sql, args = raw, [query.gas, start_ms, end_ms, *params]
         else:
             whole_end = end_ms - end_ms % MINUTE_MS
+            rollups = "reading_minutes" if filters else "gas_minutes"
             rolled = (
                 f"SELECT (minute_ms / {step}) * {step} AS bucket, sum(n) AS n, sum(total) AS total,"
-                " min(low) AS low, max(high) AS high FROM reading_minutes"
+                f" min(low) AS low, max(high) AS high FROM {rollups}"
                 f" WHERE gas = ? AND minute_ms >= ? AND minute_ms < ?{where} GROUP BY bucket"
             )
             sql = (
@@ -439,7 +459,7 @@ class SqliteReadingStore:
 
 
 def _write_derived(conn: sqlite3.Connection, readings: Sequence[Reading]) -> None:
-    """Fold newly stored readings into `devices`, `device_latest` and `reading_minutes`."""
+    """Fold newly stored readings into `devices`, `device_latest`, `reading_minutes` and `gas_minutes`."""
     conn.executemany(
         _UPSERT_DEVICE,
         [(r.device, _ms(r.created_at), r.reading_id, r.deviceid, r.groupid, r.gps, r.lat, r.lon) for r in readings],
@@ -447,6 +467,10 @@ def _write_derived(conn: sqlite3.Connection, readings: Sequence[Reading]) -> Non
     conn.executemany(
         _UPSERT_LATEST,
         [(r.device, r.gas, _ms(r.created_at), r.reading_id, r.value, r.sensorid, r.createdtime) for r in readings],
+    )
+    conn.executemany(
+        _UPSERT_GAS_MINUTE,
+        [(r.gas, _ms(r.created_at) // MINUTE_MS * MINUTE_MS, r.value, r.value, r.value) for r in readings],
     )
     conn.executemany(
         _UPSERT_MINUTE,
