@@ -16,13 +16,17 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import requests
 
 from gasmon_local.openapi import build_spec
 from gasmon_local.process import StackProcess
+from tests.e2e.conftest import WAIT, document, iso_time
 
 EXAMPLES_PER_OPERATION = 100
 CONFIG = f"""
@@ -45,6 +49,34 @@ def api_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackProcess
     data_dir: Path = tmp_path_factory.mktemp("schemathesis-stack")
     with StackProcess(data_dir, "--no-devices") as stack:
         yield stack
+
+
+def test_bounds_and_cursors_hold_against_the_running_stack(api_stack: StackProcess) -> None:
+    api, headers = api_stack.endpoints["api"], api_credentials(api_stack)
+    now = datetime.now(UTC).replace(microsecond=0)
+    # Given a Pi posted NO2 over its threshold three times, the last one first
+    for minutes in (1, 3, 2):
+        body = document("pi-b", "2", now - timedelta(minutes=minutes), stamp=iso_time, no2=90 + minutes)
+        assert requests.post(f"{api}/readings", json=body, headers=headers, timeout=WAIT).status_code == 200
+    # When the warnings are paged one at a time
+    first = requests.get(f"{api}/warnings", params={"limit": "1"}, headers=headers, timeout=WAIT).json()
+    cursor = first["next_cursor"]
+    second = requests.get(f"{api}/warnings", params={"limit": "1", "cursor": cursor}, headers=headers, timeout=WAIT)
+    # Then the signed cursor continues the list, and an edited one is a 422 naming it
+    assert [w["value"] for w in first["warnings"] + second.json()["warnings"]] == [91, 92]
+    payload, _, signature = cursor.partition(".")
+    edited = requests.get(
+        f"{api}/warnings", params={"cursor": f"{payload}.{signature[::-1]}"}, headers=headers, timeout=WAIT
+    )
+    assert edited.status_code == 422 and edited.json()["details"][0]["path"] == "cursor"
+    # And the device table shows the newest reading, though it arrived first
+    [pi_b] = requests.get(f"{api}/devices", headers=headers, timeout=WAIT).json()["devices"]
+    assert (pi_b["device"], pi_b["values"]["no2"]["value"]) == ("pi-b", 91)
+    # And the alarm history since year 1 is refused at once, naming `since`
+    started = time.monotonic()
+    answer = requests.get(f"{api}/alarms", params={"since": "0001-01-01T00:00:00Z"}, headers=headers, timeout=WAIT)
+    assert answer.status_code == 422 and answer.json()["details"][0]["path"] == "since"
+    assert time.monotonic() - started < WAIT
 
 
 def test_every_get_route_answers_as_its_spec_says(api_stack: StackProcess, tmp_path: Path) -> None:

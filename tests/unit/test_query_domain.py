@@ -230,6 +230,21 @@ def test_a_made_up_cursor_is_refused(cursor: str) -> None:
     assert caught.value.details[0].path == "cursor"
 
 
+def test_cursors_are_signed_with_the_deployments_key() -> None:
+    # Given a deployment with its own cursor key (CURSOR_KEY)
+    from gasmon.policies import query_policy
+    from gasmon.settings import QuerySettings
+
+    policy = query_policy(QuerySettings(cursor_key="deployment secret"))
+    store = MemoryQueries([reading(NOW - timedelta(minutes=m), value=90 + m) for m in range(3)])
+    page = warning_page(store, policy, NOW, limit=1)
+    # Then its cursors continue its lists, and a cursor signed with the key in the source does not
+    assert warning_page(store, policy, NOW, limit=1, cursor=page.next_cursor).warnings
+    forged = encode_cursor("w", {"t": 1, "id": "x"})
+    with pytest.raises(InvalidQueryError):
+        warning_page(store, policy, NOW, limit=1, cursor=forged)
+
+
 # ---- devices ----
 
 
