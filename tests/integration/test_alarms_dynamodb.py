@@ -239,3 +239,26 @@ def test_the_table_matches_template_yaml() -> None:
     assert normal(properties["GlobalSecondaryIndexes"]) == normal(expected["GlobalSecondaryIndexes"])
     assert properties["SSESpecification"] == {"SSEEnabled": True}
     assert properties["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+
+
+class RefusingClient:
+    """A DynamoDB client that answers every Query as DynamoDB does a start key outside its bounds."""
+
+    def query(self, **request: Any) -> Any:
+        from botocore.exceptions import ClientError
+
+        error = {"Code": "ValidationException", "Message": "The provided starting key is outside query boundaries"}
+        raise ClientError({"Error": error}, "Query")
+
+
+def test_a_start_key_dynamodb_refuses_is_a_bad_cursor_not_a_retry_later() -> None:
+    # Given a cursor this adapter gave out, which DynamoDB finds outside the query's bounds
+    store = DynamoDbAlarmStore(TABLE, region="ap-northeast-2", client=RefusingClient())
+    key = {"by_time_pk": {"S": "ALARMS#2026-05"}, "by_time_sk": {"S": "2026-04-30T00:00:00.000000Z#a"}}
+    cursor = base64.urlsafe_b64encode(json.dumps({"m": "2026-05", "k": key}).encode()).decode()
+    # Then the page is refused as a bad cursor (a 422), never as an outage (a 503 that can never pass)
+    with pytest.raises(InvalidAlarmQueryError):
+        store.list_alarms(T0 - timedelta(days=1), T0, cursor=cursor)
+    # ... while the same refusal without a cursor is still an outage
+    with pytest.raises(AlarmStoreUnavailableError):
+        store.list_alarms(T0 - timedelta(days=1), T0)

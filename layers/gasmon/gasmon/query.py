@@ -483,14 +483,27 @@ def alarm_page(
         raise InvalidQueryError("the time range is empty", [Problem(path="until", problem="must be after since")])
     kind = f"alarms-{state}"
     position = decode_cursor(kind, cursor, policy.cursor_key)
+    # A cursor continues the query it was given for: the same filters, and the range as it was
+    # resolved then (a default `since` moves with the clock; the store's cursor must not).
+    scope = _alarm_scope(device, gas)
+    if position is not None and position.get("q") != scope:
+        raise InvalidQueryError(
+            "the cursor is not valid here",
+            [Problem(path="cursor", problem="belongs to a query with other filters; start again without it")],
+        )
     page = AlarmHistoryPage(alarms=[], configured=store is not None, state=state, since=since_utc, until=until_utc)
     if store is None:
         return page
+    history_end = until_utc or now
+    if state != "open" and position is not None:
+        start, history_end = _history_range(position)
     try:
         if state == "open":
             episodes, next_position = _open_page(store, since_utc, until_utc, limit, position, device, gas)
         else:
-            episodes, next_position = _history_page(store, state, start, until_utc or now, limit, position, device, gas)
+            episodes, next_position = _history_page(store, state, start, history_end, limit, position, device, gas)
+            if next_position is not None:
+                next_position |= {"s": _ms(start), "u": _ms(history_end)}
     except InvalidAlarmQueryError:
         # Only a cursor this API signed reaches the store, so this is one from before a store change.
         raise InvalidQueryError(
@@ -498,8 +511,25 @@ def alarm_page(
         ) from None
     except AlarmStoreUnavailableError as exc:
         raise StoreUnavailableError(f"the alarm history cannot be read now: {exc}") from exc
-    next_cursor = encode_cursor(kind, next_position, policy.cursor_key) if next_position is not None else None
+    next_cursor = (
+        encode_cursor(kind, next_position | {"q": scope}, policy.cursor_key) if next_position is not None else None
+    )
     return page.model_copy(update={"alarms": [AlarmView.of(e) for e in episodes], "next_cursor": next_cursor})
+
+
+def _alarm_scope(device: str | None, gas: str | None) -> str:
+    """The filters an alarm cursor belongs to, as a short digest kept in the cursor."""
+    return hashlib.sha256(json.dumps([device, gas]).encode()).hexdigest()[:12]
+
+
+def _history_range(position: dict[str, Any]) -> tuple[datetime, datetime]:
+    """The [since, until) a history cursor was given for."""
+    bounds = []
+    for value in (position.get("s"), position.get("u")):
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= _MAX_CURSOR_MS:
+            raise _BAD_CURSOR
+        bounds.append(datetime.fromtimestamp(value / 1000, tz=UTC))
+    return bounds[0], bounds[1]
 
 
 def _open_page(

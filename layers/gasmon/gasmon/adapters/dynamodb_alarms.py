@@ -220,6 +220,9 @@ class DynamoDbAlarmStore:
                 if reasons & {"ConditionalCheckFailed", "TransactionConflict"}:
                     self.conflicts += 1
                     raise AlarmConflictError(f"{operation}: the alarm state changed since it was read") from exc
+            if code == "ValidationException" and "ExclusiveStartKey" in kwargs:
+                # A start key outside the query's bounds can never succeed: not a retry-later.
+                raise InvalidAlarmQueryError("cursor does not fit this query; start again without it") from exc
             raise AlarmStoreUnavailableError(f"DynamoDB {operation} on {self.table_name} failed: {code}") from exc
         except BotoCoreError as exc:
             raise AlarmStoreUnavailableError(f"DynamoDB {operation} on {self.table_name} failed: {exc}") from exc
