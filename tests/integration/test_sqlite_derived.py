@@ -103,3 +103,20 @@ def test_a_file_from_before_the_derived_tables_is_backfilled_once(tmp_path: Path
     assert pi1.values["no2"].value == 14
     query = SeriesQuery(gas="no2", start=T0, end=T0 + timedelta(minutes=10), interval_seconds=300)
     assert shown(store.bucket_stats(query)) == brute_force(readings, query)
+
+
+def test_deleting_old_readings_takes_their_rollups_and_latest_rows_along(tmp_path: Path) -> None:
+    store = SqliteReadingStore(tmp_path / "r.sqlite3")
+    # Given pi-1 posted at minutes 0-9 and pi-2 only at minute 2
+    readings = [reading(m, value=10 + m, deviceid="pi-1") for m in range(10)]
+    readings.append(reading(2, value=99, deviceid="pi-2", groupid="3"))
+    store.put_readings(readings)
+    # When everything before minute 5 is swept
+    assert store.delete_before(T0 + timedelta(minutes=5, seconds=30)) == 6
+    # Then pi-2 (all its readings gone) leaves the device table, pi-1 keeps its newest value
+    assert [(d.device, d.values["no2"].value) for d in store.latest_by_device(None, 10)] == [("pi-1", 19)]
+    # And series from rollups agree with the readings that are left
+    left = [r for r in readings if r.created_at >= T0 + timedelta(minutes=5)]
+    for filters in ({}, {"deviceid": "pi-1"}):
+        query = SeriesQuery(gas="no2", start=T0, end=T0 + timedelta(minutes=10), interval_seconds=60, **filters)
+        assert shown(store.bucket_stats(query)) == brute_force(left, query)

@@ -448,6 +448,24 @@ class SqliteReadingStore:
             for row in rows
         ]
 
+    def delete_before(self, before: datetime) -> int:
+        """Delete readings taken before `before` (aligned down to a whole minute) and what the derived
+        tables hold of them, in one transaction; return how many readings went. For the retention
+        sweep: devices whose newest reading went leave the device table, as they would from a
+        query over the readings."""
+        cutoff = _ms(before) // MINUTE_MS * MINUTE_MS
+        self.requests += 1
+        try:
+            with self._transaction() as conn:
+                gone = conn.execute("DELETE FROM readings WHERE created_ms < ?", (cutoff,)).rowcount
+                conn.execute("DELETE FROM reading_minutes WHERE minute_ms < ?", (cutoff,))
+                conn.execute("DELETE FROM gas_minutes WHERE minute_ms < ?", (cutoff,))
+                conn.execute("DELETE FROM device_latest WHERE created_ms < ?", (cutoff,))
+                conn.execute("DELETE FROM devices WHERE created_ms < ?", (cutoff,))
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailableError(f"the reading store failed: {exc}", retry_after_seconds=2) from exc
+        return int(gone)
+
     def count(self) -> int:
         """How many readings are stored (for tests and the local stack's log)."""
         with self._lock:
