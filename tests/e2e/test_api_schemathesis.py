@@ -14,6 +14,7 @@ beside 2xx (and every 422 must still match the documented ErrorBody).
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -107,3 +108,6 @@ def test_every_get_route_answers_as_its_spec_says(api_stack: StackProcess, tmp_p
     report = (tmp_path / "junit.xml").read_text()
     for route in routes:
         assert f"GET {route}" in report, (route, output[-3000:])
+    # And it tried at least the promised number of cases per operation
+    generated = re.search(r"(\d+) generated", output)
+    assert generated and int(generated.group(1)) >= EXAMPLES_PER_OPERATION * len(routes), output[-3000:]
