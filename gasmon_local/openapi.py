@@ -41,6 +41,18 @@ def build_spec() -> dict[str, Any]:
     }
     spec["components"]["securitySchemes"] = {"api_key": {"type": "apiKey", "name": "x-api-key", "in": "header"}}
     spec["security"] = [{"api_key": []}]
+    # API Gateway itself answers a request without a valid key, before any function runs.
+    spec["components"]["schemas"]["GatewayError"] = {
+        "type": "object",
+        "properties": {"message": {"type": "string"}},
+        "required": ["message"],
+    }
+    for methods in spec["paths"].values():
+        for operation in methods.values():
+            operation["responses"]["403"] = {
+                "description": "Missing or wrong API key: API Gateway's own answer",
+                "content": {"application/json": {"schema": {"$ref": REF.format(model="GatewayError")}}},
+            }
     return spec
 
 

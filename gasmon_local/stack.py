@@ -15,6 +15,7 @@ import contextlib
 import json
 import logging
 import os
+import secrets
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -110,6 +111,19 @@ def process_environment(aws_endpoint: str, iot_data_endpoint: str, region: str) 
     }
 
 
+def cursor_key(data_dir: Path) -> str:
+    """The key the query API signs cursors with: `<data-dir>/cursor-key`, made once (mode 600),
+    so cursors stay valid across a restart and differ between data directories."""
+    path = data_dir / "cursor-key"
+    if path.exists() and path.read_text().strip():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(32)
+    path.write_text(key + "\n")
+    path.chmod(0o600)
+    return key
+
+
 def function_environments(
     stack: Stack, common: Mapping[str, str], data_dir: Path, grace: float | None
 ) -> dict[str, dict[str, str]]:
@@ -122,6 +136,8 @@ def function_environments(
         variables |= {"READING_STORE": "sqlite", "SQLITE_PATH": str((data_dir / "readings.sqlite3").resolve())}
         # The embedded store is SQLite, so presence e-mails can name a device's group and place.
         variables |= {"DEVICE_DIRECTORY": "sqlite"}
+        # The query API signs its cursors with a key kept in the data directory (see `cursor_key`).
+        variables |= {"CURSOR_KEY": cursor_key(data_dir)}
         if grace is not None and GRACE_VARIABLE in variables:
             variables[GRACE_VARIABLE] = _number(grace)
         environments[logical_id] = variables

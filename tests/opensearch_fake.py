@@ -50,6 +50,7 @@ class Index:
     mappings: dict[str, Any] = field(default_factory=dict)
     aliases: set[str] = field(default_factory=set)
     docs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    versions: dict[str, int] = field(default_factory=dict)  # external versions of `index` actions
 
 
 def error(status: int, kind: str, reason: str) -> dict[str, Any]:
@@ -84,11 +85,22 @@ class FakeCluster:
         return [r for r in self.requests if r.path.endswith("/_bulk")]
 
     def docs(self) -> dict[str, dict[str, Any]]:
-        """Every stored document by `_id`, whatever its index (an id in two indices counts twice in `count`)."""
-        return {doc_id: doc for index in self.indices.values() for doc_id, doc in index.docs.items()}
+        """Every stored reading by `_id`, whatever its index (an id in two indices counts twice in `count`).
+
+        The latest-per-device index (`*-latest`) holds copies, not readings: see `latest_docs`.
+        """
+        return {doc_id: doc for name, index in self.readings_indices() for doc_id, doc in index.docs.items()}
 
     def count(self) -> int:
-        return sum(len(index.docs) for index in self.indices.values())
+        return sum(len(index.docs) for _, index in self.readings_indices())
+
+    def readings_indices(self) -> list[tuple[str, Index]]:
+        return [(name, index) for name, index in self.indices.items() if not name.endswith("-latest")]
+
+    def latest_docs(self, name: str = "gasdetect-latest") -> dict[str, dict[str, Any]]:
+        """The latest-per-(device, gas) documents by `_id` (`<device>#<gas>`)."""
+        index = self.indices.get(name)
+        return dict(index.docs) if index else {}
 
     def add_seed_index(self, name: str, docs: dict[str, dict[str, Any]]) -> None:
         """An index as the seed's Lambda left it: dynamic mapping, values as strings."""
@@ -189,6 +201,26 @@ class FakeCluster:
                     {kind: {**base, "status": 400, "error": error(400, "mapper_parsing_exception", reason)["error"]}}
                 )
                 continue
+            external = meta.get("version_type") in ("external", "external_gte")
+            if kind == "index" and external and doc_id in index.versions:
+                stored, offered = index.versions[doc_id], int(meta["version"])
+                if stored > offered or (stored == offered and meta["version_type"] == "external"):
+                    reason = (
+                        f"[{doc_id}]: version conflict, current version [{stored}] is higher or equal to the "
+                        f"one provided [{offered}]"
+                    )
+                    items.append(
+                        {
+                            kind: {
+                                **base,
+                                "status": 409,
+                                "error": error(409, "version_conflict_engine_exception", reason)["error"],
+                            }
+                        }
+                    )
+                    continue
+            if kind == "index" and external:
+                index.versions[doc_id] = int(meta["version"])
             if doc_id in index.docs and kind == "create":
                 reason = f"[{doc_id}]: version conflict, document already exists (current version [1])"
                 items.append(
@@ -209,7 +241,7 @@ class FakeCluster:
                         **base,
                         "status": 201,
                         "result": "created",
-                        "_version": 1,
+                        "_version": index.versions.get(doc_id, 1) if kind == "index" else 1,
                         "_seq_no": len(index.docs),
                         "_primary_term": 1,
                         "_shards": shards,

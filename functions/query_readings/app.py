@@ -6,7 +6,7 @@ adapters are built from settings, `gasmon.query` does the work. Every client err
 """
 
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from functools import cache
 from typing import Annotated, Any, Literal
 
@@ -80,7 +80,11 @@ def _answers(model: type[Any], text: str) -> dict[int, Any]:
 
 # Ids are checked against the alphabet ingest accepts: none that it would refuse reaches a store query.
 Id = Annotated[str | None, Query(min_length=1, max_length=SAFE_ID_MAX_LENGTH, pattern=SAFE_ID_PATTERN)]
-Cursor = Annotated[str | None, Query(min_length=1, max_length=512, description="`next_cursor` of the previous page")]
+Cursor = Annotated[
+    str | None,
+    Query(min_length=1, max_length=1024, description="`next_cursor` of the previous page (signed: any other is a 422)"),
+]
+RETENTION_NOTE = "; at most RETENTION_DAYS (default 90) before now and at most 1 day after it"
 
 
 @app.get(
@@ -91,8 +95,8 @@ Cursor = Annotated[str | None, Query(min_length=1, max_length=512, description="
 @tracer.capture_method
 def get_series(
     gas: Annotated[str, Query(pattern=GAS_NAME_PATTERN, description="co, no2, c2h5oh, h2, ...")],
-    start: Annotated[QueryTime | None, Query(description="ISO-8601; default: 24 h before end")] = None,
-    end: Annotated[QueryTime | None, Query(description="ISO-8601, exclusive; default: now")] = None,
+    start: Annotated[QueryTime | None, Query(description="ISO-8601; default: 24 h before end" + RETENTION_NOTE)] = None,
+    end: Annotated[QueryTime | None, Query(description="ISO-8601, exclusive; default: now" + RETENTION_NOTE)] = None,
     interval: Annotated[
         str, Query(pattern=r"^(auto|[1-9][0-9]{0,4}[smhd])$", description="Bucket width: 30s, 5m, 1h, 1d or auto")
     ] = "auto",
@@ -131,7 +135,7 @@ def get_devices(
 )
 @tracer.capture_method
 def get_warnings(
-    since: Annotated[QueryTime | None, Query(description="ISO-8601; default: 24 h ago")] = None,
+    since: Annotated[QueryTime | None, Query(description="ISO-8601; default: 24 h ago" + RETENTION_NOTE)] = None,
     gas: Annotated[str | None, Query(pattern=GAS_NAME_PATTERN)] = None,
     groupid: Id = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
@@ -139,8 +143,9 @@ def get_warnings(
 ) -> WarningPage:
     context = app.context
     metrics.add_metric("WarningQueries", MetricUnit.Count, 1)
-    start = since or context["clock"]() - timedelta(hours=24)
-    return warning_page(context["queries"], _policy(), start, limit, cursor=cursor, gas=gas, groupid=groupid)
+    return warning_page(
+        context["queries"], _policy(), context["clock"](), limit, since=since, cursor=cursor, gas=gas, groupid=groupid
+    )
 
 
 @app.get(
@@ -150,14 +155,13 @@ def get_warnings(
 )
 @tracer.capture_method
 def get_alerts(
-    since: Annotated[QueryTime | None, Query(description="ISO-8601; default: 7 days ago")] = None,
+    since: Annotated[QueryTime | None, Query(description="ISO-8601; default: 7 days ago" + RETENTION_NOTE)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 20,
     cursor: Cursor = None,
 ) -> AlertPage:
     context = app.context
     metrics.add_metric("AlertQueries", MetricUnit.Count, 1)
-    start = since or context["clock"]() - timedelta(days=7)
-    return alert_page(context["presence"], start, limit, cursor=cursor)
+    return alert_page(context["presence"], _policy(), context["clock"](), limit, since=since, cursor=cursor)
 
 
 @app.get(
@@ -173,8 +177,10 @@ def get_alarms(
             description="open: every alarm open now, whenever it started; closed or all: episodes started since `since`"
         ),
     ] = "all",
-    since: Annotated[QueryTime | None, Query(description="ISO-8601; default: 24 h ago (state=open: no limit)")] = None,
-    until: Annotated[QueryTime | None, Query(description="ISO-8601, exclusive; default: now")] = None,
+    since: Annotated[
+        QueryTime | None, Query(description="ISO-8601; default: 24 h ago (state=open: no limit)" + RETENTION_NOTE)
+    ] = None,
+    until: Annotated[QueryTime | None, Query(description="ISO-8601, exclusive; default: now" + RETENTION_NOTE)] = None,
     device: Id = None,
     gas: Annotated[str | None, Query(pattern=GAS_NAME_PATTERN)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
@@ -192,6 +198,7 @@ def get_alarms(
         cursor=cursor,
         device=device,
         gas=gas,
+        policy=_policy(),
     )
 
 

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from moto import mock_aws
 
-from gasmon.adapters.dynamodb_alarms import DynamoDbAlarmStore, table_definition
+from gasmon.adapters.dynamodb_alarms import MAX_QUERIES_PER_PAGE, DynamoDbAlarmStore, table_definition
 from gasmon.errors import AlarmConflictError, AlarmStoreUnavailableError, InvalidAlarmQueryError
 from gasmon.models import AlarmEpisode, AlarmState, GasThresholds, OpenAlarm
 
@@ -179,6 +179,29 @@ def test_alarm_history_pages_newest_first_across_months_and_devices(store: Dynam
     assert [e.started_at for e in store.open_alarms()] == [starts[-1]]
 
 
+def test_a_sparse_history_is_read_with_a_bounded_number_of_queries_per_page(store: DynamoDbAlarmStore) -> None:
+    # Given one CO episode ten months back, and NO2 episodes every day of the last month
+    old, _ = open_state("pi-1", "co", T0 - timedelta(days=300))
+    store.save(old, [old.alarm.episode("pi-1", "co").model_copy(update={"ended_at": T0})])  # type: ignore[union-attr]
+    for day in range(1, 31):
+        state, episode = open_state("pi-2", f"no2{day}", T0 - timedelta(days=day))
+        store.save(state, [episode.model_copy(update={"gas": "no2", "ended_at": episode.started_at})])
+    # When the CO history of the last year is read (every month but one has nothing for it)
+    pages, found, cursor = 0, [], None
+    while True:
+        before = store.reads
+        page = store.list_alarms(T0 - timedelta(days=365), T0, gas="co", limit=1, cursor=cursor)
+        pages += 1
+        # Then no page costs more than the bound, whatever the range
+        assert store.reads - before <= MAX_QUERIES_PER_PAGE
+        found += page.items
+        cursor = page.next_cursor
+        if cursor is None or pages > 20:
+            break
+    # And following the cursors still reaches the one old episode, once
+    assert [e.gas for e in found] == ["co"] and cursor is None and pages > 1
+
+
 @pytest.mark.parametrize(
     "cursor",
     [
@@ -216,3 +239,26 @@ def test_the_table_matches_template_yaml() -> None:
     assert normal(properties["GlobalSecondaryIndexes"]) == normal(expected["GlobalSecondaryIndexes"])
     assert properties["SSESpecification"] == {"SSEEnabled": True}
     assert properties["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+
+
+class RefusingClient:
+    """A DynamoDB client that answers every Query as DynamoDB does a start key outside its bounds."""
+
+    def query(self, **request: Any) -> Any:
+        from botocore.exceptions import ClientError
+
+        error = {"Code": "ValidationException", "Message": "The provided starting key is outside query boundaries"}
+        raise ClientError({"Error": error}, "Query")
+
+
+def test_a_start_key_dynamodb_refuses_is_a_bad_cursor_not_a_retry_later() -> None:
+    # Given a cursor this adapter gave out, which DynamoDB finds outside the query's bounds
+    store = DynamoDbAlarmStore(TABLE, region="ap-northeast-2", client=RefusingClient())
+    key = {"by_time_pk": {"S": "ALARMS#2026-05"}, "by_time_sk": {"S": "2026-04-30T00:00:00.000000Z#a"}}
+    cursor = base64.urlsafe_b64encode(json.dumps({"m": "2026-05", "k": key}).encode()).decode()
+    # Then the page is refused as a bad cursor (a 422), never as an outage (a 503 that can never pass)
+    with pytest.raises(InvalidAlarmQueryError):
+        store.list_alarms(T0 - timedelta(days=1), T0, cursor=cursor)
+    # ... while the same refusal without a cursor is still an outage
+    with pytest.raises(AlarmStoreUnavailableError):
+        store.list_alarms(T0 - timedelta(days=1), T0)

@@ -215,7 +215,9 @@ def test_latest_per_device_is_a_composite_page_with_top_hits(opensearch: CannedO
     )
     # When the page after "1" is read, two devices at most, for group 2
     devices = store_for(opensearch).latest_by_device("1", 2, groupid="2")
-    # Then the request is a composite aggregation on `device` continuing after that key
+    # Then the request searches the latest index (one document per device and gas, never the
+    # readings) with a composite aggregation on `device` continuing after that key
+    assert opensearch.requests[0]["path"].startswith("/gasdetect-latest/_search")
     body = opensearch.requests[0]["body"]
     composite = body["aggs"]["devices"]["composite"]
     assert composite == {

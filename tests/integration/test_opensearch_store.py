@@ -49,11 +49,12 @@ def test_first_write_sets_up_retention_policy_template_and_alias_then_one_bulk_p
         ("GET", "/_plugins/_ism/policies/gasdetect-retention"),
         ("PUT", "/_plugins/_ism/policies/gasdetect-retention"),
         ("PUT", "/_index_template/gasdetect"),
+        ("PUT", "/_index_template/gasdetect-latest"),
         ("POST", f"/{DAY_INDEX}/_bulk"),
         ("POST", f"/{DAY_INDEX}/_bulk"),
     ]
     assert len(first.created) == 100 and len(second.existing) == 100 and not second.created
-    assert state.count() == 100 and set(state.indices) == {DAY_INDEX}
+    assert state.count() == 100 and set(state.indices) == {DAY_INDEX, "gasdetect-latest"}
     assert state.indices[DAY_INDEX].aliases == {"gasdetect"}
 
 
@@ -264,3 +265,58 @@ def test_bulk_bodies_are_split_at_the_size_limit() -> None:
     bodies = list(bulk_bodies("gasdetect", readings, limit=4096))
     assert len(bodies) > 1 and all(len(b.encode()) <= 4096 for b in bodies)
     assert sum(body.count('"create"') for body in bodies) == 50
+
+
+# ---- The latest reading per (device, gas): its own document, in the same _bulk ----
+
+
+def newest_by_latest_id(readings: list[Any]) -> dict[str, str]:
+    newest: dict[tuple[str, str], Any] = {}
+    for r in readings:
+        if (r.device, r.gas) not in newest or r.created_at > newest[(r.device, r.gas)].created_at:
+            newest[(r.device, r.gas)] = r
+    return {f"{d}#{g}": r.reading_id for (d, g), r in newest.items()}
+
+
+def test_the_latest_reading_per_device_and_gas_rides_in_the_same_bulk_request(cluster: Any) -> None:
+    state, url = cluster
+    # Given a POST of 100 readings
+    readings = make_readings(100)
+    # When they are stored
+    store_on(url).put_readings(readings)
+    # Then one _bulk request carried them and one latest document per (device, gas): the newest
+    assert len(state.bulk_requests()) == 1
+    stored = {doc_id: doc["reading_id"] for doc_id, doc in state.latest_docs().items()}
+    assert stored == newest_by_latest_id(readings)
+    # And the latest index has its own template, outranking the readings' one
+    latest = state.templates["gasdetect-latest"]
+    assert (
+        latest["index_patterns"] == ["gasdetect-latest"]
+        and latest["priority"] > state.templates["gasdetect"]["priority"]
+    )
+    assert state.indices["gasdetect-latest"].aliases == set()  # never counted as readings
+
+
+def test_a_late_reading_never_replaces_a_newer_latest_document(cluster: Any) -> None:
+    state, url = cluster
+    store = store_on(url)
+    [older, newer] = sorted([r for r in make_readings(40) if r.gas == "no2"][:2], key=lambda r: r.created_at)
+    # Given the newer reading was stored first
+    store.put_readings([newer])
+    # When the older one arrives late, in its own POST
+    outcome = store.put_readings([older])
+    # Then it is stored as a reading, and the device's latest no2 is still the newer one
+    assert outcome.created == {older.reading_id}
+    assert state.latest_docs()[f"{newer.device}#no2"]["reading_id"] == newer.reading_id
+
+
+def test_a_throttled_latest_document_is_sent_again_and_the_reading_is_reported_once(cluster: Any) -> None:
+    state, url = cluster
+    readings = make_readings(3)
+    # Given the cluster throttles the first items of the first bulk
+    state.throttle_items = 2
+    # When the readings are stored
+    outcome = store_on(url).put_readings(readings)
+    # Then each is reported created once, and every (device, gas) has its latest document
+    assert outcome.created == {r.reading_id for r in readings} and not outcome.existing
+    assert set(state.latest_docs()) == set(newest_by_latest_id(readings))

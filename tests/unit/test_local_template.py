@@ -192,6 +192,13 @@ def test_each_function_gets_the_local_overrides(tmp_path: Path) -> None:
     assert record["DEVICE_DIRECTORY"] == "sqlite"  # e-mails name the group and place locally
     assert record["POWERTOOLS_TRACE_DISABLED"] == "true" and record["POWERTOOLS_METRICS_NAMESPACE"] == "gasmon"
     assert environments["CheckPresenceFunction"]["SHARED_SETTING"] == "from-function"
+    # The query API's cursor key is made once per data directory and kept (mode 600)
+    assert len(record["CURSOR_KEY"]) >= 40
+    assert (
+        function_environments(stack, common, tmp_path, grace=3)["RecordPresenceFunction"]["CURSOR_KEY"]
+        == (record["CURSOR_KEY"])
+    )
+    assert (tmp_path / "cursor-key").stat().st_mode & 0o777 == 0o600
 
 
 def test_an_event_source_mapping_resource_feeds_its_queue_to_the_function() -> None:

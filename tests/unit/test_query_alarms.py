@@ -9,10 +9,12 @@ import pytest
 
 from gasmon.adapters.presence_status import NullDeviceStatusSource
 from gasmon.models import AlarmEpisode
-from gasmon.query import encode_cursor
+from gasmon.query import _alarm_scope, encode_cursor
 from gasmon_local.functions import load_function_module, load_handler
 from tests.fakes import MemoryAlarmStore
 from tests.unit.test_query_handler import EmptyStore
+
+SCOPE = _alarm_scope(None, None)  # the digest of a query without device or gas filters
 
 handler = load_handler("functions/query_readings")
 NOW = datetime(2025, 3, 14, 9, 0, tzinfo=UTC)
@@ -121,9 +123,24 @@ def test_without_an_alarm_table_the_answer_says_so_and_lists_nothing(
         # a cursor of another list, and one of another state of this list
         ({"cursor": encode_cursor("w", {"t": 1, "id": "r"})}, "cursor", "next_cursor"),
         ({"state": "closed", "cursor": encode_cursor("alarms-open", {"t": 1, "id": "a"})}, "cursor", "next_cursor"),
-        # ours on the outside, but the store does not recognise what is inside
-        ({"cursor": encode_cursor("alarms-all", {"c": "forged"})}, "cursor", "start again"),
-        ({"state": "open", "cursor": encode_cursor("alarms-open", {"t": "soon"})}, "cursor", "damaged"),
+        # signed, for this query, but the store does not recognise what is inside
+        ({"cursor": encode_cursor("alarms-all", {"c": "forged", "s": 0, "u": 1, "q": SCOPE})}, "cursor", "start again"),
+        ({"state": "open", "cursor": encode_cursor("alarms-open", {"t": "soon", "q": SCOPE})}, "cursor", "next_cursor"),
+        (
+            {"cursor": encode_cursor("alarms-all", {"c": "mem:1", "s": "x", "u": 1, "q": SCOPE})},
+            "cursor",
+            "next_cursor",
+        ),
+        # signed, but for a query with other filters
+        (
+            {"gas": "co", "cursor": encode_cursor("alarms-all", {"c": "mem:1", "s": 0, "u": 1, "q": SCOPE})},
+            "cursor",
+            "other filters",
+        ),
+        # years the alarm table could only be searched month by month: a 422, not minutes of queries
+        ({"since": "0096-12-27T00:00:00Z"}, "since", "retention"),
+        ({"state": "open", "since": "0001-01-01T00:00:00Z"}, "since", "retention"),
+        ({"until": "9999-12-31T00:00:00Z"}, "until", "at or before"),
     ],
 )
 def test_a_bad_parameter_is_a_422_naming_it(
@@ -277,3 +294,28 @@ def test_open_pages_too(
     for i in range(3):
         alarms.add(episode(f"o{i}", NOW - timedelta(days=i + 1), device=f"pi-{i}"))
     assert pages(get, {"state": "open", "limit": "2"}) == [["o0", "o1"], ["o2"]]
+
+
+def test_a_cursor_keeps_the_range_it_was_given_for_as_the_clock_moves(
+    api_event: Callable[..., dict[str, Any]], lambda_context: Any, alarms: MemoryAlarmStore
+) -> None:
+    # Given five episodes in the last 24 h, the oldest 23 h ago
+    alarms.add(*(episode(f"a{n}", NOW - timedelta(hours=23 - n)) for n in range(5)))
+
+    def at(moment: datetime, query: dict[str, str]) -> dict[str, Any]:
+        result = handler(
+            api_event("GET", "/alarms", query),
+            lambda_context,
+            queries=EmptyStore(),
+            presence=NullDeviceStatusSource(),
+            clock=lambda: moment,
+            alarm_store=alarms,
+        )
+        assert result["statusCode"] == 200, result["body"]
+        return dict(json.loads(result["body"]))
+
+    # When the default (last 24 h) is paged three at a time, the second page two hours later
+    first = at(NOW, {"limit": "3"})
+    second = at(NOW + timedelta(hours=2), {"limit": "3", "cursor": first["next_cursor"]})
+    # Then the second page continues the first query's range: the oldest episode is still listed
+    assert [a["alarm_id"] for a in first["alarms"] + second["alarms"]] == ["a4", "a3", "a2", "a1", "a0"]

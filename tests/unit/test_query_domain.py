@@ -223,11 +223,26 @@ def test_a_cursor_round_trips_and_belongs_to_its_list() -> None:
         decode_cursor("d", cursor)
 
 
-@pytest.mark.parametrize("cursor", ["not-base64!", "e30", "bnVsbA"])
+@pytest.mark.parametrize("cursor", ["not-base64!", "e30", "bnVsbA", "eyJrIjoidyIsInQiOjEsImlkIjoieCJ9"])
 def test_a_made_up_cursor_is_refused(cursor: str) -> None:
     with pytest.raises(InvalidQueryError) as caught:
         decode_cursor("w", cursor)
     assert caught.value.details[0].path == "cursor"
+
+
+def test_cursors_are_signed_with_the_deployments_key() -> None:
+    # Given a deployment with its own cursor key (CURSOR_KEY)
+    from gasmon.policies import query_policy
+    from gasmon.settings import QuerySettings
+
+    policy = query_policy(QuerySettings(cursor_key="deployment secret"))
+    store = MemoryQueries([reading(NOW - timedelta(minutes=m), value=90 + m) for m in range(3)])
+    page = warning_page(store, policy, NOW, limit=1)
+    # Then its cursors continue its lists, and a cursor signed with the key in the source does not
+    assert warning_page(store, policy, NOW, limit=1, cursor=page.next_cursor).warnings
+    forged = encode_cursor("w", {"t": 1, "id": "x"})
+    with pytest.raises(InvalidQueryError):
+        warning_page(store, policy, NOW, limit=1, cursor=forged)
 
 
 # ---- devices ----
@@ -310,7 +325,7 @@ def test_warnings_are_readings_at_or_above_their_threshold_newest_first() -> Non
         ]
     )
     # When the warnings of the last hour are read
-    page = warning_page(store, POLICY, NOW - timedelta(hours=1), limit=10)
+    page = warning_page(store, POLICY, NOW, since=NOW - timedelta(hours=1), limit=10)
     # Then there are three, newest first, each with its threshold
     assert [(w.gas, w.value, w.threshold) for w in page.warnings] == [("co", 40, 35), ("no2", 120, 88), ("no2", 88, 88)]
     assert page.next_cursor is None
@@ -322,7 +337,7 @@ def test_warnings_page_with_a_cursor_without_repeats() -> None:
     store.readings.append(reading(NOW - timedelta(minutes=3), value=99, sensorid="0011"))
     seen, cursor = [], None
     while True:
-        page = warning_page(store, POLICY, NOW - timedelta(hours=1), limit=3, cursor=cursor)
+        page = warning_page(store, POLICY, NOW, since=NOW - timedelta(hours=1), limit=3, cursor=cursor)
         seen += [w.reading_id for w in page.warnings]
         cursor = page.next_cursor
         if cursor is None:
@@ -332,23 +347,25 @@ def test_warnings_page_with_a_cursor_without_repeats() -> None:
 
 def test_warnings_for_one_gas_only() -> None:
     store = MemoryQueries([reading(NOW, value=90), reading(NOW, gas="co", value=90, sensorid="0005")])
-    page = warning_page(store, POLICY, NOW - timedelta(hours=1), limit=10, gas="co")
+    page = warning_page(store, POLICY, NOW, since=NOW - timedelta(hours=1), limit=10, gas="co")
     assert [w.gas for w in page.warnings] == ["co"]
-    assert warning_page(store, POLICY, NOW - timedelta(hours=1), limit=10, gas="h2").warnings == []
+    assert warning_page(store, POLICY, NOW, since=NOW - timedelta(hours=1), limit=10, gas="h2").warnings == []
 
 
 # ---- alerts ----
 
 
 def test_alerts_without_presence_say_so() -> None:
-    page = alert_page(MemoryPresence(configured=False), NOW - timedelta(days=7), limit=5)
+    page = alert_page(MemoryPresence(configured=False), POLICY, NOW, limit=5, since=NOW - timedelta(days=7))
     assert page.presence is False and page.alerts == []
 
 
 def test_alerts_page_newest_first() -> None:
     alerts = [DisconnectAlert(client_id=f"pi-{n}", disconnected_at=NOW - timedelta(minutes=n)) for n in range(5)]
-    first = alert_page(MemoryPresence(alerts=alerts), NOW - timedelta(days=1), limit=3)
-    second = alert_page(MemoryPresence(alerts=alerts), NOW - timedelta(days=1), limit=3, cursor=first.next_cursor)
+    first = alert_page(MemoryPresence(alerts=alerts), POLICY, NOW, since=NOW - timedelta(days=1), limit=3)
+    second = alert_page(
+        MemoryPresence(alerts=alerts), POLICY, NOW, since=NOW - timedelta(days=1), limit=3, cursor=first.next_cursor
+    )
     assert [a.client_id for a in first.alerts + second.alerts] == ["pi-0", "pi-1", "pi-2", "pi-3", "pi-4"]
     assert second.next_cursor is None
 

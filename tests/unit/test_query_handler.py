@@ -10,6 +10,7 @@ import pytest
 from gasmon.adapters.presence_status import NullDeviceStatusSource
 from gasmon.errors import StoreUnavailableError
 from gasmon.models import BucketStats, DeviceLatest, Reading, SeriesQuery
+from gasmon.query import encode_cursor
 from gasmon_local.functions import load_handler
 
 handler = load_handler("functions/query_readings")
@@ -57,7 +58,17 @@ def call(api_event: Callable[..., dict[str, Any]], context: Any, path: str, quer
         ("/series", {"gas": "NO2"}, "gas", "lower case"),
         ("/series", {"gas": "no2", "interval": "5 minutes"}, "interval", "30s, 5m"),
         ("/series", {"gas": "no2", "start": "yesterday"}, "start", "datetime"),
-        ("/series", {"gas": "no2", "interval": "1s", "start": "2024-01-01T00:00:00Z"}, "interval", "buckets"),
+        ("/series", {"gas": "no2", "interval": "1s", "start": "2025-03-10T00:00:00Z"}, "interval", "buckets"),
+        # times the store cannot hold: before the retention period (90 days), or far in the future
+        ("/series", {"gas": "no2", "start": "2024-01-01T00:00:00Z"}, "start", "90 days"),
+        ("/series", {"gas": "no2", "start": "0001-01-01T00:00:00Z"}, "start", "retention"),
+        ("/series", {"gas": "no2", "end": "9999-12-31T23:59:59Z"}, "end", "at or before"),
+        ("/warnings", {"since": "0096-12-27T00:00:00Z"}, "since", "retention"),
+        ("/alerts", {"since": "9999-01-01T00:00:00+14:00"}, "since", "at or before"),
+        # cursors the server did not issue: unsigned, signed with another key, another list's
+        ("/warnings", {"cursor": "eyJrIjoidyIsInQiOjEsImlkIjoieCJ9"}, "cursor", "next_cursor"),
+        ("/devices", {"cursor": encode_cursor("d", {"d": "pi"}, key=b"another key")}, "cursor", "next_cursor"),
+        ("/alerts", {"cursor": encode_cursor("w", {"t": 1, "id": "x"})}, "cursor", "next_cursor"),
         ("/devices", {"limit": "0"}, "limit", "greater than or equal to 1"),
         ("/devices", {"limit": "lots"}, "limit", "integer"),
         ("/devices", {"cursor": "bm9wZQ"}, "cursor", "next_cursor"),

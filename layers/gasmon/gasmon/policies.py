@@ -64,4 +64,11 @@ def query_policy(settings: QuerySettings) -> QueryPolicy:
     """The query API's rules from the query function's settings."""
     from gasmon.query import QueryPolicy
 
-    return QueryPolicy(thresholds=settings.thresholds, max_buckets=settings.max_buckets)
+    policy = QueryPolicy(
+        thresholds=settings.thresholds,
+        max_buckets=settings.max_buckets,
+        retention=timedelta(days=settings.retention_days),
+    )
+    if settings.cursor_key:
+        policy = policy.model_copy(update={"cursor_key": settings.cursor_key.encode()})
+    return policy

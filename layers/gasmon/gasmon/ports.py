@@ -181,6 +181,8 @@ class AlarmStateStore(Protocol):
     ) -> AlarmPage:
         """Alarm episodes that started in [since, until), newest first, at most `limit` per page.
 
+        An adapter makes a fixed maximum of requests per call: a page may end before `limit`
+        (even empty) when it reaches that bound, with a cursor to continue from there.
         `next_cursor` continues just after the page's last episode (None: nothing follows).
         Raises `InvalidAlarmQueryError` for a cursor it did not give out,
         `AlarmStoreUnavailableError` when it cannot read.

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import json
 import re
 from collections.abc import Mapping
@@ -45,14 +47,55 @@ NICE_INTERVALS = ("10s", "30s", "1m", "5m", "15m", "30m", "1h", "3h", "6h", "12h
 TARGET_BUCKETS = 300
 
 
+# Signs cursors when a deployment sets no CURSOR_KEY: it is in the source, so it only catches edited
+# or corrupted cursors; every position is still validated after the signature (see `decode_cursor`).
+DEFAULT_CURSOR_KEY = b"gasmon-query-cursor-v1"
+_SIGNATURE_BYTES = 16
+
+
 class QueryPolicy(BaseModel):
-    """The limits one deployment puts on queries (built from settings)."""
+    """The limits one deployment puts on queries (built from settings).
+
+    `retention` is how far back the store keeps readings (RETENTION_DAYS): a time before it can
+    only ever answer an empty page, so it is a 422. `max_future` is how far past now a time may
+    lie. `cursor_key` signs the cursors this API gives out.
+    """
 
     model_config = ConfigDict(frozen=True)
 
     thresholds: Mapping[str, float]
     max_buckets: int = 2000
     default_range: timedelta = timedelta(hours=24)
+    retention: timedelta = timedelta(days=90)
+    max_future: timedelta = timedelta(days=1)
+    cursor_key: bytes = DEFAULT_CURSOR_KEY
+
+    def earliest(self, now: datetime) -> datetime:
+        """The oldest time a query may name: `retention` before now."""
+        return now - self.retention
+
+    def check_time(self, parameter: str, moment: datetime, now: datetime) -> datetime:
+        """`moment` in UTC if it lies within [now - retention, now + max_future]; else a 422 naming `parameter`."""
+        utc = as_utc(moment)
+        earliest, latest = self.earliest(now), now + self.max_future
+        if utc < earliest:
+            days = self.retention.total_seconds() / 86400
+            raise InvalidQueryError(
+                f"{parameter} is before the retention period",
+                [
+                    Problem(
+                        path=parameter,
+                        problem=f"must be at or after {earliest.isoformat()} (the retention period: "
+                        f"data older than {days:g} days is not kept)",
+                    )
+                ],
+            )
+        if utc > latest:
+            raise InvalidQueryError(
+                f"{parameter} is too far in the future",
+                [Problem(path=parameter, problem=f"must be at or before {latest.isoformat()}")],
+            )
+        return utc
 
 
 def parse_interval(text: str) -> int:
@@ -123,8 +166,11 @@ def plan_series(
     down to the bucket width so that every bucket is whole; buckets start on multiples of the
     width since the Unix epoch (UTC), as OpenSearch's fixed_interval date_histogram does.
     """
-    end_utc = as_utc(end) if end else now
-    start_utc = as_utc(start) if start else end_utc - policy.default_range
+    end_utc = policy.check_time("end", end, now) if end else now
+    if start:
+        start_utc = policy.check_time("start", start, now)
+    else:
+        start_utc = max(end_utc - policy.default_range, policy.earliest(now))
     if start_utc >= end_utc:
         raise InvalidQueryError("the time range is empty", [Problem(path="start", problem="must be before end")])
     seconds = auto_interval(end_utc - start_utc) if interval == "auto" else parse_interval(interval)
@@ -194,41 +240,61 @@ def series(queries: ReadingQueries, query: SeriesQuery, policy: QueryPolicy) -> 
     )
 
 
-# ---- cursors: opaque to clients, checked on the way back in ----
+# ---- cursors: opaque to clients, signed, checked on the way back in ----
+
+_BAD_CURSOR = InvalidQueryError(
+    "the cursor is not valid here",
+    [Problem(path="cursor", problem="pass back the next_cursor of the previous page of this list")],
+)
 
 
-def encode_cursor(kind: str, position: dict[str, Any]) -> str:
-    """An opaque, URL-safe cursor naming the endpoint it belongs to and where to continue."""
-    raw = json.dumps({"k": kind, **position}, separators=(",", ":"), sort_keys=True).encode()
+def _b64(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(kind: str, cursor: str | None) -> dict[str, Any] | None:
-    """The position inside a cursor from `encode_cursor`; `InvalidQueryError` if it is not one."""
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _signature(key: bytes, payload: str) -> str:
+    return _b64(hmac.new(key, payload.encode(), hashlib.sha256).digest()[:_SIGNATURE_BYTES])
+
+
+def encode_cursor(kind: str, position: dict[str, Any], key: bytes = DEFAULT_CURSOR_KEY) -> str:
+    """An opaque, URL-safe cursor: where to continue in the list `kind`, HMAC-signed with `key`."""
+    payload = _b64(json.dumps({"k": kind, **position}, separators=(",", ":"), sort_keys=True).encode())
+    return f"{payload}.{_signature(key, payload)}"
+
+
+def decode_cursor(kind: str, cursor: str | None, key: bytes = DEFAULT_CURSOR_KEY) -> dict[str, Any] | None:
+    """The position inside a cursor `encode_cursor` gave out for `kind`; `InvalidQueryError` (a 422
+    naming `cursor`) for anything else: unsigned, signed with another key, edited, or another list's."""
     if not cursor:
         return None
+    payload, dot, signature = cursor.partition(".")
+    if not dot or not hmac.compare_digest(signature.encode(), _signature(key, payload).encode()):
+        raise _BAD_CURSOR
     try:
-        decoded = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        decoded = json.loads(_unb64(payload))
     except (binascii.Error, ValueError, UnicodeDecodeError):
         decoded = None
     if not isinstance(decoded, dict) or decoded.get("k") != kind:
-        raise InvalidQueryError(
-            "the cursor is not valid here",
-            [Problem(path="cursor", problem="pass back the next_cursor of the previous page of this list")],
-        )
+        raise _BAD_CURSOR
     return decoded
 
 
-def _time_position(kind: str, cursor: str | None, key: str) -> tuple[datetime, str] | None:
-    position = decode_cursor(kind, cursor)
+# Epoch milliseconds a cursor position may hold: years 1970 to 9998, so every one is a datetime.
+_MAX_CURSOR_MS = 253_370_764_800_000
+
+
+def _time_position(kind: str, cursor: str | None, key_name: str, key: bytes) -> tuple[datetime, str] | None:
+    position = decode_cursor(kind, cursor, key)
     if position is None:
         return None
-    try:
-        return datetime.fromtimestamp(int(position["t"]) / 1000, tz=UTC), str(position[key])
-    except (KeyError, TypeError, ValueError):
-        raise InvalidQueryError(
-            "the cursor is not valid here", [Problem(path="cursor", problem="is damaged; start from the first page")]
-        ) from None
+    at, name = position.get("t"), position.get(key_name)
+    if not isinstance(at, int) or isinstance(at, bool) or not 0 <= at <= _MAX_CURSOR_MS or not isinstance(name, str):
+        raise _BAD_CURSOR
+    return datetime.fromtimestamp(at / 1000, tz=UTC), name
 
 
 def _ms(moment: datetime) -> int:
@@ -252,8 +318,10 @@ def device_page(
     unless the page is filtered by group, which presence does not record. A device joins presence
     where its key (`deviceid`, else `groupid`) equals the MQTT client id.
     """
-    position = decode_cursor("d", cursor)
-    after = str(position["d"]) if position and "d" in position else None
+    position = decode_cursor("d", cursor, policy.cursor_key)
+    after = position.get("d") if position else None
+    if position is not None and not isinstance(after, str):
+        raise _BAD_CURSOR
     latest = queries.latest_by_device(after, limit + 1, groupid=groupid)
     statuses = presence.statuses() if presence.configured else {}
 
@@ -287,7 +355,7 @@ def device_page(
                 }
             )
         devices.append(row)
-    next_cursor = encode_cursor("d", {"d": shown[-1]}) if len(ordered) > limit and shown else None
+    next_cursor = encode_cursor("d", {"d": shown[-1]}, policy.cursor_key) if len(ordered) > limit and shown else None
     return DevicePage(devices=devices, presence=presence.configured, next_cursor=next_cursor)
 
 
@@ -297,13 +365,15 @@ def device_page(
 def warning_page(
     queries: ReadingQueries,
     policy: QueryPolicy,
-    since: datetime,
+    now: datetime,
     limit: int,
+    since: datetime | None = None,
     cursor: str | None = None,
     gas: str | None = None,
     groupid: str | None = None,
 ) -> WarningPage:
-    """Readings at or above their gas's threshold since `since`, newest first, one page.
+    """Readings at or above their gas's threshold since `since` (default: `policy.default_range`
+    before now), newest first, one page: one store call.
 
     Derived from the readings and the deployment's thresholds, so it shows every crossing, not
     only those an alarm was raised for.
@@ -311,8 +381,8 @@ def warning_page(
     thresholds = dict(policy.thresholds)
     if gas is not None:
         thresholds = {gas: thresholds[gas]} if gas in thresholds else {}
-    before = _time_position("w", cursor, "id")
-    since_utc = as_utc(since)
+    since_utc = policy.check_time("since", since, now) if since else now - policy.default_range
+    before = _time_position("w", cursor, "id", policy.cursor_key)
     found = (
         queries.readings_at_or_above(thresholds, since_utc, limit + 1, before=before, groupid=groupid)
         if thresholds
@@ -335,7 +405,9 @@ def warning_page(
         for r in found[:limit]
     ]
     next_cursor = (
-        encode_cursor("w", {"t": _ms(items[-1].at), "id": items[-1].reading_id}) if len(found) > limit else None
+        encode_cursor("w", {"t": _ms(items[-1].at), "id": items[-1].reading_id}, policy.cursor_key)
+        if len(found) > limit
+        else None
     )
     return WarningPage(warnings=items, since=since_utc, thresholds=thresholds, next_cursor=next_cursor)
 
@@ -343,16 +415,30 @@ def warning_page(
 # ---- disconnect alerts ----
 
 
-def alert_page(presence: DeviceStatusSource, since: datetime, limit: int, cursor: str | None = None) -> AlertPage:
-    """Disconnect alerts presence sent since `since`, newest first, one page (empty without presence)."""
-    since_utc = as_utc(since)
-    before = _time_position("a", cursor, "c")
+ALERT_DEFAULT_RANGE = timedelta(days=7)
+
+
+def alert_page(
+    presence: DeviceStatusSource,
+    policy: QueryPolicy,
+    now: datetime,
+    limit: int,
+    since: datetime | None = None,
+    cursor: str | None = None,
+) -> AlertPage:
+    """Disconnect alerts presence sent since `since` (default: a week before now, within the
+    retention period), newest first, one page: one presence call (empty without presence)."""
+    if since:
+        since_utc = policy.check_time("since", since, now)
+    else:
+        since_utc = max(now - ALERT_DEFAULT_RANGE, policy.earliest(now))
+    before = _time_position("a", cursor, "c", policy.cursor_key)
     if not presence.configured:
         return AlertPage(alerts=[], since=since_utc, presence=False)
     found = presence.recent_alerts(since_utc, limit + 1, before=before)
     alerts = found[:limit]
     next_cursor = (
-        encode_cursor("a", {"t": _ms(alerts[-1].disconnected_at), "c": alerts[-1].client_id})
+        encode_cursor("a", {"t": _ms(alerts[-1].disconnected_at), "c": alerts[-1].client_id}, policy.cursor_key)
         if len(found) > limit
         else None
     )
@@ -362,8 +448,11 @@ def alert_page(presence: DeviceStatusSource, since: datetime, limit: int, cursor
 # ---- alarm history (episodes from the alarm table) ----
 
 # Store pages one GET /alarms?state=closed may read to fill its page; open episodes are skipped,
-# and there is at most one open per (device, gas), so a few pages always suffice in practice.
-MAX_ALARM_STORE_PAGES = 5
+# and there is at most one open per (device, gas), so a few pages always suffice in practice. Each
+# store page costs at most `AlarmStateStore.list_alarms`' own bound of requests, so a request
+# reads at most MAX_ALARM_STORE_PAGES of them whatever its parameters; a page cut short by the
+# bound still carries a cursor that continues where it stopped.
+MAX_ALARM_STORE_PAGES = 3
 
 
 def alarm_page(
@@ -376,36 +465,71 @@ def alarm_page(
     cursor: str | None = None,
     device: str | None = None,
     gas: str | None = None,
-    default_range: timedelta = timedelta(hours=24),
+    policy: QueryPolicy | None = None,
 ) -> AlarmHistoryPage:
     """One page of alarm episodes, newest first (by start); empty, `configured=False`, without a store.
 
     `state=open` lists every alarm open now, whenever it started (only those started at or after
     `since` when it is given): an alarm open for three days is the one an operator must see.
     `closed` and `all` list episodes that started in [since, until), `since` defaulting to
-    `default_range` before now. Cursors name the state they were given for.
+    `policy.default_range` before now; both must lie within the retention period. Cursors are
+    signed and name the state they were given for.
     """
-    start = as_utc(since) if since else now - default_range
+    policy = policy or QueryPolicy(thresholds={})
+    start = policy.check_time("since", since, now) if since else now - policy.default_range
     since_utc = None if state == "open" and since is None else start  # as listed: None = no lower bound
-    until_utc = as_utc(until) if until else None
+    until_utc = policy.check_time("until", until, now) if until else None
     if since_utc is not None and until_utc is not None and until_utc <= since_utc:
         raise InvalidQueryError("the time range is empty", [Problem(path="until", problem="must be after since")])
     kind = f"alarms-{state}"
-    position = decode_cursor(kind, cursor)
+    position = decode_cursor(kind, cursor, policy.cursor_key)
+    # A cursor continues the query it was given for: the same filters, and the range as it was
+    # resolved then (a default `since` moves with the clock; the store's cursor must not).
+    scope = _alarm_scope(device, gas)
+    if position is not None and position.get("q") != scope:
+        raise InvalidQueryError(
+            "the cursor is not valid here",
+            [Problem(path="cursor", problem="belongs to a query with other filters; start again without it")],
+        )
     page = AlarmHistoryPage(alarms=[], configured=store is not None, state=state, since=since_utc, until=until_utc)
     if store is None:
         return page
+    history_end = until_utc or now
+    if state != "open" and position is not None:
+        start, history_end = _history_range(position)
     try:
         if state == "open":
             episodes, next_position = _open_page(store, since_utc, until_utc, limit, position, device, gas)
         else:
-            episodes, next_position = _history_page(store, state, start, until_utc or now, limit, position, device, gas)
-    except InvalidAlarmQueryError as exc:
-        raise InvalidQueryError("the cursor is not valid here", [Problem(path="cursor", problem=exc.message)]) from None
+            episodes, next_position = _history_page(store, state, start, history_end, limit, position, device, gas)
+            if next_position is not None:
+                next_position |= {"s": _ms(start), "u": _ms(history_end)}
+    except InvalidAlarmQueryError:
+        # Only a cursor this API signed reaches the store, so this is one from before a store change.
+        raise InvalidQueryError(
+            "the cursor is not valid here", [Problem(path="cursor", problem="is out of date; start again without it")]
+        ) from None
     except AlarmStoreUnavailableError as exc:
         raise StoreUnavailableError(f"the alarm history cannot be read now: {exc}") from exc
-    next_cursor = encode_cursor(kind, next_position) if next_position is not None else None
+    next_cursor = (
+        encode_cursor(kind, next_position | {"q": scope}, policy.cursor_key) if next_position is not None else None
+    )
     return page.model_copy(update={"alarms": [AlarmView.of(e) for e in episodes], "next_cursor": next_cursor})
+
+
+def _alarm_scope(device: str | None, gas: str | None) -> str:
+    """The filters an alarm cursor belongs to, as a short digest kept in the cursor."""
+    return hashlib.sha256(json.dumps([device, gas]).encode()).hexdigest()[:12]
+
+
+def _history_range(position: dict[str, Any]) -> tuple[datetime, datetime]:
+    """The [since, until) a history cursor was given for."""
+    bounds = []
+    for value in (position.get("s"), position.get("u")):
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= _MAX_CURSOR_MS:
+            raise _BAD_CURSOR
+        bounds.append(datetime.fromtimestamp(value / 1000, tz=UTC))
+    return bounds[0], bounds[1]
 
 
 def _open_page(
@@ -420,13 +544,10 @@ def _open_page(
     """Open episodes, newest first, paged by (started_at, alarm_id): the store returns them all."""
     before: tuple[int, str] | None = None
     if position is not None:
-        try:
-            before = (int(position["t"]), str(position["id"]))
-        except (KeyError, TypeError, ValueError):
-            raise InvalidQueryError(
-                "the cursor is not valid here",
-                [Problem(path="cursor", problem="is damaged; start from the first page")],
-            ) from None
+        at, alarm_id = position.get("t"), position.get("id")
+        if not isinstance(at, int) or isinstance(at, bool) or not isinstance(alarm_id, str):
+            raise _BAD_CURSOR
+        before = (at, alarm_id)
     found = [
         e
         for e in store.open_alarms(device=device, gas=gas)
@@ -450,12 +571,11 @@ def _history_page(
     device: str | None,
     gas: str | None,
 ) -> tuple[list[AlarmEpisode], dict[str, Any] | None]:
-    """Episodes from the store's history pages; `closed` skips the open ones and reads on to fill."""
+    """Episodes from at most MAX_ALARM_STORE_PAGES store pages; `closed` skips the open ones and
+    reads on to fill. The page may hold fewer than `limit` with a cursor: the bound was reached."""
     store_cursor = position.get("c") if position is not None else None
     if store_cursor is not None and not isinstance(store_cursor, str):
-        raise InvalidQueryError(
-            "the cursor is not valid here", [Problem(path="cursor", problem="is damaged; start from the first page")]
-        )
+        raise _BAD_CURSOR
     episodes: list[AlarmEpisode] = []
     for _ in range(MAX_ALARM_STORE_PAGES):
         # Never more than the page still has room for: the store's cursor then points just past

@@ -201,3 +201,8 @@ class QuerySettings(ThresholdSettings):
     # The alarm table ingest writes; empty means no alarm history: GET /alarms says `configured: false`.
     alarm_table: str = ""
     max_buckets: int = Field(default=2000, ge=10, le=10_000)
+    # How long readings stay in the hot store (the template's RetentionDays): older times are a 422.
+    retention_days: int = Field(default=90, ge=1, le=36_500)
+    # Signs the cursors the API gives out (HMAC-SHA256); empty: a key in the source, which still
+    # catches edited cursors. `make local` sets one per data directory.
+    cursor_key: str = Field(default="", repr=False)

@@ -45,6 +45,11 @@ THRESHOLDS_SK = "THRESHOLDS"
 _BATCH_GET_LIMIT = 100
 _THRESHOLD_FIELDS = ("warning", "critical", "band")
 _CURSOR_ATTRIBUTES = frozenset({"pk", "sk", "by_time_pk", "by_time_sk"})
+# Query requests one `list_alarms` call may make (empty months, filtered-out pages): past it the
+# page ends early with a cursor that continues where it stopped, so no `since` is ever unbounded.
+MAX_QUERIES_PER_PAGE = 4
+# Pages of the sparse `open` index one `open_alarms` call reads (1 MB each: thousands of alarms).
+MAX_OPEN_PAGES = 4
 
 
 def table_definition(table_name: str) -> dict[str, Any]:
@@ -215,6 +220,9 @@ class DynamoDbAlarmStore:
                 if reasons & {"ConditionalCheckFailed", "TransactionConflict"}:
                     self.conflicts += 1
                     raise AlarmConflictError(f"{operation}: the alarm state changed since it was read") from exc
+            if code == "ValidationException" and "ExclusiveStartKey" in kwargs:
+                # A start key outside the query's bounds can never succeed: not a retry-later.
+                raise InvalidAlarmQueryError("cursor does not fit this query; start again without it") from exc
             raise AlarmStoreUnavailableError(f"DynamoDB {operation} on {self.table_name} failed: {code}") from exc
         except BotoCoreError as exc:
             raise AlarmStoreUnavailableError(f"DynamoDB {operation} on {self.table_name} failed: {exc}") from exc
@@ -303,7 +311,11 @@ class DynamoDbAlarmStore:
         limit: int = 50,
         cursor: str | None = None,
     ) -> AlarmPage:
-        """Episodes that started in [since, until), newest first; a device's from its own partition."""
+        """Episodes that started in [since, until), newest first; a device's from its own partition.
+
+        At most MAX_QUERIES_PER_PAGE Query requests: a page that reaches the bound before `limit`
+        episodes ends early, its cursor continuing at the month and key where it stopped.
+        """
         if limit < 1:
             raise InvalidAlarmQueryError("limit must be at least 1")
         end = until or datetime.now(UTC)
@@ -316,13 +328,16 @@ class DynamoDbAlarmStore:
             partitions = [("", f"DEVICE#{device}", f"ALARM#{_ts(since)}", f"ALARM#{_ts(end)}")]
         else:
             partitions = [(m, f"ALARMS#{m}", _ts(since), _ts(end)) for m in _months_back(end, since)]
+        queries = 0
         for month, pk, low, high in partitions:
             if position is not None and month != position[0]:
                 if month > position[0]:
                     continue  # already returned by an earlier page
             start_key = position[1] if position is not None and month == position[0] else None
             position = None
-            while len(items) < limit:
+            if queries >= MAX_QUERIES_PER_PAGE:  # the bound: continue from this month next time
+                return AlarmPage(items=items, next_cursor=_encode_cursor(month, None))
+            while len(items) < limit and queries < MAX_QUERIES_PER_PAGE:
                 key_name, sort_name = ("pk", "sk") if device is not None else ("by_time_pk", "by_time_sk")
                 request: dict[str, Any] = {
                     "TableName": self.table_name,
@@ -340,21 +355,22 @@ class DynamoDbAlarmStore:
                 if start_key:
                     request["ExclusiveStartKey"] = start_key
                 self.reads += 1
+                queries += 1
                 answer = self._call("query", **request)
                 items.extend(episode_from_item(i) for i in answer.get("Items", []))
                 start_key = answer.get("LastEvaluatedKey")
                 if not start_key:
                     break
-            if len(items) >= limit:
+            if len(items) >= limit or (start_key and queries >= MAX_QUERIES_PER_PAGE):
                 next_cursor = _encode_cursor(month, start_key) if start_key else _next_partition(partitions, month)
                 return AlarmPage(items=items, next_cursor=next_cursor)
         return AlarmPage(items=items)
 
     def open_alarms(self, device: str | None = None, gas: str | None = None) -> list[AlarmEpisode]:
-        """Every open episode, newest first, from the sparse `open` index."""
+        """Every open episode, newest first, from the sparse `open` index (at most MAX_OPEN_PAGES)."""
         found: list[AlarmEpisode] = []
         start_key: dict[str, Any] | None = None
-        while True:
+        for _ in range(MAX_OPEN_PAGES):
             request: dict[str, Any] = {
                 "TableName": self.table_name,
                 "IndexName": OPEN_INDEX,

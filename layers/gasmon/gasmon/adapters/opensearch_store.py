@@ -18,9 +18,16 @@ retry it hid cannot turn "stored by us" into "already there"); if some still fai
 raises `StoreUnavailableError` and the device retries later. An item refused for good (400, 404:
 e.g. a mapping conflict) is reported in `StoreOutcome.refused`, and the device is told.
 
+The same `_bulk` request also keeps the newest reading of each (device, gas) as its own document
+in the latest index (`<index>-latest`, id `<device>#<gas>`): an `index` action with external
+versioning by the reading's time in epoch ms (`version_type: external_gte`), so OpenSearch itself
+refuses (409) a late reading that would replace a newer one, and a retry rewrites the same
+document. No extra request per POST.
+
 Reads (`ReadingQueries`): one `_search` per call. Series are a fixed_interval date_histogram with
 avg/min/max sub-aggregations; the device table is a composite aggregation on `device` (paged by
-its after_key) with top_hits for the newest reading per gas; warnings are a bool query of
+its after_key) over the latest index, which holds one document per device and gas, so its work
+follows the number of devices, not of readings; warnings are a bool query of
 (gas, value >= threshold) pairs sorted by (date, reading_id) and paged with search_after. This
 module is the only place OpenSearch query text is written.
 """
@@ -72,6 +79,7 @@ INDEX_TEMPLATE: dict[str, Any] = {
         },
     },
 }
+LATEST_INDEX_TEMPLATE: dict[str, Any] = {**INDEX_TEMPLATE, "priority": 200}
 _RETRYABLE = {429, 500, 502, 503, 504}
 # opensearch-py sends `_bulk` as application/json; the API specification says NDJSON.
 _NDJSON = {"Content-Type": "application/x-ndjson"}
@@ -304,8 +312,40 @@ def crossings_body(
     return body
 
 
-def bulk_bodies(index: str, readings: Sequence[Reading], limit: int = MAX_BULK_BYTES) -> Iterator[str]:
-    """NDJSON `_bulk` bodies of `create` actions into each reading's daily index, each at most `limit` bytes."""
+def latest_id(reading: Reading) -> str:
+    """The id of the latest index's document for the reading's (device, gas)."""
+    return f"{reading.device}#{reading.gas}"
+
+
+def newest_per_device_gas(readings: Sequence[Reading]) -> dict[str, Reading]:
+    """The newest of `readings` for each (device, gas), by latest-document id."""
+    newest: dict[str, Reading] = {}
+    for reading in readings:
+        key = latest_id(reading)
+        known = newest.get(key)
+        if known is None or (reading.created_at, reading.reading_id) > (known.created_at, known.reading_id):
+            newest[key] = reading
+    return newest
+
+
+def latest_action(latest_index: str, reading: Reading) -> str:
+    """The `_bulk` lines that make `reading` its (device, gas)'s latest document unless a newer one is."""
+    meta = {
+        "_index": latest_index,
+        "_id": latest_id(reading),
+        "version": _epoch_ms(reading.created_at),
+        "version_type": "external_gte",
+    }
+    return json.dumps({"index": meta}) + "\n" + json.dumps(to_document(reading)) + "\n"
+
+
+def bulk_bodies(
+    index: str, readings: Sequence[Reading], limit: int = MAX_BULK_BYTES, latest_index: str | None = None
+) -> Iterator[str]:
+    """NDJSON `_bulk` bodies of `create` actions into each reading's daily index, each at most `limit`
+    bytes; with `latest_index`,
+    the newest reading per (device, gas) is followed by its `latest_action` in the same body."""
+    newest = {r.reading_id for r in newest_per_device_gas(readings).values()} if latest_index else set()
     lines: list[str] = []
     size = 0
     for reading in readings:
@@ -316,6 +356,8 @@ def bulk_bodies(index: str, readings: Sequence[Reading], limit: int = MAX_BULK_B
             + json.dumps(to_document(reading))
             + "\n"
         )
+        if latest_index and reading.reading_id in newest:
+            pair += latest_action(latest_index, reading)
         if lines and size + len(pair.encode()) > limit:
             yield "".join(lines)
             lines, size = [], 0
@@ -361,9 +403,11 @@ class OpenSearchReadingStore:
         sleep: Callable[[float], None] = time.sleep,
         retention_days: int = DEFAULT_RETENTION_DAYS,
         timeout: float = 10,
+        latest_index: str | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.index = index
+        self.latest_index = latest_index or f"{index}-latest"
         self.region = region
         self.sign_requests = sign_requests
         self._client_factory = client_factory
@@ -425,6 +469,10 @@ class OpenSearchReadingStore:
             self._ensure_retention_policy()
             body = index_template_body(self.index, with_alias=not self.seed_index)
             self._call(lambda: self.client.indices.put_index_template(name=self.index, body=body))
+            # Its own template, at a higher priority, so the readings' template (and any alias it
+            # adds) never applies to the latest index: searches of the readings never count it.
+            latest_body = {"index_patterns": [self.latest_index], **LATEST_INDEX_TEMPLATE}
+            self._call(lambda: self.client.indices.put_index_template(name=self.latest_index, body=latest_body))
         except StoreUnavailableError as exc:
             if not isinstance(exc.__cause__, TransportError) or exc.__cause__.status_code != 403:
                 raise
@@ -517,7 +565,8 @@ class OpenSearchReadingStore:
         for attempt in range(self.retries + 1):
             failed: list[Reading] = []
             by_id = {r.reading_id: r for r in pending}
-            for body in bulk_bodies(self.index, pending):
+            by_latest_id = newest_per_device_gas(pending)
+            for body in bulk_bodies(self.index, pending, latest_index=self.latest_index):
                 self.requests += 1
                 ids = [i for i in _action_ids(body) if i in by_id]
                 try:
@@ -532,9 +581,15 @@ class OpenSearchReadingStore:
                     failed.extend(by_id[i] for i in ids)
                     continue
                 for item in answer.get("items", []):
-                    if "create" not in item:
-                        continue  # not a reading's action
-                    result = item["create"]
+                    if "create" not in item:  # a latest-document action
+                        result: dict[str, Any] = next(iter(item.values()), {})
+                        reading = by_latest_id.get(str(result.get("_id")))
+                        # 409: a newer reading is already the latest. Throttled: send the reading
+                        # again (its create then answers 409). Anything else leaves the reading stored.
+                        if int(result.get("status", 500)) in _RETRYABLE and reading is not None:
+                            failed.append(reading)
+                        continue
+                    result = item.get("create", {})
                     status = int(result.get("status", 500))
                     reading_id = str(result.get("_id"))
                     if status in (200, 201) or (status == 409 and reading_id in ambiguous):
@@ -555,8 +610,8 @@ class OpenSearchReadingStore:
                         log.warning("OpenSearch refused reading %s for good: %s", reading_id, error)
                         refused[reading_id] = f"the store refused it ({_error_type(error) or status}): {reason}"
             if not failed:
-                return StoreOutcome(created=frozenset(created), existing=frozenset(existing), refused=refused)
-            pending = failed
+                return StoreOutcome(created=frozenset(created), existing=frozenset(existing - created), refused=refused)
+            pending = list({r.reading_id: r for r in failed}.values())
             if attempt < self.retries:
                 self._sleep(0.1 * 2**attempt)
         raise StoreUnavailableError(
@@ -565,12 +620,12 @@ class OpenSearchReadingStore:
 
     # ---- ReadingQueries ----
 
-    def _search(self, body: dict[str, Any]) -> dict[str, Any]:
+    def _search(self, body: dict[str, Any], index: str | None = None) -> dict[str, Any]:
         self.requests += 1
 
         # ignore_unavailable: before the first reading is stored the index does not exist yet.
         def request() -> Any:
-            return self.client.search(index=read_target(self.index), body=body, ignore_unavailable=True)
+            return self.client.search(index=index or read_target(self.index), body=body, ignore_unavailable=True)
 
         return dict(self._call(request))
 
@@ -600,8 +655,9 @@ class OpenSearchReadingStore:
         return from_document(hits[0]["_source"]) if hits else None
 
     def latest_by_device(self, after: str | None, limit: int, groupid: str | None = None) -> list[DeviceLatest]:
-        """One composite-aggregation page of devices with the newest reading per gas."""
-        answer = self._search(latest_body(after, limit, groupid))
+        """One composite-aggregation page of devices over the latest index (one document per device
+        and gas, so top_hits picks among a device's gases, never among its history)."""
+        answer = self._search(latest_body(after, limit, groupid), index=self.latest_index)
         devices = []
         for bucket in answer.get("aggregations", {}).get("devices", {}).get("buckets", []):
             newest = bucket["newest"]["hits"]["hits"][0]["_source"]

@@ -3,6 +3,15 @@
 It answers the query API too (`ReadingQueries`): buckets are integer divisions of `created_ms`,
 so they start on the same epoch-aligned boundaries as OpenSearch's fixed_interval histogram.
 
+Two derived tables keep every query's work independent of how many readings are stored; both are
+written in the same transaction as the readings they come from, so they never disagree:
+- `devices` + `device_latest`: each device's newest reading and its newest value per gas, so
+  GET /devices reads one row per device and gas (a late reading never replaces a newer one);
+- `reading_minutes`: count, sum, min and max per (gas, minute, device, group, sensor), and
+  `gas_minutes` the same per (gas, minute) alone, so a series in whole minutes reads rollups (the
+  coarse ones when it names no group, sensor or device), and only the last partial minute from the
+  readings.
+
 A reading's primary key is its deterministic `reading_id`, so storing the same POST twice keeps
 one row; the check and the insert run in one IMMEDIATE transaction, so two processes posting the
 same reading at once still report it created exactly once.
@@ -40,10 +49,104 @@ CREATE TABLE IF NOT EXISTS readings (
 """
 # Columns added after the first release, for files created before them: (name, definition).
 _ADDED_COLUMNS = (("deviceid", "TEXT"), ("device", "TEXT NOT NULL DEFAULT ''"))
+DERIVED = """
+CREATE TABLE IF NOT EXISTS devices (
+    device      TEXT PRIMARY KEY,
+    created_ms  INTEGER NOT NULL,
+    reading_id  TEXT NOT NULL,
+    deviceid    TEXT,
+    groupid     TEXT NOT NULL,
+    gps         TEXT,
+    lat         REAL,
+    lon         REAL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS devices_by_group ON devices (groupid, device);
+CREATE TABLE IF NOT EXISTS device_latest (
+    device      TEXT NOT NULL,
+    gas         TEXT NOT NULL,
+    created_ms  INTEGER NOT NULL,
+    reading_id  TEXT NOT NULL,
+    value       REAL NOT NULL,
+    sensorid    TEXT NOT NULL,
+    createdtime TEXT NOT NULL,
+    PRIMARY KEY (device, gas)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS reading_minutes (
+    gas         TEXT NOT NULL,
+    minute_ms   INTEGER NOT NULL,
+    device      TEXT NOT NULL,
+    groupid     TEXT NOT NULL,
+    sensorid    TEXT NOT NULL,
+    deviceid    TEXT NOT NULL,  -- '' for a reading without one
+    n           INTEGER NOT NULL,
+    total       REAL NOT NULL,
+    low         REAL NOT NULL,
+    high        REAL NOT NULL,
+    PRIMARY KEY (gas, minute_ms, device, groupid, sensorid, deviceid)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS gas_minutes (
+    gas         TEXT NOT NULL,
+    minute_ms   INTEGER NOT NULL,
+    n           INTEGER NOT NULL,
+    total       REAL NOT NULL,
+    low         REAL NOT NULL,
+    high        REAL NOT NULL,
+    PRIMARY KEY (gas, minute_ms)
+) WITHOUT ROWID;
+"""
+# The derived tables' layout version (PRAGMA user_version): a file below it is backfilled once.
+DERIVED_VERSION = 3
 INDEXES = """
-CREATE INDEX IF NOT EXISTS readings_by_gas_time ON readings (gas, created_ms);
+DROP INDEX IF EXISTS readings_by_gas_time;
+CREATE INDEX IF NOT EXISTS readings_by_gas_time_id ON readings (gas, created_ms, reading_id, value);
 DROP INDEX IF EXISTS readings_by_sensor_time;
 CREATE INDEX IF NOT EXISTS readings_by_device_gas_time ON readings (device, gas, created_ms);
+"""
+MINUTE_MS = 60_000
+# Keep a newer row: (created_ms, reading_id) orders readings the same way everywhere.
+_UPSERT_DEVICE = """
+INSERT INTO devices (device, created_ms, reading_id, deviceid, groupid, gps, lat, lon) VALUES (?,?,?,?,?,?,?,?)
+ON CONFLICT (device) DO UPDATE SET created_ms = excluded.created_ms, reading_id = excluded.reading_id,
+    deviceid = excluded.deviceid, groupid = excluded.groupid, gps = excluded.gps, lat = excluded.lat,
+    lon = excluded.lon
+WHERE (excluded.created_ms, excluded.reading_id) > (devices.created_ms, devices.reading_id)
+"""
+_UPSERT_LATEST = """
+INSERT INTO device_latest (device, gas, created_ms, reading_id, value, sensorid, createdtime) VALUES (?,?,?,?,?,?,?)
+ON CONFLICT (device, gas) DO UPDATE SET created_ms = excluded.created_ms, reading_id = excluded.reading_id,
+    value = excluded.value, sensorid = excluded.sensorid, createdtime = excluded.createdtime
+WHERE (excluded.created_ms, excluded.reading_id) > (device_latest.created_ms, device_latest.reading_id)
+"""
+_UPSERT_MINUTE = """
+INSERT INTO reading_minutes (gas, minute_ms, device, groupid, sensorid, deviceid, n, total, low, high)
+VALUES (?,?,?,?,?,?,1,?,?,?)
+ON CONFLICT (gas, minute_ms, device, groupid, sensorid, deviceid) DO UPDATE SET n = n + 1,
+    total = total + excluded.total, low = min(low, excluded.low), high = max(high, excluded.high)
+"""
+_UPSERT_GAS_MINUTE = """
+INSERT INTO gas_minutes (gas, minute_ms, n, total, low, high) VALUES (?,?,1,?,?,?)
+ON CONFLICT (gas, minute_ms) DO UPDATE SET n = n + 1,
+    total = total + excluded.total, low = min(low, excluded.low), high = max(high, excluded.high)
+"""
+# Rebuilds the derived tables from the readings (a file from before them, or a bulk load).
+_BACKFILL = """
+DELETE FROM devices;
+DELETE FROM device_latest;
+DELETE FROM reading_minutes;
+DELETE FROM gas_minutes;
+INSERT INTO device_latest (device, gas, created_ms, reading_id, value, sensorid, createdtime)
+    SELECT device, gas, max(created_ms), reading_id, value, sensorid, createdtime
+    FROM readings GROUP BY device, gas;
+INSERT INTO devices (device, created_ms, reading_id, deviceid, groupid, gps, lat, lon)
+    SELECT r.device, r.created_ms, r.reading_id, r.deviceid, r.groupid, r.gps, r.lat, r.lon
+    FROM (SELECT device, max(created_ms) AS created_ms, reading_id FROM device_latest GROUP BY device) AS newest
+    JOIN readings AS r ON r.reading_id = newest.reading_id;
+INSERT INTO reading_minutes (gas, minute_ms, device, groupid, sensorid, deviceid, n, total, low, high)
+    SELECT gas, (created_ms / 60000) * 60000, device, groupid, sensorid, coalesce(deviceid, ''),
+        count(*), sum(value), min(value), max(value)
+    FROM readings GROUP BY 1, 2, 3, 4, 5, 6;
+INSERT INTO gas_minutes (gas, minute_ms, n, total, low, high)
+    SELECT gas, minute_ms, sum(n), sum(total), min(low), max(high) FROM reading_minutes GROUP BY 1, 2;
 """
 _COLUMNS = (
     "reading_id, groupid, gps, lat, lon, gas, sensorid, sensortype, value, createdtime, created_ms, received_ms, "
@@ -78,6 +181,9 @@ class SqliteReadingStore:
         self._conn.executescript(SCHEMA)
         self._migrate()
         self._conn.executescript(INDEXES)
+        self._conn.executescript(DERIVED)
+        if self._conn.execute("PRAGMA user_version").fetchone()[0] < DERIVED_VERSION:
+            self.rebuild_derived()
         self.requests = 0  # store round trips, for `make bench`
 
     def _migrate(self) -> None:
@@ -90,6 +196,18 @@ class SqliteReadingStore:
             for name, definition in missing:
                 conn.execute(f"ALTER TABLE readings ADD COLUMN {name} {definition}")
             conn.execute("UPDATE readings SET device = groupid WHERE device = ''")
+
+    def rebuild_derived(self) -> None:
+        """Recompute the latest-per-device and per-minute tables from the readings, in one transaction.
+
+        Runs once when a file from before them is opened (O(readings), once); the bench calls it
+        after loading readings in bulk.
+        """
+        with self._transaction() as conn:
+            for statement in _BACKFILL.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {DERIVED_VERSION}")
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -122,6 +240,7 @@ class SqliteReadingStore:
                 for r in readings:
                     if r.reading_id not in existing:
                         new[r.reading_id] = r  # a batch may repeat a reading: keep one
+                _write_derived(conn, list(new.values()))
                 conn.executemany(
                     f"INSERT INTO readings ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     [
@@ -183,48 +302,68 @@ class SqliteReadingStore:
             raise StoreUnavailableError(f"the reading store failed: {exc}", retry_after_seconds=2) from exc
 
     def bucket_stats(self, query: SeriesQuery) -> list[BucketStats]:
-        """Per-bucket count/avg/min/max by integer division of `created_ms` (epoch-aligned)."""
+        """Per-bucket count/avg/min/max, buckets epoch-aligned by integer division of `created_ms`.
+
+        With whole-minute buckets (the query's start is then minute-aligned) the whole minutes come
+        from `reading_minutes` and only the last partial minute from the readings, both in one
+        statement: the work follows the number of buckets and devices, not of readings.
+        """
         step = query.interval_seconds * 1000
-        where = ["gas = ?", "created_ms >= ?", "created_ms < ?"]
-        params: list[object] = [query.gas, _ms(query.start), _ms(query.end)]
+        start_ms, end_ms = _ms(query.start), _ms(query.end)
+        filters, params = [], []
         for column in ("groupid", "sensorid", "deviceid"):
             value = getattr(query, column)
             if value is not None:
-                where.append(f"{column} = ?")
+                filters.append(f" AND {column} = ?")
                 params.append(value)
-        rows = self._select(
-            f"SELECT (created_ms / {step}) * {step} AS bucket, count(*) AS n, avg(value) AS avg_value,"
-            f" min(value) AS min_value, max(value) AS max_value"
-            f" FROM readings WHERE {' AND '.join(where)} GROUP BY bucket ORDER BY bucket",
-            params,
+        where = "".join(filters)
+        raw = (
+            f"SELECT (created_ms / {step}) * {step} AS bucket, count(*) AS n, sum(value) AS total,"
+            " min(value) AS low, max(value) AS high FROM readings"
+            f" WHERE gas = ? AND created_ms >= ? AND created_ms < ?{where} GROUP BY bucket"
         )
+        if step % MINUTE_MS or start_ms % MINUTE_MS:
+            sql, args = raw, [query.gas, start_ms, end_ms, *params]
+        else:
+            whole_end = end_ms - end_ms % MINUTE_MS
+            rollups = "reading_minutes" if filters else "gas_minutes"
+            rolled = (
+                f"SELECT (minute_ms / {step}) * {step} AS bucket, sum(n) AS n, sum(total) AS total,"
+                f" min(low) AS low, max(high) AS high FROM {rollups}"
+                f" WHERE gas = ? AND minute_ms >= ? AND minute_ms < ?{where} GROUP BY bucket"
+            )
+            sql = (
+                "SELECT bucket, sum(n) AS n, sum(total) AS total, min(low) AS low, max(high) AS high"
+                f" FROM ({rolled} UNION ALL {raw}) GROUP BY bucket"
+            )
+            args = [query.gas, start_ms, whole_end, *params, query.gas, whole_end, end_ms, *params]
+        rows = self._select(f"{sql} ORDER BY bucket", args)
         return [
             BucketStats(
                 start=_from_ms(row["bucket"]),
                 count=row["n"],
-                avg=row["avg_value"],
-                min=row["min_value"],
-                max=row["max_value"],
+                avg=row["total"] / row["n"],
+                min=row["low"],
+                max=row["high"],
             )
             for row in rows
+            if row["n"]
         ]
 
     def latest_by_device(self, after: str | None, limit: int, groupid: str | None = None) -> list[DeviceLatest]:
-        """Latest value per (device, gas) for one page of device keys, in one statement."""
+        """One page of devices from `devices` with their values from `device_latest`: one statement,
+        reading one row per device and gas on the page (a device's group is its newest reading's)."""
         page_where = ["device > ?"]
         params: list[object] = [after or ""]
         if groupid is not None:
             page_where.append("groupid = ?")
             params.append(groupid)
         params.append(limit)
-        # SQLite fills the bare columns of a max() aggregate from the row holding the maximum.
         rows = self._select(
-            "WITH page AS (SELECT DISTINCT device FROM readings"
+            "WITH page AS (SELECT device, created_ms AS last_ms, deviceid, groupid, gps, lat, lon FROM devices"
             f" WHERE {' AND '.join(page_where)} ORDER BY device LIMIT ?)"
-            " SELECT device, gas, max(created_ms) AS created_ms, value, sensorid, createdtime,"
-            " deviceid, groupid, gps, lat, lon"
-            " FROM readings WHERE device IN (SELECT device FROM page)"
-            " GROUP BY device, gas ORDER BY device, gas",
+            " SELECT page.*, g.gas, g.value, g.created_ms, g.sensorid, g.createdtime"
+            " FROM page JOIN device_latest AS g ON g.device = page.device ORDER BY page.device, g.gas",
             params,
         )
         by_device: dict[str, list[sqlite3.Row]] = {}
@@ -232,16 +371,16 @@ class SqliteReadingStore:
             by_device.setdefault(row["device"], []).append(row)
         devices = []
         for device, gas_rows in by_device.items():
-            newest = max(gas_rows, key=lambda row: row["created_ms"])
+            first = gas_rows[0]
             devices.append(
                 DeviceLatest(
                     device=device,
-                    deviceid=newest["deviceid"],
-                    groupid=newest["groupid"],
-                    gps=newest["gps"],
-                    lat=newest["lat"],
-                    lon=newest["lon"],
-                    last_seen=_from_ms(newest["created_ms"]),
+                    deviceid=first["deviceid"],
+                    groupid=first["groupid"],
+                    gps=first["gps"],
+                    lat=first["lat"],
+                    lon=first["lon"],
+                    last_seen=_from_ms(first["last_ms"]),
                     values={
                         row["gas"]: GasValue(
                             value=row["value"],
@@ -266,20 +405,28 @@ class SqliteReadingStore:
         """Readings over their gas's threshold, newest first, keyset-paged on (created_ms, reading_id)."""
         if not thresholds:
             return []
-        crossing = " OR ".join("(gas = ? AND value >= ?)" for _ in thresholds)
-        where = [f"({crossing})", "created_ms >= ?"]
-        params: list[object] = [item for pair in thresholds.items() for item in pair]
-        params.append(_ms(since))
+        # One sub-select per gas, each walking the (gas, created_ms, reading_id, value) index
+        # newest first and stopping after `limit` crossings; the union keeps the newest `limit`.
+        where = "gas = ? AND value >= ? AND created_ms >= ?"
         if before is not None:
-            where.append("(created_ms < ? OR (created_ms = ? AND reading_id < ?))")
-            params.extend([_ms(before[0]), _ms(before[0]), before[1]])
+            where += " AND (created_ms, reading_id) < (?, ?)"
         if groupid is not None:
-            where.append("groupid = ?")
-            params.append(groupid)
+            where += " AND groupid = ?"
+        parts, params = [], []
+        for gas, level in thresholds.items():
+            parts.append(
+                f"SELECT * FROM (SELECT {_COLUMNS} FROM readings WHERE {where}"
+                " ORDER BY created_ms DESC, reading_id DESC LIMIT ?)"
+            )
+            params += [gas, level, _ms(since)]
+            if before is not None:
+                params += [_ms(before[0]), before[1]]
+            if groupid is not None:
+                params.append(groupid)
+            params.append(limit)
         params.append(limit)
         rows = self._select(
-            f"SELECT {_COLUMNS} FROM readings WHERE {' AND '.join(where)}"
-            " ORDER BY created_ms DESC, reading_id DESC LIMIT ?",
+            " UNION ALL ".join(parts) + " ORDER BY created_ms DESC, reading_id DESC LIMIT ?",
             params,
         )
         return [
@@ -301,6 +448,24 @@ class SqliteReadingStore:
             for row in rows
         ]
 
+    def delete_before(self, before: datetime) -> int:
+        """Delete readings taken before `before` (aligned down to a whole minute) and what the derived
+        tables hold of them, in one transaction; return how many readings went. For the retention
+        sweep: devices whose newest reading went leave the device table, as they would from a
+        query over the readings."""
+        cutoff = _ms(before) // MINUTE_MS * MINUTE_MS
+        self.requests += 1
+        try:
+            with self._transaction() as conn:
+                gone = conn.execute("DELETE FROM readings WHERE created_ms < ?", (cutoff,)).rowcount
+                conn.execute("DELETE FROM reading_minutes WHERE minute_ms < ?", (cutoff,))
+                conn.execute("DELETE FROM gas_minutes WHERE minute_ms < ?", (cutoff,))
+                conn.execute("DELETE FROM device_latest WHERE created_ms < ?", (cutoff,))
+                conn.execute("DELETE FROM devices WHERE created_ms < ?", (cutoff,))
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailableError(f"the reading store failed: {exc}", retry_after_seconds=2) from exc
+        return int(gone)
+
     def count(self) -> int:
         """How many readings are stored (for tests and the local stack's log)."""
         with self._lock:
@@ -309,3 +474,27 @@ class SqliteReadingStore:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+
+def _write_derived(conn: sqlite3.Connection, readings: Sequence[Reading]) -> None:
+    """Fold newly stored readings into `devices`, `device_latest`, `reading_minutes` and `gas_minutes`."""
+    conn.executemany(
+        _UPSERT_DEVICE,
+        [(r.device, _ms(r.created_at), r.reading_id, r.deviceid, r.groupid, r.gps, r.lat, r.lon) for r in readings],
+    )
+    conn.executemany(
+        _UPSERT_LATEST,
+        [(r.device, r.gas, _ms(r.created_at), r.reading_id, r.value, r.sensorid, r.createdtime) for r in readings],
+    )
+    conn.executemany(
+        _UPSERT_GAS_MINUTE,
+        [(r.gas, _ms(r.created_at) // MINUTE_MS * MINUTE_MS, r.value, r.value, r.value) for r in readings],
+    )
+    conn.executemany(
+        _UPSERT_MINUTE,
+        [
+            (r.gas, _ms(r.created_at) // MINUTE_MS * MINUTE_MS, r.device, r.groupid, r.sensorid, r.deviceid or "",
+             r.value, r.value, r.value)
+            for r in readings
+        ],
+    )  # fmt: skip
