@@ -104,7 +104,10 @@ def test_readings_of_different_days_go_to_their_days_indices_in_one_bulk(cluster
     late = readings[1].model_copy(update={"created_at": readings[1].created_at + timedelta(days=1)})
     store_on(url).put_readings([readings[0], late])
     assert len(state.bulk_requests()) == 1
-    assert {name: len(index.docs) for name, index in state.readings_indices()} == {DAY_INDEX: 1, "gasdetect-2026.01.02": 1}
+    assert {name: len(index.docs) for name, index in state.readings_indices()} == {
+        DAY_INDEX: 1,
+        "gasdetect-2026.01.02": 1,
+    }
 
 
 def test_a_seed_index_is_left_alone_new_readings_go_to_daily_indices_and_reads_cover_both(
