@@ -236,8 +236,10 @@ class LocalStack:
         common = process_environment(aws_url, iot_data.url, region)
         os.environ.update(common)
         snapshot_dir = self.data_dir / "dynamodb"
-        problems = await asyncio.to_thread(aws.create_resources, stack, aws_url, snapshot_dir)
+        bucket_dir = self.data_dir / "s3"
+        problems = await asyncio.to_thread(aws.create_resources, stack, aws_url, snapshot_dir, bucket_dir)
         started.push_async_callback(asyncio.to_thread, aws.save_tables, stack, aws_url, snapshot_dir)
+        started.push_async_callback(asyncio.to_thread, aws.save_buckets, stack, aws_url, bucket_dir)
 
         functions = stack.functions()
         environments = function_environments(stack, common, self.data_dir, options.grace)
@@ -292,6 +294,8 @@ class LocalStack:
             "mail_dir": str(mail.mail_dir),
             "region": region,
             "sqlite_path": str(self.data_dir / "readings.sqlite3"),
+            # Where ingest's archive stream delivers (gzip JSON lines under readings/dt=YYYY-MM-DD/).
+            "archive_bucket": next((stream.bucket for stream in stack.delivery_streams()), None),
             "pid": os.getpid(),
         }
         self._banner(stack, routes, key_source, grace_applies, len(mail.subscriptions), problems)

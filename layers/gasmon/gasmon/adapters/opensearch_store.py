@@ -15,6 +15,7 @@ module is the only place OpenSearch query text is written.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
@@ -23,15 +24,18 @@ from typing import TYPE_CHECKING, Any
 
 from gasmon.errors import StoreUnavailableError
 from gasmon.models import BucketStats, DeviceLatest, GasValue, Reading, SeriesQuery, StoreOutcome
+from gasmon.ports import SweepOutcome
 
 if TYPE_CHECKING:
     from opensearchpy import OpenSearch
 
+log = logging.getLogger(__name__)
 MAX_BULK_BYTES = 10 * 1024 * 1024
 INDEX_TEMPLATE: dict[str, Any] = {
     "priority": 100,
     "template": {
-        "settings": {"number_of_shards": 1},
+        # number_of_replicas is set per domain (OPENSEARCH_REPLICAS): 0 on one node.
+        "settings": {"number_of_shards": 1, "number_of_replicas": 0},
         "mappings": {
             "dynamic": "strict",
             "properties": {
@@ -52,6 +56,13 @@ INDEX_TEMPLATE: dict[str, Any] = {
     },
 }
 _RETRYABLE = {429, 500, 502, 503, 504}
+
+
+def index_template_body(index: str, replicas: int = 0) -> dict[str, Any]:
+    """The `_index_template` body for gasmon's indices, with the domain's replica count."""
+    template = dict(INDEX_TEMPLATE["template"])
+    template["settings"] = {**template["settings"], "number_of_replicas": replicas}
+    return {"index_patterns": [f"{index}*"], **INDEX_TEMPLATE, "template": template}
 
 
 def to_document(reading: Reading) -> dict[str, Any]:
@@ -221,6 +232,11 @@ def crossings_body(
     return body
 
 
+def retention_body(cutoff: datetime) -> dict[str, Any]:
+    """The `_delete_by_query` body for readings dated before `cutoff`."""
+    return {"query": {"range": {"date": {"lt": _epoch_ms(cutoff), "format": "epoch_millis"}}}}
+
+
 def bulk_bodies(index: str, readings: Sequence[Reading], limit: int = MAX_BULK_BYTES) -> Iterator[str]:
     """NDJSON `_bulk` bodies of `create` actions, each at most `limit` bytes."""
     lines: list[str] = []
@@ -253,6 +269,7 @@ class OpenSearchReadingStore:
         client_factory: Callable[[], OpenSearch] | None = None,
         retries: int = 2,
         sleep: Callable[[float], None] = time.sleep,
+        replicas: int = 0,
     ) -> None:
         self.endpoint = endpoint
         self.index = index
@@ -263,6 +280,7 @@ class OpenSearchReadingStore:
         self._template_ready = False
         self.retries = retries
         self._sleep = sleep
+        self.replicas = replicas
         self.requests = 0  # `_bulk` round trips, for `make bench`
 
     def _build_client(self) -> OpenSearch:
@@ -296,14 +314,31 @@ class OpenSearchReadingStore:
         return self._client
 
     def ensure_index_template(self) -> None:
-        """Install the index template (date, geo_point, keyword ids, float value) once per process."""
+        """Install the index template (date, geo_point, keyword ids, float value) once per process.
+
+        A 403 is fine-grained access control refusing `indices:admin/index_template/put` to the
+        ingest role: that is logged once as one error naming the fix (the role mapping in the
+        README), and writes go on; an administrator may have installed the template already.
+        """
         if self._template_ready:
             return
-        self._call(
-            lambda: self.client.indices.put_index_template(
-                name=self.index, body={"index_patterns": [f"{self.index}*"], **INDEX_TEMPLATE}
+        from opensearchpy.exceptions import TransportError
+
+        body = index_template_body(self.index, self.replicas)
+        try:
+            self._call(lambda: self.client.indices.put_index_template(name=self.index, body=body))
+        except StoreUnavailableError as exc:
+            cause = exc.__cause__
+            if not (isinstance(cause, TransportError) and cause.status_code == 403):
+                raise
+            log.error(
+                "OpenSearch refused the index template %s (403): fine-grained access control does not let this "
+                "function's role manage index templates. Map the role to an OpenSearch role with "
+                "indices:admin/index_template/put and the gasmon index permissions (README: Existing "
+                "OpenSearch domain with fine-grained access control). Readings are still written; until the "
+                "template exists new indices get dynamic mappings.",
+                self.index,
             )
-        )
         self._template_ready = True
 
     def _call(self, request: Callable[[], Any]) -> Any:
@@ -355,6 +390,30 @@ class OpenSearchReadingStore:
         raise StoreUnavailableError(
             f"OpenSearch is throttling: {len(pending)} readings not stored", retry_after_seconds=5
         )
+
+    # ---- RetentionSweeper ----
+
+    def delete_older_than(self, cutoff: datetime, batch_size: int, max_batches: int) -> SweepOutcome:
+        """One `_delete_by_query` on `<index>*` for documents dated before `cutoff`.
+
+        ISM deletes gasmon's own time-based indices whole; this catches what it does not manage
+        (the seed's own index, indices made before the policy). `max_docs` bounds one run;
+        `conflicts=proceed` skips documents changed meanwhile, the next run takes them.
+        """
+        limit = batch_size * max_batches
+
+        def request() -> Any:
+            return self.client.delete_by_query(
+                index=f"{self.index}*",
+                body=retention_body(cutoff),
+                conflicts="proceed",
+                max_docs=limit,
+                ignore_unavailable=True,
+            )
+
+        answer = dict(self._call(request))
+        deleted = int(answer.get("deleted", 0))
+        return SweepOutcome(deleted=deleted, complete=deleted < limit)
 
     # ---- ReadingQueries ----
 

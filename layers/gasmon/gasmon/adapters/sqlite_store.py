@@ -19,6 +19,7 @@ from pathlib import Path
 
 from gasmon.errors import StoreUnavailableError
 from gasmon.models import BucketStats, DeviceLatest, GasValue, Reading, SeriesQuery, StoreOutcome
+from gasmon.ports import SweepOutcome
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS readings (
@@ -300,6 +301,27 @@ class SqliteReadingStore:
             )
             for row in rows
         ]
+
+    # ---- RetentionSweeper ----
+
+    def delete_older_than(self, cutoff: datetime, batch_size: int, max_batches: int) -> SweepOutcome:
+        """Delete readings taken before `cutoff`, `batch_size` rows per transaction (writers wait
+        at most one batch), at most `max_batches` batches; uses the (gas, created_ms) index."""
+        deleted = 0
+        cutoff_ms = _ms(cutoff)
+        for _ in range(max_batches):
+            try:
+                with self._transaction() as conn:
+                    removed = conn.execute(
+                        "DELETE FROM readings WHERE rowid IN (SELECT rowid FROM readings WHERE created_ms < ? LIMIT ?)",
+                        (cutoff_ms, batch_size),
+                    ).rowcount
+            except sqlite3.OperationalError as exc:
+                raise StoreUnavailableError(f"the reading store failed: {exc}", retry_after_seconds=2) from exc
+            deleted += removed
+            if removed < batch_size:
+                return SweepOutcome(deleted=deleted, complete=True)
+        return SweepOutcome(deleted=deleted, complete=False)
 
     def count(self) -> int:
         """How many readings are stored (for tests and the local stack's log)."""
