@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from gasmon.adapters.aws import aws_client
-from gasmon.archive import archive_records, record_batches
+from gasmon.archive import MAX_RECORD_BYTES, archive_records, record_batches
 from gasmon.errors import ArchiveUnavailableError
 from gasmon.models import Reading
 
@@ -20,8 +20,16 @@ from gasmon.models import Reading
 class FirehoseReadingArchive:
     """A `ReadingArchive` on one Firehose delivery stream; the boto3 client is made on first use."""
 
-    def __init__(self, stream: str, region: str | None = None, client: Any = None, retries: int = 1) -> None:
+    def __init__(
+        self,
+        stream: str,
+        region: str | None = None,
+        client: Any = None,
+        retries: int = 1,
+        max_record_bytes: int = MAX_RECORD_BYTES,
+    ) -> None:
         self.stream = stream
+        self.max_record_bytes = max_record_bytes
         self.region = region
         self._client = client
         self.retries = retries
@@ -37,7 +45,7 @@ class FirehoseReadingArchive:
         """Send the readings' records; raise `ArchiveUnavailableError` if some are still refused."""
         from botocore.exceptions import BotoCoreError, ClientError
 
-        for batch in record_batches(archive_records(readings)):
+        for batch in record_batches(archive_records(readings, self.max_record_bytes)):
             pending = batch
             for _attempt in range(self.retries + 1):
                 self.requests += 1
