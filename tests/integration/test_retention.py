@@ -155,7 +155,8 @@ def test_a_403_on_the_template_is_one_clear_error_and_writes_go_on(
 ) -> None:
     # Given fine-grained access control refusing the template PUT to the ingest role
     recorder, url = cluster
-    refusal = {"error": {"type": "security_exception", "reason": "no permissions for [indices:admin/index_template/put]"}}
+    reason = "no permissions for [indices:admin/index_template/put]"
+    refusal = {"error": {"type": "security_exception", "reason": reason}}
     recorder.answers[("PUT", "/_index_template/")] = (403, {**refusal, "status": 403})
     store = OpenSearchReadingStore(url, sign_requests=False)
     # When two POSTs' readings are written

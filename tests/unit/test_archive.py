@@ -42,10 +42,8 @@ class FakeFirehose:
     def put_record_batch(self, DeliveryStreamName: str, Records: list[dict[str, bytes]]) -> dict[str, Any]:  # noqa: N803
         self.calls.append([record["Data"] for record in Records])
         failing = self.refuse.pop(0) if self.refuse else 0
-        responses = [
-            {"ErrorCode": "ServiceUnavailableException", "ErrorMessage": "slow down"} if i < failing else {"RecordId": "x"}
-            for i in range(len(Records))
-        ]
+        refused = {"ErrorCode": "ServiceUnavailableException", "ErrorMessage": "slow down"}
+        responses = [refused if i < failing else {"RecordId": "x"} for i in range(len(Records))]
         return {"FailedPutCount": failing, "RequestResponses": responses}
 
 
