@@ -39,6 +39,7 @@ def moto_stack(tmp_path: Path) -> Iterator[tuple[Stack, str]]:
         assert not problems, problems
         yield stack, endpoint
     finally:
+        reset(endpoint)  # the next test's moto (same process) must not find these resources
         moto.stop()
 
 
