@@ -369,7 +369,10 @@ class LocalStack:
         lines += [
             f"  mqtt      {e['mqtt']}  (AWS IoT Core: lifecycle events, rules, shadows)",
             f"  iot-data  {e['iot_data']}",
-            f"  aws       {e['aws']}  (moto: SNS, SQS, DynamoDB)",
+            f"  aws       {e['aws']}  (moto: SNS, SQS, DynamoDB, S3, Firehose)",
+            f"  archive   s3://{e['archive_bucket']}/readings/  (gzip JSON lines; {_relative(self.data_dir)}/s3)"
+            if e.get("archive_bucket")
+            else "  archive   none in the template",
             f"  mail      {e['mail_dir']}  ({mail_count} email subscription(s))",
             f"  rules     {', '.join(rule.name for rule in self.rules) or 'none in the template'}",
             f"  functions {', '.join(stack.functions())}",
