@@ -221,6 +221,7 @@ def _restore_bucket(s3: Any, bucket: str, bucket_dir: Path | None) -> int:
 def save_buckets(stack: Stack, endpoint: str, bucket_dir: Path) -> None:
     """Keep every bucket's objects in `<bucket_dir>/<bucket>/<key>` (moto holds them in memory),
     so the local archive outlives a restart as the readings do."""
+    firehose.flush_all()  # what Firehose still buffers belongs in the archive too
     s3 = client("s3", endpoint, stack.context.region)
     for bucket in stack.buckets():
         root = bucket_dir / bucket

@@ -266,6 +266,9 @@ def test_readings_past_retention_leave_the_query_api_and_stay_in_the_archive(sta
             ids |= {json.loads(line)["reading_id"] for line in body.splitlines()}
         return ids
 
+    deadline = time.monotonic() + WAIT  # Firehose buffers (about a second locally)
+    while reading_id not in archived() and time.monotonic() < deadline:
+        time.sleep(0.2)
     assert reading_id in archived()
     # When the retention sweep runs with RetentionDays=1 (make invoke, as the hourly schedule would)
     env = tmp_path / "env.json"

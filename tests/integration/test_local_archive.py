@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,7 +18,7 @@ import requests
 from gasmon.adapters.firehose_archive import FirehoseReadingArchive
 from gasmon.archive import archive_row
 from gasmon.models import Reading
-from gasmon_local import aws
+from gasmon_local import aws, firehose
 from gasmon_local.firehose import evaluate_prefix
 from gasmon_local.functions import ROOT
 from gasmon_local.template import Stack, StackContext
@@ -39,6 +40,7 @@ def moto_stack(tmp_path: Path) -> Iterator[tuple[Stack, str]]:
         assert not problems, problems
         yield stack, endpoint
     finally:
+        firehose.flush_all()  # nothing buffered may land in the next test's buckets
         reset(endpoint)  # the next test's moto (same process) must not find these resources
         moto.stop()
 
@@ -66,16 +68,38 @@ def test_archived_readings_are_gzip_json_lines_under_todays_partition(
     for key, value in aws.FAKE_CREDENTIALS.items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
-    # When ingest's adapter archives one POST's readings on the template's stream
+    # When ingest's adapter archives two POSTs' readings on the template's stream
     archive = FirehoseReadingArchive(stack.functions()["IngestFunction"].environment["ARCHIVE_STREAM"], region)
     archive.archive([reading(1), reading(2)])
-    # Then one gzip object holds them, under the partition Athena's projection reads
-    ((key, body),) = objects(endpoint, region, stream.bucket).items()
+    archive.archive([reading(3)])
+    # Then, once the buffer is due (about a second, bounded wait), one gzip object holds them all,
+    # under the partition Athena's projection reads
+    deadline = time.monotonic() + 10
+    while not (written := objects(endpoint, region, stream.bucket)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    ((key, body),) = written.items()
     today = datetime.now(UTC).strftime("%Y-%m-%d")
     assert key.startswith(f"readings/dt={today}/{stream.name}-") and key.endswith(".gz")
     rows = [json.loads(line) for line in gzip.decompress(body).splitlines()]
-    assert rows == [archive_row(reading(1)), archive_row(reading(2))]
-    assert archive.requests == 1
+    assert rows == [archive_row(reading(n)) for n in (1, 2, 3)]
+    assert archive.requests == 2
+
+
+def test_what_is_still_buffered_is_written_before_the_bucket_is_saved(
+    moto_stack: tuple[Stack, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Given a reading Firehose has taken but not yet written (the stack stops at once)
+    stack, endpoint = moto_stack
+    for key, value in aws.FAKE_CREDENTIALS.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+    monkeypatch.setattr(firehose._DELIVERIES, "flush_seconds", 3600)
+    FirehoseReadingArchive(stack.delivery_streams()[0].name, stack.context.region).archive([reading(4)])
+    # When the stack saves the bucket on stop
+    aws.save_buckets(stack, endpoint, tmp_path / "kept")
+    # Then the reading is in the saved archive
+    (saved,) = (tmp_path / "kept").rglob("*.gz")
+    assert json.loads(gzip.decompress(saved.read_bytes()))["reading_id"] == "id-4"
 
 
 def test_the_archive_outlives_a_restart(moto_stack: tuple[Stack, str], tmp_path: Path) -> None:
