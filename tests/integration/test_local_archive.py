@@ -36,7 +36,7 @@ def moto_stack(tmp_path: Path) -> Iterator[tuple[Stack, str]]:
     try:
         reset(endpoint)
         stack = Stack.from_file(ROOT / "template.yaml", StackContext(aws_endpoint=endpoint))
-        problems = aws.create_resources(stack, endpoint, tmp_path / "dynamodb", tmp_path / "s3")
+        problems = aws.create_resources(stack, endpoint, tmp_path / "dynamodb", bucket_dir=tmp_path / "s3")
         assert not problems, problems
         yield stack, endpoint
     finally:
@@ -111,7 +111,7 @@ def test_the_archive_outlives_a_restart(moto_stack: tuple[Stack, str], tmp_path:
     aws.save_buckets(stack, endpoint, tmp_path / "kept")
     # When moto starts from nothing and the stack's resources are created again
     reset(endpoint)
-    aws.create_resources(stack, endpoint, None, tmp_path / "kept")
+    aws.create_resources(stack, endpoint, bucket_dir=tmp_path / "kept")
     # Then the object is back
     assert objects(endpoint, stack.context.region, bucket) == {"readings/dt=2026-12-07/x.gz": b"kept"}
 
