@@ -10,6 +10,9 @@ BIN    := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 # Each bootstrap step runs again only when what it depends on changes.
 STAMP  := $(VENV)/.installed
+# checkov pins its own boto3 and friends, so it lives in a venv of its own.
+CHECKOV_VENV  := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -24,6 +27,11 @@ $(STAMP): requirements-dev.txt layers/gasmon/requirements.txt device/requirement
 	@echo "make venv: ready ($(VENV)/bin has gasmon-local, gasmon-device, pytest, sam, cfn-lint)"
 	@touch $@
 
+$(CHECKOV_STAMP): requirements-checkov.txt
+	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install -q -r requirements-checkov.txt
+	@touch $@
+
 venv: $(STAMP) ## create the virtualenv (Python 3.13) with every dependency
 
 lint: $(STAMP) ## ruff and mypy
@@ -34,6 +42,14 @@ lint: $(STAMP) ## ruff and mypy
 validate: $(STAMP) ## sam validate --lint and cfn-lint on template.yaml
 	$(BIN)/sam validate --lint --template template.yaml --region ap-northeast-2
 	$(BIN)/cfn-lint template.yaml
+
+# Suppressions live in each resource's Metadata (checkov: skip with a comment; cfn-lint:
+# config.ignore_checks with `reasons`); tests/unit/test_ops_template.py insists on the reasons.
+# BC_SKIP_MAPPING and --skip-download keep checkov off the network.
+iac: $(STAMP) $(CHECKOV_STAMP) ## checkov and cfn-lint's serverless rules on template.yaml (0 findings)
+	$(BIN)/cfn-lint -t template.yaml --append-rules cfn_lint_serverless.rules
+	BC_SKIP_MAPPING=TRUE $(abspath $(CHECKOV_VENV))/bin/checkov -f template.yaml --framework cloudformation \
+		--compact --quiet --skip-download
 
 build: $(STAMP) ## sam build (arm64 wheels for the layer come from PyPI)
 	$(BIN)/sam build --template template.yaml
@@ -59,6 +75,7 @@ browser: ## install Debian's chromium for the dashboard's browser test (once; Pl
 test: $(STAMP) browser ## every check: lint, template, sam build, unit, integration and end-to-end tests
 	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory validate
+	$(MAKE) --no-print-directory iac
 	$(MAKE) --no-print-directory build
 	$(BIN)/pytest -q
 
@@ -68,4 +85,4 @@ bench: $(STAMP) ## benchmarks, each beside a baseline measured in the same run
 clean: ## remove build output (keeps the virtualenv and .local data)
 	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help venv lint validate build openapi local invoke unit browser test bench clean
+.PHONY: help venv lint validate iac build openapi local invoke unit browser test bench clean

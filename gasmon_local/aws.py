@@ -39,7 +39,7 @@ from botocore.config import Config
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from gasmon_local import moto_fixes
+from gasmon_local import firehose, moto_fixes
 from gasmon_local.dynamodb_journal import DynamoDbJournal
 from gasmon_local.template import ACCOUNT_ID, SqsEventSource, Stack, SubscriptionSpec, TableSpec
 
@@ -72,6 +72,7 @@ class MotoServer:
                 except OSError as exc:
                     raise OSError(exc.errno, f"moto cannot listen on {self.host}:{self.port}: {exc.strerror}") from None
         moto_fixes.install()  # transactions as cheap as one write, whatever the table's size
+        firehose.install()  # S3 delivery as Firehose does it: buffered, prefix expressions, gzip
         # What moto's ThreadedMotoServer does, with the journal (if any) between the socket and moto.
         app: Any = DomainDispatcherApplication(create_backend_app)
         if self.journal is not None:
@@ -109,7 +110,11 @@ def client(service: str, endpoint: str, region: str) -> Any:
 
 
 def create_resources(
-    stack: Stack, endpoint: str, snapshot_dir: Path | None = None, journal: DynamoDbJournal | None = None
+    stack: Stack,
+    endpoint: str,
+    snapshot_dir: Path | None = None,
+    journal: DynamoDbJournal | None = None,
+    bucket_dir: Path | None = None,
 ) -> list[str]:
     """Create the template's queues, tables, topics and subscriptions in moto.
 
@@ -164,6 +169,30 @@ def create_resources(
         replayed = journal.recover(snapshot.journal_seq)
         if replayed:
             log.info("dynamodb journal: replayed %d writes made after the last clean stop", replayed)
+    s3 = client("s3", endpoint, region)
+    for bucket in stack.buckets():
+        create = functools.partial(
+            s3.create_bucket, Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": region}
+        )
+        if attempt(f"bucket {bucket}", create):
+            restored = _restore_bucket(s3, bucket, bucket_dir)
+            log.info("bucket %s%s", bucket, f" ({restored} objects restored)" if restored else "")
+    firehose_client = client("firehose", endpoint, region)
+    for stream in stack.delivery_streams():
+        destination = {
+            key: value
+            for key, value in stream.destination.items()
+            if key in ("BucketARN", "RoleARN", "Prefix", "ErrorOutputPrefix", "CompressionFormat", "BufferingHints")
+        }
+        destination["BufferingHints"] = _numbers(destination.get("BufferingHints") or {})
+        create = functools.partial(
+            firehose_client.create_delivery_stream,
+            DeliveryStreamName=stream.name,
+            DeliveryStreamType="DirectPut",
+            ExtendedS3DestinationConfiguration=destination,
+        )
+        if attempt(f"delivery stream {stream.name}", create):
+            log.info("stream %s -> s3://%s/%s (%s)", stream.name, stream.bucket, stream.prefix, stream.compression)
     sns = client("sns", endpoint, region)
     for topic in stack.topics():
         attributes = {key: value for key, value in topic.attributes.items() if key != "KmsMasterKeyId"}
@@ -220,6 +249,39 @@ def _restore_table(dynamodb: Any, name: str, items: Sequence[dict[str, Any]]) ->
         chunk = [{"PutRequest": {"Item": item}} for item in items[start : start + 25]]
         dynamodb.batch_write_item(RequestItems={name: chunk})
     return len(items)
+
+
+def _numbers(values: dict[str, Any]) -> dict[str, Any]:
+    return {key: int(value) if str(value).isdigit() else value for key, value in values.items()}
+
+
+def _restore_bucket(s3: Any, bucket: str, bucket_dir: Path | None) -> int:
+    """Put back the objects `save_buckets` kept under `<bucket_dir>/<bucket>/`."""
+    root = bucket_dir / bucket if bucket_dir else None
+    if root is None or not root.is_dir():
+        return 0
+    count = 0
+    for path in sorted(root.rglob("*")):
+        if path.is_file():
+            s3.put_object(Bucket=bucket, Key=path.relative_to(root).as_posix(), Body=path.read_bytes())
+            count += 1
+    return count
+
+
+def save_buckets(stack: Stack, endpoint: str, bucket_dir: Path) -> None:
+    """Keep every bucket's objects in `<bucket_dir>/<bucket>/<key>` (moto holds them in memory),
+    so the local archive outlives a restart as the readings do."""
+    firehose.flush_all()  # what Firehose still buffers belongs in the archive too
+    s3 = client("s3", endpoint, stack.context.region)
+    for bucket in stack.buckets():
+        root = bucket_dir / bucket
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            for item in page.get("Contents", []):
+                path = root / item["Key"]
+                if ".." in Path(item["Key"]).parts:
+                    continue
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read())
 
 
 def save_tables(stack: Stack, endpoint: str, snapshot_dir: Path, journal: DynamoDbJournal | None = None) -> None:

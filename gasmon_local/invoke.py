@@ -129,6 +129,10 @@ def _invoke(args: argparse.Namespace, event: Any, aws_endpoint: str, iot_endpoin
     environment = dict(spec.environment) | common | env_file_variables(args.env_vars, args.function)
     if environment.get("READING_STORE", "sqlite") == "sqlite" or environment.get("DEVICE_DIRECTORY") == "sqlite":
         environment["SQLITE_PATH"] = store
+    if aws_endpoint == NOWHERE and environment.get("ARCHIVE_STREAM"):
+        # No stack, no archive stream: ingest would refuse every POST as archive_unavailable.
+        environment["ARCHIVE_STREAM"] = ""
+        print("no archive without a running stack: ARCHIVE_STREAM is left empty", file=sys.stderr)
     runtime = FunctionRuntime({args.function: spec}, {args.function: environment})
     for index, item in enumerate(events):
         try:

@@ -269,8 +269,10 @@ class LocalStack:
         region = stack.context.region
         common = process_environment(aws_url, iot_data.url, region)
         os.environ.update(common)
-        problems = await asyncio.to_thread(aws.create_resources, stack, aws_url, snapshot_dir, journal)
+        bucket_dir = self.data_dir / "s3"
+        problems = await asyncio.to_thread(aws.create_resources, stack, aws_url, snapshot_dir, journal, bucket_dir)
         started.push_async_callback(asyncio.to_thread, aws.save_tables, stack, aws_url, snapshot_dir, journal)
+        started.push_async_callback(asyncio.to_thread, aws.save_buckets, stack, aws_url, bucket_dir)
 
         functions = stack.functions()
         environments = function_environments(stack, common, self.data_dir, options.grace)
@@ -325,6 +327,8 @@ class LocalStack:
             "mail_dir": str(mail.mail_dir),
             "region": region,
             "sqlite_path": str(self.data_dir / "readings.sqlite3"),
+            # Where ingest's archive stream delivers (gzip JSON lines under readings/dt=YYYY-MM-DD/).
+            "archive_bucket": next((stream.bucket for stream in stack.delivery_streams()), None),
             "pid": os.getpid(),
         }
         self._banner(stack, routes, key_source, grace_applies, len(mail.subscriptions), problems)
@@ -383,7 +387,10 @@ class LocalStack:
         lines += [
             f"  mqtt      {e['mqtt']}  (AWS IoT Core: lifecycle events, rules, shadows)",
             f"  iot-data  {e['iot_data']}",
-            f"  aws       {e['aws']}  (moto: SNS, SQS, DynamoDB)",
+            f"  aws       {e['aws']}  (moto: SNS, SQS, DynamoDB, S3, Firehose)",
+            f"  archive   s3://{e['archive_bucket']}/readings/  (gzip JSON lines; {_relative(self.data_dir)}/s3)"
+            if e.get("archive_bucket")
+            else "  archive   none in the template",
             f"  mail      {e['mail_dir']}  ({mail_count} email subscription(s))",
             f"  rules     {', '.join(rule.name for rule in self.rules) or 'none in the template'}",
             f"  functions {', '.join(stack.functions())}",

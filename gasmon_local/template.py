@@ -175,6 +175,19 @@ class SubscriptionSpec:
 
 
 @dataclass(frozen=True)
+class DeliveryStreamSpec:
+    """An `AWS::KinesisFirehose::DeliveryStream` with an (extended) S3 destination."""
+
+    logical_id: str
+    name: str
+    bucket: str
+    prefix: str
+    error_prefix: str
+    compression: str
+    destination: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class TopicSpec:
     """An `AWS::SNS::Topic`."""
 
@@ -285,12 +298,16 @@ class Stack:
             "AWS::DynamoDB::Table": "TableName",
             "AWS::Serverless::SimpleTable": "TableName",
             "AWS::IoT::TopicRule": "RuleName",
+            "AWS::S3::Bucket": "BucketName",
+            "AWS::KinesisFirehose::DeliveryStream": "DeliveryStreamName",
         }.get(kind)
         if name_property and name_property in raw:
             return str(self.resolve(raw[name_property]))
         if kind == "AWS::IoT::TopicRule":
             return logical_id  # rule names allow only [A-Za-z0-9_]
         name = f"{self.context.stack_name}-{logical_id}"
+        if kind == "AWS::S3::Bucket":
+            return name.lower()  # bucket names allow no capitals
         if kind == "AWS::SQS::Queue" and _truthy(raw.get("FifoQueue")):
             name += ".fifo"
         if kind == "AWS::SNS::Topic" and _truthy(raw.get("FifoTopic")):
@@ -351,6 +368,10 @@ class Stack:
                 return self.arn("dynamodb", f"table/{physical}")
             if attribute == "StreamArn":
                 return self.arn("dynamodb", f"table/{physical}/stream/1970-01-01T00:00:00.000")
+        if kind == "AWS::S3::Bucket" and attribute == "Arn":
+            return f"arn:{self.context.partition}:s3:::{physical}"
+        if kind == "AWS::KinesisFirehose::DeliveryStream" and attribute == "Arn":
+            return self.arn("firehose", f"deliverystream/{physical}")
         if kind == "AWS::IoT::TopicRule" and attribute == "Arn":
             return self.arn("iot", f"rule/{physical}")
         if attribute == "Arn" and (kind == "AWS::IAM::Role" or logical_id.endswith("Role")):
@@ -679,6 +700,31 @@ class Stack:
                     name=name,
                     create_arguments={"TableName": name, **_numbers_as_ints(arguments)},
                     ttl_attribute=ttl.get("AttributeName") if _truthy(ttl.get("Enabled", False)) else None,
+                )
+            )
+        return specs
+
+    def buckets(self) -> list[str]:
+        """Names of every active `AWS::S3::Bucket`."""
+        return [self.physical_name(logical_id) for logical_id in self.of_type("AWS::S3::Bucket")]
+
+    def delivery_streams(self) -> list[DeliveryStreamSpec]:
+        """Every active Firehose delivery stream with an S3 destination."""
+        specs = []
+        for logical_id in self.of_type("AWS::KinesisFirehose::DeliveryStream"):
+            props = self.properties(logical_id)
+            destination = props.get("ExtendedS3DestinationConfiguration") or props.get("S3DestinationConfiguration")
+            if not destination:
+                continue
+            specs.append(
+                DeliveryStreamSpec(
+                    logical_id=logical_id,
+                    name=self.physical_name(logical_id),
+                    bucket=str(destination["BucketARN"]).rsplit(":", 1)[-1],
+                    prefix=str(destination.get("Prefix", "")),
+                    error_prefix=str(destination.get("ErrorOutputPrefix", "")),
+                    compression=str(destination.get("CompressionFormat", "UNCOMPRESSED")),
+                    destination=destination,
                 )
             )
         return specs

@@ -38,6 +38,23 @@ class MemoryReadingStore:
         return StoreOutcome(created=frozenset(created), existing=frozenset(existing))
 
 
+class MemoryArchive:
+    """A `ReadingArchive` that keeps every call's readings; `fail_with` makes the next calls raise."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[Reading]] = []
+        self.fail_with: StoreUnavailableError | None = None
+
+    def archive(self, readings: Sequence[Reading]) -> None:
+        if self.fail_with is not None:
+            raise self.fail_with
+        self.calls.append(list(readings))
+
+    @property
+    def reading_ids(self) -> list[str]:
+        return [r.reading_id for call in self.calls for r in call]
+
+
 class MemoryPublisher:
     """A `MessagePublisher` that keeps what it was asked to publish."""
 

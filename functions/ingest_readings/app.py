@@ -15,7 +15,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from gasmon.adapters import build_alarm_store, build_reading_store
+from gasmon.adapters import build_alarm_store, build_reading_archive, build_reading_store
 from gasmon.adapters.iot_publisher import IotDataPublisher
 from gasmon.alarms import AlarmPolicy, Alarms
 from gasmon.errors import GasmonError, StoreUnavailableError
@@ -24,7 +24,7 @@ from gasmon.ingest import IngestPolicy, ingest, parse_body
 from gasmon.models import AlarmOutcome, ErrorBody, IngestResponse
 from gasmon.observability import logger, metrics, tracer
 from gasmon.policies import alarm_policy, ingest_policy
-from gasmon.ports import AlarmStateStore, MessagePublisher, ReadingStore
+from gasmon.ports import AlarmStateStore, MessagePublisher, ReadingArchive, ReadingStore
 from gasmon.settings import IngestSettings
 
 app = APIGatewayRestResolver(enable_validation=True)
@@ -43,6 +43,11 @@ def _policy() -> IngestPolicy:
 @cache
 def _store() -> ReadingStore:
     return build_reading_store(_settings())
+
+
+@cache
+def _archive() -> ReadingArchive | None:
+    return build_reading_archive(_settings())
 
 
 @cache
@@ -75,7 +80,7 @@ ERRORS: dict[int, Any] = {
         400: "Malformed JSON",
         413: "Body over 1 MB or more than 500 documents",
         422: "Invalid readings; `details` names each field and its problem",
-        503: "Reading store unavailable; retry after the Retry-After header",
+        503: "Reading store or archive unavailable; retry after the Retry-After header",
     }.items()
 } | {200: {"description": "What happened to each document", "content": {"application/json": {"model": IngestResponse}}}}
 
@@ -92,7 +97,14 @@ def post_readings() -> Response[str]:
     documents, is_batch = parse_body(event.body, _policy(), base64_encoded=bool(event.is_base64_encoded))
     context = app.context
     report = ingest(
-        documents, is_batch, _policy(), context["clock"](), context["store"], context["publisher"], context["alarms"]
+        documents,
+        is_batch,
+        _policy(),
+        context["clock"](),
+        context["store"],
+        context["publisher"],
+        context["alarms"],
+        archive=context["archive"],
     )
     result = report.response
     metrics.add_metric("ReadingsAccepted", MetricUnit.Count, result.accepted)
@@ -157,11 +169,16 @@ def lambda_handler(
     publisher: MessagePublisher | None = None,
     clock: Callable[[], datetime] | None = None,
     alarm_store: AlarmStateStore | None = None,
+    archive: ReadingArchive | None = None,
 ) -> dict[str, Any]:
     """Lambda entry point; tests and `make local` may hand in their own adapters and clock."""
     alarm_store = alarm_store or _alarm_store()
     alarms = Alarms(alarm_store, _alarm_policy()) if alarm_store is not None else None
     app.append_context(
-        store=store or _store(), publisher=publisher or _publisher(), clock=clock or _utc_now, alarms=alarms
+        store=store or _store(),
+        publisher=publisher or _publisher(),
+        clock=clock or _utc_now,
+        alarms=alarms,
+        archive=archive or _archive(),
     )
     return app.resolve(event, context)

@@ -6,14 +6,17 @@ RecordPresenceFunction -> SQS delay queue -> CheckPresenceFunction -> SNS -> e-m
 regression of the template, not something to skip.
 """
 
+import gzip
 import json
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -231,3 +234,55 @@ def test_data_and_the_api_key_survive_a_restart(tmp_path: Path) -> None:
         assert second.endpoints["api_key"] == key
         again = requests.post(second.endpoints["api"] + "/readings", json=document, headers=headers, timeout=WAIT)
         assert (again.json()["accepted"], again.json()["duplicates"]) == (0, 4)
+
+
+def test_readings_past_retention_leave_the_query_api_and_stay_in_the_archive(stack: Running, tmp_path: Path) -> None:
+    stack.require("ingest")
+    endpoints = stack.endpoints
+    headers = {"x-api-key": endpoints["api_key"]}
+    groupid = f"old-{uuid.uuid4().hex[:8]}"
+    # Given a reading taken two days ago, below every threshold
+    taken = datetime.now(ZoneInfo("UTC")) - timedelta(days=2)
+    document = {"groupid": groupid, "co": {"sensorid": "0005", "sensortype": "8", "value": "3.25",
+                "createdtime": taken.strftime("%Y-%m-%dT%H:%M:%SZ")}}  # fmt: skip
+    answer = requests.post(endpoints["api"] + "/readings", json=document, headers=headers, timeout=WAIT)
+    assert answer.status_code == 200 and answer.json()["accepted"] == 1, answer.text
+    (reading_id,) = [r["id"] for r in answer.json()["results"][0]["readings"]]
+
+    def series() -> requests.Response:
+        params = {"gas": "co", "groupid": groupid, "start": (taken - timedelta(hours=1)).isoformat(), "interval": "1d"}
+        return requests.get(endpoints["api"] + "/series", params=params, headers=headers, timeout=WAIT)
+
+    before = series()
+    assert before.status_code == 200 and sum(p["count"] for p in before.json()["points"]) == 1, before.text
+    # Then it is in the archive bucket named in endpoints.json, under today's partition, gzip
+    s3 = boto3.client("s3", endpoint_url=endpoints["aws"], region_name=endpoints["region"],
+                      aws_access_key_id="testing", aws_secret_access_key="testing")  # fmt: skip
+
+    def archived() -> set[str]:
+        ids = set()
+        for item in s3.list_objects_v2(Bucket=endpoints["archive_bucket"], Prefix="readings/dt=").get("Contents", []):
+            body = gzip.decompress(s3.get_object(Bucket=endpoints["archive_bucket"], Key=item["Key"])["Body"].read())
+            ids |= {json.loads(line)["reading_id"] for line in body.splitlines()}
+        return ids
+
+    deadline = time.monotonic() + WAIT  # Firehose buffers (about a second locally)
+    while reading_id not in archived() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert reading_id in archived()
+    # When the retention sweep runs with RetentionDays=1 (make invoke, as the hourly schedule would)
+    env = tmp_path / "env.json"
+    variables = {"READING_STORE": "sqlite", "SQLITE_PATH": endpoints["sqlite_path"], "RETENTION_DAYS": "1"}
+    env.write_text(json.dumps({"Parameters": variables | {"POWERTOOLS_TRACE_DISABLED": "true"}}))
+    event = str(ROOT / "events" / "sweep_scheduled.json")
+    command = [sys.executable, "-m", "gasmon_local.invoke", "SweepReadingsFunction", event, "--env-vars", str(env)]
+    command += ["--data-dir", str(stack.process.data_dir)]
+    swept = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert swept.returncode == 0, swept.stderr[-2000:]
+    assert json.loads(swept.stdout)["deleted"] >= 1
+    # Then the query API no longer has it (a 422 if the range is past the API's retention), the archive does
+    after = series()
+    assert after.status_code in (200, 422), after.text
+    if after.status_code == 200:
+        assert sum(p["count"] for p in after.json()["points"]) == 0
+    assert reading_id in archived()

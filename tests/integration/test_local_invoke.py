@@ -52,12 +52,17 @@ def test_a_running_stacks_store_is_used(tmp_path: Path) -> None:
             "sqlite_path": str(store),
         }
         (tmp_path / "endpoints.json").write_text(json.dumps(endpoints))
+        # (the stand-in answers no AWS call, so the env file turns the archive stream off)
+        parameters = json.loads((ROOT / "events" / "env.json").read_text())["Parameters"] | {"ARCHIVE_STREAM": ""}
+        (tmp_path / "env.json").write_text(json.dumps({"Parameters": parameters}))
         # When the seed document is invoked against that data dir
         result = invoke(
             "IngestFunction",
             str(ROOT / "events" / "ingest_seed_document.json"),
             "--data-dir",
             str(tmp_path),
+            "--env-vars",
+            str(tmp_path / "env.json"),
             cwd=tmp_path,
         )
     # Then the readings land in the stack's own store

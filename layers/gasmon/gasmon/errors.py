@@ -46,6 +46,12 @@ class StoreUnavailableError(GasmonError):
         self.retry_after_seconds = retry_after_seconds
 
 
+class ArchiveUnavailableError(StoreUnavailableError):
+    """The reading archive did not take the readings: nothing was stored, the client retries."""
+
+    code = "archive_unavailable"
+
+
 class PublishError(Exception):
     """A message could not be handed to the MQTT broker (AWS IoT Core or the local one)."""
 

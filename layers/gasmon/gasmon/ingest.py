@@ -31,7 +31,7 @@ from gasmon.models import (
     ReadingStatus,
     parse_gps,
 )
-from gasmon.ports import AlarmProcessor, MessagePublisher, ReadingStore
+from gasmon.ports import AlarmProcessor, MessagePublisher, ReadingArchive, ReadingStore
 from gasmon.readings import DEFAULT_THRESHOLDS, reading_id, warning_topic, warnings_for
 
 
@@ -222,12 +222,18 @@ def ingest(
     store: ReadingStore,
     publisher: MessagePublisher,
     alarms: AlarmProcessor | None = None,
+    archive: ReadingArchive | None = None,
 ) -> IngestReport:
     """Validate, store and warn for one POST.
 
     Readings are stored first, in one call, and warnings are published only for readings the
     store did not already have, so a retried POST neither stores nor warns twice. A store failure
     propagates (`StoreUnavailableError`) before anything is reported accepted.
+
+    With `archive`, the request's valid readings are archived first, in one call: if that fails
+    (`ArchiveUnavailableError`, a 503) nothing is stored, so the retry recomputes everything; if
+    storing fails after it, the retry archives them again under the same `reading_id`. Either way
+    an accepted reading is in the archive, and the archive is at least once, keyed by reading_id.
 
     With `alarms`, the new readings go through alarms with memory instead of one
     warning per reading over its threshold; without, behaviour is the plain threshold check.
@@ -241,6 +247,8 @@ def ingest(
         raise InvalidReadingsError(message, [problem for doc in validated for problem in doc.problems])
 
     to_store = [reading for doc in validated for reading in doc.readings]
+    if archive is not None and to_store:
+        archive.archive(to_store)
     outcome = store.put_readings(to_store) if to_store else None
     created = outcome.created if outcome else frozenset()
     # Readings the store refused for good (e.g. a mapping conflict): the device is told, per reading.

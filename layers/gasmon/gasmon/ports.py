@@ -51,6 +51,42 @@ class ReadingStore(Protocol):
         ...
 
 
+class ReadingArchive(Protocol):
+    """Where every accepted reading is kept for good (S3 through Kinesis Data Firehose in AWS).
+
+    Ingest archives a request's valid readings before it stores them, so a reading is never
+    reported accepted without being archived. Delivery is at least once: a retried POST can
+    archive a reading twice, under the same `reading_id`.
+    """
+
+    def archive(self, readings: Sequence[Reading]) -> None:
+        """Hand the readings over in as few requests as the service allows (one per POST).
+
+        Raises `ArchiveUnavailableError` when some could not be handed over; the caller must then
+        not report them accepted.
+        """
+        ...
+
+
+class SweepOutcome(GasmonModel):
+    """What one retention sweep did: readings deleted, and whether nothing older is left."""
+
+    deleted: int
+    complete: bool
+
+
+class RetentionSweeper(Protocol):
+    """The reading store's side of retention: forget readings older than a cutoff."""
+
+    def delete_older_than(self, cutoff: datetime, batch_size: int, max_batches: int) -> SweepOutcome:
+        """Delete readings taken before `cutoff`, at most `batch_size * max_batches` of them.
+
+        `complete` is False when the bound stopped it with more to delete (the next sweep goes on).
+        Raises `StoreUnavailableError`.
+        """
+        ...
+
+
 class MessagePublisher(Protocol):
     """Publishes JSON messages on MQTT topics (AWS IoT Core's iot-data API)."""
 

@@ -75,6 +75,8 @@ class StoreSettings(_Settings):
     sqlite_path: str = ".local/readings.sqlite3"
     opensearch_endpoint: str = ""
     opensearch_index: str = "gasdetect"
+    # Replicas of gasmon's indices: 0 on a one-node domain (else it is yellow from day one).
+    opensearch_replicas: int = Field(default=0, ge=0, le=2)
     aws_region: str = "ap-northeast-2"
     # RETENTION_DAYS: readings older than this leave the hot store (OpenSearch: the ISM policy).
     retention_days: int = Field(default=90, ge=1, le=36500)
@@ -105,6 +107,8 @@ class IngestSettings(ThresholdSettings):
         default="", validation_alias=AliasChoices("IOT_DATA_ENDPOINT", "AWS_ENDPOINT_URL_IOT_DATA")
     )
     publish_status_messages: bool = False
+    # The Firehose delivery stream every accepted reading is archived through; empty: no archive.
+    archive_stream: str = ""
     max_future_seconds: int = Field(default=300, ge=0)
     max_age_days: int = Field(default=30, ge=1)
     max_documents: int = Field(default=500, ge=1, le=500)
@@ -201,8 +205,15 @@ class QuerySettings(ThresholdSettings):
     # The alarm table ingest writes; empty means no alarm history: GET /alarms says `configured: false`.
     alarm_table: str = ""
     max_buckets: int = Field(default=2000, ge=10, le=10_000)
-    # How long readings stay in the hot store (the template's RetentionDays): older times are a 422.
-    retention_days: int = Field(default=90, ge=1, le=36_500)
     # Signs the cursors the API gives out (HMAC-SHA256); empty: a key in the source, which still
     # catches edited cursors. `make local` sets one per data directory.
     cursor_key: str = Field(default="", repr=False)
+
+
+class SweepSettings(StoreSettings):
+    """Settings of the retention sweep (deletes readings older than RETENTION_DAYS)."""
+
+    # Rows (SQLite) deleted per statement; a sweep stops after `sweep_max_batches` of them and the
+    # next hourly run goes on, so one run is bounded whatever the backlog.
+    sweep_batch_size: int = Field(default=10_000, ge=100, le=1_000_000)
+    sweep_max_batches: int = Field(default=100, ge=1, le=10_000)

@@ -7,9 +7,16 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from gasmon.adapters.opensearch_store import OpenSearchReadingStore
     from gasmon.adapters.sqlite_store import SqliteReadingStore
-    from gasmon.ports import AlarmStateStore, DeviceStatusSource, ReadingQueries, ReadingStore
+    from gasmon.ports import (
+        AlarmStateStore,
+        DeviceStatusSource,
+        ReadingArchive,
+        ReadingQueries,
+        ReadingStore,
+        RetentionSweeper,
+    )
     from gasmon.presence import PresencePorts
-    from gasmon.settings import PresenceSettings, QuerySettings, StoreSettings
+    from gasmon.settings import IngestSettings, PresenceSettings, QuerySettings, StoreSettings
 
 
 def open_reading_store(
@@ -25,6 +32,7 @@ def open_reading_store(
             index=settings.opensearch_index,
             region=settings.aws_region,
             retention_days=getattr(settings, "retention_days", DEFAULT_RETENTION_DAYS),
+            replicas=getattr(settings, "opensearch_replicas", 0),
         )
     from gasmon.adapters.sqlite_store import SqliteReadingStore
 
@@ -33,6 +41,20 @@ def open_reading_store(
 
 def build_reading_store(settings: StoreSettings) -> ReadingStore:
     """The reading store the settings name (`READING_STORE`)."""
+    return open_reading_store(settings.reading_store, settings)
+
+
+def build_reading_archive(settings: IngestSettings) -> ReadingArchive | None:
+    """The Firehose archive on `ARCHIVE_STREAM`; None when it is empty (no archive)."""
+    if not settings.archive_stream:
+        return None
+    from gasmon.adapters.firehose_archive import FirehoseReadingArchive
+
+    return FirehoseReadingArchive(settings.archive_stream, region=settings.aws_region)
+
+
+def build_retention_sweeper(settings: StoreSettings) -> RetentionSweeper:
+    """The store's side of the retention sweep (SQLite: DELETE in batches; OpenSearch: delete_by_query)."""
     return open_reading_store(settings.reading_store, settings)
 
 

@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 from gasmon.errors import StoreUnavailableError
 from gasmon.models import BucketStats, DeviceLatest, GasValue, Reading, SeriesQuery, StoreOutcome
+from gasmon.ports import SweepOutcome
 
 if TYPE_CHECKING:
     from opensearchpy import OpenSearch
@@ -58,7 +59,8 @@ DAILY_PATTERN = "{index}-2*"
 INDEX_TEMPLATE: dict[str, Any] = {
     "priority": 100,
     "template": {
-        "settings": {"number_of_shards": 1},
+        # number_of_replicas is set per domain (OPENSEARCH_REPLICAS): 0 on one node.
+        "settings": {"number_of_shards": 1, "number_of_replicas": 0},
         "mappings": {
             "dynamic": "strict",
             "properties": {
@@ -101,9 +103,11 @@ def retention_policy_id(index: str) -> str:
     return f"{index}-retention"
 
 
-def index_template_body(index: str, with_alias: bool) -> dict[str, Any]:
-    """The template of the daily indices: gasmon's mapping, and the alias unless an index has its name."""
+def index_template_body(index: str, with_alias: bool, replicas: int = 0) -> dict[str, Any]:
+    """The template of the daily indices: gasmon's mapping, the domain's replica count (0 on one
+    node, so a single-node domain is green), and the alias unless an index has its name."""
     template = json.loads(json.dumps(INDEX_TEMPLATE))
+    template["template"]["settings"]["number_of_replicas"] = replicas
     if with_alias:
         template["template"]["aliases"] = {index: {}}
     return {"index_patterns": [DAILY_PATTERN.format(index=index)], **template}
@@ -312,6 +316,11 @@ def crossings_body(
     return body
 
 
+def retention_body(cutoff: datetime) -> dict[str, Any]:
+    """The `_delete_by_query` body for readings dated before `cutoff`."""
+    return {"query": {"range": {"date": {"lt": _epoch_ms(cutoff), "format": "epoch_millis"}}}}
+
+
 def latest_id(reading: Reading) -> str:
     """The id of the latest index's document for the reading's (device, gas)."""
     return f"{reading.device}#{reading.gas}"
@@ -404,6 +413,7 @@ class OpenSearchReadingStore:
         retention_days: int = DEFAULT_RETENTION_DAYS,
         timeout: float = 10,
         latest_index: str | None = None,
+        replicas: int = 0,
     ) -> None:
         self.endpoint = endpoint
         self.index = index
@@ -418,6 +428,7 @@ class OpenSearchReadingStore:
         self.retention_days = retention_days
         self.timeout = timeout
         self.seed_index = False  # a concrete index named `index` exists (set by the first write)
+        self.replicas = replicas
         self.requests = 0  # `_bulk` round trips, for `make bench`
 
     def _build_client(self) -> OpenSearch:
@@ -467,7 +478,7 @@ class OpenSearchReadingStore:
         try:
             self._detect_seed_index()
             self._ensure_retention_policy()
-            body = index_template_body(self.index, with_alias=not self.seed_index)
+            body = index_template_body(self.index, with_alias=not self.seed_index, replicas=self.replicas)
             self._call(lambda: self.client.indices.put_index_template(name=self.index, body=body))
             # Its own template, at a higher priority, so the readings' template (and any alias it
             # adds) never applies to the latest index: searches of the readings never count it.
@@ -617,6 +628,30 @@ class OpenSearchReadingStore:
         raise StoreUnavailableError(
             f"OpenSearch is throttling: {len(pending)} readings not stored", retry_after_seconds=5
         )
+
+    # ---- RetentionSweeper ----
+
+    def delete_older_than(self, cutoff: datetime, batch_size: int, max_batches: int) -> SweepOutcome:
+        """One `_delete_by_query` on `<index>*` for documents dated before `cutoff`.
+
+        ISM deletes gasmon's own time-based indices whole; this catches what it does not manage
+        (the seed's own index, indices made before the policy). `max_docs` bounds one run;
+        `conflicts=proceed` skips documents changed meanwhile, the next run takes them.
+        """
+        limit = batch_size * max_batches
+
+        def request() -> Any:
+            return self.client.delete_by_query(
+                index=f"{self.index}*",
+                body=retention_body(cutoff),
+                conflicts="proceed",
+                max_docs=limit,
+                ignore_unavailable=True,
+            )
+
+        answer = dict(self._call(request))
+        deleted = int(answer.get("deleted", 0))
+        return SweepOutcome(deleted=deleted, complete=deleted < limit)
 
     # ---- ReadingQueries ----
 

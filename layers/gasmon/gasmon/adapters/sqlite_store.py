@@ -28,6 +28,7 @@ from pathlib import Path
 
 from gasmon.errors import StoreUnavailableError
 from gasmon.models import BucketStats, DeviceLatest, GasValue, Reading, SeriesQuery, StoreOutcome
+from gasmon.ports import SweepOutcome
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS readings (
@@ -465,6 +466,31 @@ class SqliteReadingStore:
         except sqlite3.OperationalError as exc:
             raise StoreUnavailableError(f"the reading store failed: {exc}", retry_after_seconds=2) from exc
         return int(gone)
+
+    # ---- RetentionSweeper ----
+
+    def delete_older_than(self, cutoff: datetime, batch_size: int, max_batches: int) -> SweepOutcome:
+        """Delete readings taken before `cutoff` (aligned down to a whole minute, as the rollups are),
+        `batch_size` rows per transaction (writers wait at most one batch), at most `max_batches`
+        batches; once the readings are done, what the derived tables hold of them goes in one more
+        transaction, so `/series` and `/devices` never show what the readings no longer have."""
+        deleted = 0
+        cutoff_ms = _ms(cutoff) // MINUTE_MS * MINUTE_MS
+        for _ in range(max_batches):
+            self.requests += 1
+            try:
+                with self._transaction() as conn:
+                    removed = conn.execute(
+                        "DELETE FROM readings WHERE rowid IN (SELECT rowid FROM readings WHERE created_ms < ? LIMIT ?)",
+                        (cutoff_ms, batch_size),
+                    ).rowcount
+            except sqlite3.OperationalError as exc:
+                raise StoreUnavailableError(f"the reading store failed: {exc}", retry_after_seconds=2) from exc
+            deleted += removed
+            if removed < batch_size:
+                self.delete_before(datetime.fromtimestamp(cutoff_ms / 1000, UTC))  # the derived rows
+                return SweepOutcome(deleted=deleted, complete=True)
+        return SweepOutcome(deleted=deleted, complete=False)
 
     def count(self) -> int:
         """How many readings are stored (for tests and the local stack's log)."""
