@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -251,6 +252,36 @@ class FakeCluster:
         errors = any(next(iter(i.values()))["status"] >= 300 for i in items)
         return 200, {"took": 3, "errors": errors, "items": items}
 
+    def delete_by_query(self, expression: str, request: dict[str, Any], query: dict[str, list[str]]) -> dict[str, Any]:
+        """`_delete_by_query` with a `range` on `date` (what the retention sweep sends), `max_docs` honoured."""
+        bounds = request.get("query", {}).get("range", {}).get("date", {})
+        below = bounds.get("lt")
+        limit = int(query["max_docs"][0]) if "max_docs" in query else None
+        deleted = 0
+        for name in self.resolve(expression):
+            index = self.indices[name]
+            for doc_id, doc in list(index.docs.items()):
+                if limit is not None and deleted >= limit:
+                    break
+                moment = datetime.fromisoformat(str(doc.get("date"))).timestamp() * 1000
+                if below is not None and moment < float(below):
+                    del index.docs[doc_id]
+                    deleted += 1
+        return {
+            "took": 5,
+            "timed_out": False,
+            "total": deleted,
+            "deleted": deleted,
+            "batches": 1 if deleted else 0,
+            "version_conflicts": 0,
+            "noops": 0,
+            "retries": {"bulk": 0, "search": 0},
+            "throttled_millis": 0,
+            "requests_per_second": -1.0,
+            "throttled_until_millis": 0,
+            "failures": [],
+        }
+
     def _search_answer(self, hits: list[dict[str, Any]], total: int, scroll_id: str | None = None) -> dict[str, Any]:
         shards = {"total": 1, "successful": 1, "skipped": 0, "failed": 0}
         found = {"total": {"value": total, "relation": "eq"}, "max_score": None, "hits": hits}
@@ -329,6 +360,8 @@ class FakeCluster:
                 for name in self.resolve(spec["index"]):
                     getattr(self.indices[name].aliases, "add" if kind == "add" else "discard")(spec["alias"])
             return 200, {"acknowledged": True}
+        if segments[-1:] == ["_delete_by_query"] and method == "POST":
+            return 200, self.delete_by_query(segments[0], json.loads(body), query)
         if segments[-1:] == ["_search"]:
             names = self.resolve(segments[0]) if len(segments) == 2 else list(self.indices)
             request = json.loads(body) if body else {}

@@ -1,18 +1,14 @@
 """Retention on the real stores: the hourly sweep on SQLite (through its Lambda handler), and
 what the OpenSearch adapter sends for retention, replicas and a refused index template, through
-the real opensearch-py client to an HTTP server on 127.0.0.1 that records each request."""
+the real opensearch-py client to the spec-checked fake cluster (tests/opensearch_fake.py)."""
 
 from __future__ import annotations
 
-import json
 import logging
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlparse
 
 import pytest
 
@@ -20,6 +16,7 @@ from gasmon.adapters.opensearch_store import OpenSearchReadingStore
 from gasmon.adapters.sqlite_store import SqliteReadingStore
 from gasmon.models import Reading, SeriesQuery
 from gasmon_local.functions import load_function_module
+from tests.opensearch_fake import FakeCluster, running_cluster
 
 NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
 
@@ -78,94 +75,51 @@ def test_one_sweep_is_bounded_and_the_next_goes_on(tmp_path: Path) -> None:
     assert store.count() == 0
 
 
-class Recorder:
-    """An OpenSearch stand-in: records every request, answers from `answers[(method, path prefix)]`."""
-
-    def __init__(self) -> None:
-        self.requests: list[tuple[str, str, dict[str, list[str]], str]] = []
-        self.answers: dict[tuple[str, str], tuple[int, dict[str, Any]]] = {}
-
-    def answer(self, method: str, path: str) -> tuple[int, dict[str, Any]]:
-        for (m, prefix), reply in self.answers.items():
-            if m == method and path.startswith(prefix):
-                return reply
-        return 200, {"acknowledged": True}
-
-
 @pytest.fixture
-def cluster() -> Iterator[tuple[Recorder, str]]:
-    recorder = Recorder()
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: Any) -> None:
-            pass
-
-        def _handle(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
-            url = urlparse(self.path)
-            recorder.requests.append((self.command, url.path, parse_qs(url.query), body))
-            status, reply = recorder.answer(self.command, url.path)
-            if self.command == "POST" and url.path.endswith("/_bulk") and status == 200:
-                lines = [json.loads(line) for line in body.splitlines() if line.strip()]
-                items = [{"create": {"_index": a["create"]["_index"], "_id": a["create"]["_id"], "status": 201}}
-                         for a in lines[::2]]  # fmt: skip
-                reply = {"took": 1, "errors": False, "items": items}
-            data = json.dumps(reply).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        do_GET = do_PUT = do_POST = do_DELETE = _handle  # noqa: N815
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield recorder, f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    server.server_close()
+def cluster() -> Iterator[tuple[FakeCluster, str]]:
+    yield from running_cluster()
 
 
-def test_the_opensearch_sweep_is_one_bounded_delete_by_query_on_gasmons_indices(cluster: tuple[Recorder, str]) -> None:
-    recorder, url = cluster
-    recorder.answers[("POST", "/gasdetect*/_delete_by_query")] = (200, {"took": 3, "deleted": 42, "failures": []})
-    store = OpenSearchReadingStore(url, sign_requests=False)
+def test_the_opensearch_sweep_is_one_bounded_delete_by_query_on_gasmons_indices(
+    cluster: tuple[FakeCluster, str],
+) -> None:
+    # Given readings of 100 and 1 days ago in the spec-checked fake cluster
+    state, url = cluster
+    store = OpenSearchReadingStore(url, sign_requests=False, sleep=lambda _: None)
+    old, recent = readings_days_ago([100]), readings_days_ago([1])
+    store.put_readings(old + recent)
+    # When the sweep runs with a 90-day cutoff
     outcome = store.delete_older_than(NOW - timedelta(days=90), batch_size=1000, max_batches=10)
-    assert (outcome.deleted, outcome.complete) == (42, True)
-    ((method, path, params, body),) = recorder.requests
-    assert (method, path) == ("POST", "/gasdetect*/_delete_by_query")
-    assert params["conflicts"] == ["proceed"] and params["max_docs"] == ["10000"]
-    cutoff = int((NOW - timedelta(days=90)).timestamp() * 1000)
-    assert json.loads(body) == {"query": {"range": {"date": {"lt": cutoff, "format": "epoch_millis"}}}}
+    # Then one bounded _delete_by_query on gasmon's indices removed the old reading only
+    assert (outcome.deleted, outcome.complete) == (1, True)
+    [sweep] = [r for r in state.requests if r.path.endswith("/_delete_by_query")]
+    assert sweep.method == "POST" and sweep.path == "/gasdetect*/_delete_by_query"
+    assert "conflicts=proceed" in sweep.url and "max_docs=10000" in sweep.url
+    assert set(state.docs()) == {r.reading_id for r in recent}
 
 
 @pytest.mark.parametrize("replicas", [0, 1])
-def test_the_index_template_carries_the_domains_replica_count(cluster: tuple[Recorder, str], replicas: int) -> None:
-    recorder, url = cluster
-    store = OpenSearchReadingStore(url, sign_requests=False, replicas=replicas)
+def test_the_index_template_carries_the_domains_replica_count(cluster: tuple[FakeCluster, str], replicas: int) -> None:
+    state, url = cluster
+    store = OpenSearchReadingStore(url, sign_requests=False, replicas=replicas, sleep=lambda _: None)
     store.put_readings(readings_days_ago([1]))
-    method, path, _, body = recorder.requests[0]
-    assert (method, path) == ("PUT", "/_index_template/gasdetect")
-    assert json.loads(body)["template"]["settings"]["number_of_replicas"] == replicas
+    assert state.templates["gasdetect"]["template"]["settings"]["number_of_replicas"] == replicas
 
 
 def test_a_403_on_the_template_is_one_clear_error_and_writes_go_on(
-    cluster: tuple[Recorder, str], caplog: pytest.LogCaptureFixture
+    cluster: tuple[FakeCluster, str], caplog: pytest.LogCaptureFixture
 ) -> None:
-    # Given fine-grained access control refusing the template PUT to the ingest role
-    recorder, url = cluster
-    reason = "no permissions for [indices:admin/index_template/put]"
-    refusal = {"error": {"type": "security_exception", "reason": reason}}
-    recorder.answers[("PUT", "/_index_template/")] = (403, {**refusal, "status": 403})
-    store = OpenSearchReadingStore(url, sign_requests=False)
+    # Given fine-grained access control refusing the template and policy PUTs to the ingest role
+    state, url = cluster
+    state.forbid_setup = True
+    store = OpenSearchReadingStore(url, sign_requests=False, sleep=lambda _: None)
     # When two POSTs' readings are written
     with caplog.at_level(logging.ERROR, logger="gasmon.adapters.opensearch_store"):
         first = store.put_readings(readings_days_ago([1]))
         second = store.put_readings(readings_days_ago([2]))
-    # Then both are stored, the template was asked for once, and one error names the fix
+    # Then both are stored, setup was tried once, and one error names the fix
     assert len(first.created) == len(second.created) == 1
-    assert [r[0] for r in recorder.requests] == ["PUT", "POST", "POST"]
+    assert sum(r.method == "PUT" for r in state.requests) == 1
     errors = [record for record in caplog.records if record.levelno >= logging.ERROR]
     assert len(errors) == 1
     assert "403" in errors[0].getMessage() and "README" in errors[0].getMessage()
