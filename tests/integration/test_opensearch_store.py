@@ -53,6 +53,16 @@ def serve(cluster: FakeCluster) -> ThreadingHTTPServer:
             if cluster.down:
                 self._answer(503, {"error": "unavailable"})
                 return
+            if "/_mget" in self.path:  # the ids a POST met again: their stored values
+                wanted = json.loads(body)["ids"]
+                docs = [
+                    {"_id": i, "found": True, "_source": {"value": cluster.docs[i]["value"]}}
+                    if i in cluster.docs
+                    else {"_id": i, "found": False}
+                    for i in wanted
+                ]
+                self._answer(200, {"docs": docs})
+                return
             lines = [json.loads(line) for line in body.splitlines() if line.strip()]
             items = []
             for action, doc in zip(lines[::2], lines[1::2], strict=True):
@@ -92,6 +102,21 @@ def test_one_bulk_request_per_post_and_a_retry_stores_nothing_twice(cluster: Any
     assert len(first.created) == 100 and len(second.existing) == 100 and not second.created
     assert len(bulk_calls) == 2
     assert len(state.docs) == 100
+
+
+def test_a_re_post_with_another_value_is_a_conflict_and_the_stored_value_stays(cluster: Any) -> None:
+    # Given readings stored once
+    state, store = cluster
+    readings = make_readings(3)
+    store.put_readings(readings)
+    # When the same identities are posted again, one with a different value
+    changed = [readings[0].model_copy(update={"value": readings[0].value + 1}), *readings[1:]]
+    outcome = store.put_readings(changed)
+    # Then all three were there, one is a conflict, and the first value is what is stored
+    assert outcome.existing == {r.reading_id for r in readings} and not outcome.created
+    assert outcome.conflicts == {readings[0].reading_id}
+    assert state.docs[readings[0].reading_id]["value"] == readings[0].value
+    assert [p for p, _ in state.requests if "/_mget" in p], "duplicates are compared with one _mget"
 
 
 def test_index_template_maps_geo_point_date_and_keywords_once(cluster: Any) -> None:

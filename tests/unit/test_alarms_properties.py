@@ -331,8 +331,10 @@ def test_concurrent_ingest_for_one_device_never_duplicates_an_alarm(
     table = f"alarms-{'race' if race else 'free'}"
     # Given 6 requests for device 7, each with NO2 over the line, at once
     sent, stores = concurrent_posts(dynamodb_endpoint, table, threads=6, race=race)
-    # Then exactly one open is published and one episode is recorded
-    assert [m["event"] for m in sent] == ["open"]
+    # Then one alarm is opened: every open published names the same episode (a loser that re-read
+    # the winner's outbox may publish it too: at least once, deduped by alarm_id), and one episode
+    # is recorded
+    assert {m["event"] for m in sent} == {"open"} and len({m["alarm_id"] for m in sent}) == 1
     reader = DynamoDbAlarmStore(table, region="ap-northeast-2", endpoint_url=dynamodb_endpoint)
     (episode,) = reader.open_alarms(device="7")
     assert episode.alarm_id == sent[0]["alarm_id"]

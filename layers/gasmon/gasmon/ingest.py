@@ -16,7 +16,13 @@ from zoneinfo import ZoneInfo
 
 from pydantic import ConfigDict, Field, ValidationError
 
-from gasmon.errors import InvalidReadingsError, MalformedJsonError, PublishError, RequestTooLargeError
+from gasmon.errors import (
+    EffectsPendingError,
+    InvalidReadingsError,
+    MalformedJsonError,
+    PublishError,
+    RequestTooLargeError,
+)
 from gasmon.models import (
     AlarmOutcome,
     DocumentOutcome,
@@ -26,6 +32,7 @@ from gasmon.models import (
     Reading,
     ReadingDocument,
     ReadingOutcome,
+    ReadingStatus,
     parse_gps,
 )
 from gasmon.ports import AlarmProcessor, MessagePublisher, ReadingStore
@@ -210,14 +217,19 @@ def ingest(
     publisher: MessagePublisher,
     alarms: AlarmProcessor | None = None,
 ) -> IngestReport:
-    """Validate, store and warn for one POST.
+    """Validate, store and warn for one POST; a retry of it finishes what this one left undone.
 
-    Readings are stored first, in one call, and warnings are published only for readings the
-    store did not already have, so a retried POST neither stores nor warns twice. A store failure
-    propagates (`StoreUnavailableError`) before anything is reported accepted.
+    Readings are stored first, in one call (a store failure propagates as
+    `StoreUnavailableError` before anything is reported). Then every accepted reading, new or
+    duplicate, is evaluated: effects are idempotent by key, not by "was this write new", so a
+    retry after a lost store reply still warns. With `alarms`, the alarm state's watermark and
+    outbox decide what is still owed (nothing is announced twice by one key's state); without,
+    every reading at or over its threshold is warned on each time (at least once; messages carry
+    the reading id to dedupe by). A `conflict` (same identity, different value: the stored value
+    stays) gets a plain warning when its posted value is over the threshold.
 
-    With `alarms`, the new readings go through alarms with memory instead of one
-    warning per reading over its threshold; without, behaviour is the plain threshold check.
+    If a message the readings owe could not be published, `EffectsPendingError` (503 with
+    Retry-After) tells the device to retry: its readings are stored, and the retry publishes.
     """
     validated = [
         validate_document(raw, index, f"[{index}]." if is_batch else "", policy, now)
@@ -230,59 +242,109 @@ def ingest(
     to_store = [reading for doc in validated for reading in doc.readings]
     outcome = store.put_readings(to_store) if to_store else None
     created = outcome.created if outcome else frozenset()
+    stored_conflicts = outcome.conflicts if outcome else frozenset()
+
+    # What each posted reading is: the first copy of a new id claims it; a later copy in the same
+    # request is a duplicate, or a conflict when its value differs from the first copy's.
+    first_value: dict[str, float] = {}
+    statuses: list[list[ReadingStatus]] = []
+    for doc in validated:
+        doc_statuses: list[ReadingStatus] = []
+        for r in doc.readings:
+            seen = first_value.get(r.reading_id)
+            if seen is None:
+                first_value[r.reading_id] = r.value
+                status: ReadingStatus = (
+                    "accepted"
+                    if r.reading_id in created
+                    else "conflict"
+                    if r.reading_id in stored_conflicts
+                    else "duplicate"
+                )
+            else:
+                status = "duplicate" if seen == r.value else "conflict"
+            doc_statuses.append(status)
+        statuses.append(doc_statuses)
+
+    evaluate = [
+        r
+        for doc, st in zip(validated, statuses, strict=True)
+        for r, s in zip(doc.readings, st, strict=True)
+        if s != "conflict"
+    ]
+    conflicting = [
+        r
+        for doc, st in zip(validated, statuses, strict=True)
+        for r, s in zip(doc.readings, st, strict=True)
+        if s == "conflict"
+    ]
+
+    labels: dict[str, list[str]] = {}
+    published = 0
+    failed = 0
+    pending = 0
+    plain = conflicting if alarms is not None else evaluate + conflicting
+    for warning in warnings_for(plain, policy.thresholds):
+        try:
+            publisher.publish(warning_topic(policy.warning_topic, warning.groupid), warning.model_dump())
+        except PublishError:
+            failed += 1
+            pending += 1
+            continue
+        published += 1
+        labels.setdefault(warning.reading_id or "", []).append(warning.warning)
+
+    alarm_outcome = None
+    if alarms is not None and evaluate:
+        alarm_outcome = alarms.process(
+            evaluate, publisher, lambda groupid: warning_topic(policy.warning_topic, groupid)
+        )
+        for reading_key, reading_labels in alarm_outcome.labels.items():
+            labels.setdefault(reading_key, []).extend(reading_labels)
+        published += alarm_outcome.published
+        failed += alarm_outcome.failed
+        pending += alarm_outcome.pending
 
     results: list[DocumentOutcome] = []
-    fresh: list[Reading] = []
-    claimed: set[str] = set()
-    warned_failures = 0
-    warning_count = 0
-    for doc in validated:
+    listed: set[str] = set()  # a reading's labels are listed once, on its first copy
+    for doc, doc_statuses in zip(validated, statuses, strict=True):
         if doc.problems:
             results.append(DocumentOutcome(index=doc.index, status="rejected", details=doc.problems))
             continue
-        # A reading is new once: the first copy in this request claims it, later copies are duplicates.
-        new = [r for r in doc.readings if r.reading_id in created and r.reading_id not in claimed]
-        claimed.update(r.reading_id for r in new)
-        new_ids = {r.reading_id for r in new}
         outcomes = [
-            ReadingOutcome(gas=r.gas, id=r.reading_id, status="accepted" if r.reading_id in new_ids else "duplicate")
-            for r in doc.readings
+            ReadingOutcome(gas=r.gas, id=r.reading_id, status=status)
+            for r, status in zip(doc.readings, doc_statuses, strict=True)
         ]
-        fresh.extend(new)
-        published = []
-        for warning in warnings_for(new, policy.thresholds) if alarms is None else []:
-            try:
-                publisher.publish(warning_topic(policy.warning_topic, warning.groupid), warning.model_dump())
-                published.append(warning.warning)
-            except PublishError:
-                warned_failures += 1
-        warning_count += len(published)
-        status = "accepted" if new else "duplicate"
-        results.append(DocumentOutcome(index=doc.index, status=status, readings=outcomes, warnings=published))
-
-    # ---- Alarms with memory: evaluated once for every new reading of the request ----
-    alarm_outcome = None
-    if alarms is not None and fresh:
-        alarm_outcome = alarms.process(fresh, publisher, lambda groupid: warning_topic(policy.warning_topic, groupid))
-        for result in results:
-            for reading_outcome in result.readings:
-                if reading_outcome.status == "accepted":
-                    result.warnings.extend(alarm_outcome.labels.get(reading_outcome.id, []))
-        warning_count += alarm_outcome.published
-        warned_failures += alarm_outcome.failed
+        doc_labels: list[str] = []
+        for r in doc.readings:
+            if r.reading_id not in listed:
+                listed.add(r.reading_id)
+                doc_labels.extend(labels.get(r.reading_id, []))
+        status_of_doc = (
+            "accepted" if "accepted" in doc_statuses else "conflict" if "conflict" in doc_statuses else "duplicate"
+        )
+        results.append(DocumentOutcome(index=doc.index, status=status_of_doc, readings=outcomes, warnings=doc_labels))
 
     rejected = sum(1 for doc in validated if doc.problems)
     if policy.publish_status_messages:
         _publish_status(publisher, policy, validated, rejected)
 
+    every = [s for st in statuses for s in st]
     response = IngestResponse(
-        accepted=len(fresh),
-        duplicates=len(to_store) - len(fresh),
+        accepted=every.count("accepted"),
+        duplicates=every.count("duplicate"),
+        conflicts=every.count("conflict"),
         rejected=rejected,
-        warnings=warning_count,
+        warnings=published,
         results=results,
     )
-    return IngestReport(response=response, warnings_failed=warned_failures, alarms=alarm_outcome)
+    if pending:
+        raise EffectsPendingError(
+            f"the readings are stored, but {pending} warning or alarm messages could not be published yet; "
+            "retry this POST: it finishes them",
+            retry_after_seconds=2,
+        )
+    return IngestReport(response=response, warnings_failed=failed, alarms=alarm_outcome)
 
 
 def _publish_status(

@@ -348,13 +348,33 @@ class OpenSearchReadingStore:
                             f"OpenSearch refused reading {reading_id}: {reason}", retry_after_seconds=30
                         )
             if not failed:
-                return StoreOutcome(created=frozenset(created), existing=frozenset(existing))
+                conflicts = self._conflicts(existing, readings) if existing else frozenset()
+                return StoreOutcome(created=frozenset(created), existing=frozenset(existing), conflicts=conflicts)
             pending = failed
             if attempt < self.retries:
                 self._sleep(0.1 * 2**attempt)
         raise StoreUnavailableError(
             f"OpenSearch is throttling: {len(pending)} readings not stored", retry_after_seconds=5
         )
+
+    def _conflicts(self, existing: set[str], readings: Sequence[Reading]) -> frozenset[str]:
+        """Which already-stored ids hold a different value than posted: one `_mget` of their values,
+        made only when a POST met readings it had stored before (a retry, or a re-post)."""
+        posted: dict[str, float] = {}
+        for r in readings:
+            posted.setdefault(r.reading_id, r.value)
+        self.requests += 1
+        answer = self._call(
+            partial(
+                self.client.mget, index=self.index, body={"ids": sorted(existing)}, params={"_source_includes": "value"}
+            )
+        )
+        conflicts = set()
+        for doc in answer.get("docs", []):
+            value = doc.get("_source", {}).get("value") if doc.get("found") else None
+            if value is not None and doc.get("_id") in posted and float(value) != posted[doc["_id"]]:
+                conflicts.add(str(doc["_id"]))
+        return frozenset(conflicts)
 
     # ---- ReadingQueries ----
 
