@@ -371,8 +371,9 @@ class Alarms:
         a second write removes the published ones. A conditional write decides which concurrent
         request opens an alarm. A message still unpublished at the end is counted in
         `outcome.pending` (ingest then answers 503 so the device retries). When the state cannot be
-        read or written, the readings of the affected keys fall back to plain threshold warnings:
-        a repeated warning beats a missed one.
+        read or written, the readings of the affected keys fall back to plain threshold warnings
+        (a repeated warning beats a missed one) and count as pending too: the device's retry
+        applies them to the state, so every episode follows every reading.
         """
         outcome = AlarmOutcome()
         by_key: dict[AlarmKey, list[Reading]] = {}
@@ -390,6 +391,7 @@ class Alarms:
             outcome.problems.append(f"alarm state unavailable, plain warnings instead: {exc}")
             for key, rs in by_key.items():
                 self._degrade(key, rs, None, publisher, topic_for, outcome)
+            outcome.pending += len(by_key)  # the retry applies them to the state
             return outcome
         outcome.problems.extend(snapshot.problems)
 
@@ -405,9 +407,10 @@ class Alarms:
             if isinstance(failure, AlarmStoreUnavailableError):
                 outcome.problems.append(f"{device}/{gas}: alarm state not written, plain warnings instead: {failure}")
                 fallback.append((key, uncommitted, levels))
+                outcome.pending += 1  # the retry applies them to the state
             elif failure is not None:
-                # Other requests kept winning this key: they apply the newer readings; these are dropped.
                 outcome.problems.append(f"{device}/{gas}: gave up after {self.policy.max_write_attempts} conflicts")
+                outcome.pending += 1  # the retry applies them
 
         for key, state in states.items():
             if state.owed:

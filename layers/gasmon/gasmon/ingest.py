@@ -340,8 +340,8 @@ def ingest(
     )
     if pending:
         raise EffectsPendingError(
-            f"the readings are stored, but {pending} warning or alarm messages could not be published yet; "
-            "retry this POST: it finishes them",
+            f"the readings are stored, but {pending} warnings or alarm updates are not done yet "
+            "(the broker or the alarm table failed); retry this POST: it finishes them",
             retry_after_seconds=2,
         )
     return IngestReport(response=response, warnings_failed=failed, alarms=alarm_outcome)

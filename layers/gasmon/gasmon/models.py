@@ -407,7 +407,7 @@ class AlarmOutcome(GasmonModel):
     published: int = 0  # messages handed to the broker, redeliveries included
     failed: int = 0  # publishes that failed (owed for a later request, or lost)
     lost: int = 0  # messages given up on: out of attempts, or the store could not record them
-    pending: int = 0  # owed messages still unpublished at the end of the request (answer: retry)
+    pending: int = 0  # messages still owed, or keys whose readings are not applied yet (answer: retry)
     conflicts: int = 0  # version conflicts met (each one re-read and re-applied)
     degraded: int = 0  # (device, gas) keys that fell back to plain threshold warnings
     problems: list[str] = Field(default_factory=list)
