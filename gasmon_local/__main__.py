@@ -2,6 +2,7 @@
 
     gasmon-local [--no-devices] [--grace SECONDS] [--data-dir DIR] [--http-port N] [--mqtt-port N]
                  [--iot-data-port N] [--aws-port N] [--template FILE] [--parameter KEY=VALUE ...]
+                 [--faults KIND=PROBABILITY,... [--fault-seed N]]
 
 Ports may be 0 (a free one is picked; `<data-dir>/endpoints.json` says which). One log stream on
 stdout; Ctrl-C (or SIGTERM) stops everything cleanly.
@@ -18,6 +19,7 @@ import sys
 from pathlib import Path
 
 from gasmon_device.simulator import run_fleet
+from gasmon_local.faults import KINDS, FaultSpecError, parse_spec
 from gasmon_local.functions import ROOT
 from gasmon_local.stack import LocalStack, Options
 from gasmon_local.template import TemplateError
@@ -50,7 +52,18 @@ def parse_args(argv: list[str] | None = None) -> Options:
         metavar="KEY=VALUE",
         help="template parameter override, as sam --parameter-overrides (repeatable)",
     )
+    parser.add_argument(
+        "--faults",
+        default="",
+        metavar="SPEC",
+        help="inject faults into the real adapters: KIND=PROBABILITY,... with kinds " + ", ".join(KINDS),
+    )
+    parser.add_argument("--fault-seed", type=int, default=0, metavar="N", help="seed of the fault schedule (0)")
     args = parser.parse_args(argv)
+    try:
+        parse_spec(args.faults)
+    except FaultSpecError as exc:
+        parser.error(f"--faults: {exc}")
     overrides = {}
     for item in args.parameter:
         key, sep, value = item.partition("=")
@@ -69,6 +82,8 @@ def parse_args(argv: list[str] | None = None) -> Options:
         grace=DEMO_GRACE if args.grace is None else args.grace,
         grace_explicit=args.grace is not None,
         parameter_overrides=overrides,
+        faults=args.faults,
+        fault_seed=args.fault_seed,
     )
 
 

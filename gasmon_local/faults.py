@@ -25,7 +25,7 @@ from __future__ import annotations
 import random
 import threading
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
         ThresholdScope,
     )
     from gasmon.presence_models import Email
+    from gasmon_local.template import FunctionSpec
 
 KINDS: tuple[str, ...] = (
     "store-lost-reply",
@@ -227,6 +228,18 @@ class FaultyNotifier:
         if self.plan.fires("notify-error"):
             raise NotifyError("injected fault notify-error: SNS did not take the e-mail")
         self.inner.send(email)
+
+
+def fault_adapters(plan: FaultPlan) -> Callable[[FunctionSpec, Any], dict[str, Any]]:
+    """The local runtime's adapter hook: each function's faulty adapters, built once per function."""
+    built: dict[str, dict[str, Any]] = {}
+
+    def adapters(spec: FunctionSpec, module: Any) -> dict[str, Any]:
+        if spec.logical_id not in built:
+            built[spec.logical_id] = handler_adapters(spec.logical_id, module, plan)
+        return built[spec.logical_id]
+
+    return adapters
 
 
 def handler_adapters(logical_id: str, module: Any, plan: FaultPlan) -> dict[str, Any]:

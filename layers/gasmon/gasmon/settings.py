@@ -136,6 +136,12 @@ class IngestSettings(ThresholdSettings):
         return self
 
 
+class SweepSettings(IngestSettings):
+    """Settings of the alarm sweep (the ingest function's alarm settings plus its own)."""
+
+    alarm_stale_minutes: float = Field(default=60.0, ge=1)
+
+
 class PresenceSettings(_Settings):
     """What both presence functions read (environment variable = field name, upper case).
 

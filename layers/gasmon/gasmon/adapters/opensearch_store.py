@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from gasmon.adapters.timeouts import OPENSEARCH_BULK_RETRIES, OPENSEARCH_TIMEOUT_SECONDS
 from gasmon.errors import StoreUnavailableError
 from gasmon.models import BucketStats, DeviceLatest, GasValue, Reading, SeriesQuery, StoreOutcome
 
@@ -251,7 +252,7 @@ class OpenSearchReadingStore:
         region: str = "ap-northeast-2",
         sign_requests: bool = True,
         client_factory: Callable[[], OpenSearch] | None = None,
-        retries: int = 2,
+        retries: int = OPENSEARCH_BULK_RETRIES,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.endpoint = endpoint
@@ -284,9 +285,10 @@ class OpenSearchReadingStore:
             use_ssl=parsed.scheme == "https",
             verify_certs=parsed.scheme == "https",
             connection_class=RequestsHttpConnection,
-            timeout=10,
-            max_retries=1,
-            retry_on_status=(502, 503, 504),
+            # The timeout ladder (gasmon.adapters.timeouts): short enough that the presence
+            # functions' fallback and ingest's 503 still run inside the Lambda timeout.
+            timeout=OPENSEARCH_TIMEOUT_SECONDS,
+            max_retries=0,
         )
 
     @property
