@@ -170,3 +170,41 @@ def test_without_an_alarm_table_every_reading_over_the_line_warns_as_before(hand
     # Then each gets the plain seed warning, with no alarm fields
     assert [p["warning"] for _, p in publisher.sent] == ["no2 warning"] * 3
     assert all("event" not in p for _, p in publisher.sent)
+
+
+def test_the_scheduled_sweep_closes_an_alarm_the_device_left_open_with_a_stale_clear(
+    handler: Any, alarm_store: DynamoDbAlarmStore, tmp_path: Path
+) -> None:
+    sweep = load_handler("functions/sweep_alarms")
+    readings, publisher = SqliteReadingStore(tmp_path / "readings.sqlite3"), Recorder()
+    # Given an alarm opened by NO2 95, after which the device never posts again
+    handler(
+        event(no2(95.0, T0)),
+        LambdaContext(),
+        store=readings,
+        publisher=publisher,
+        clock=lambda: T0 + timedelta(seconds=1),
+        alarm_store=alarm_store,
+    )
+    scheduled = json.loads((ROOT / "events" / "sweep_alarms_schedule.json").read_text())
+    # When the schedule runs the sweep 30 minutes later, then 61 minutes later (AlarmStaleMinutes 60)
+    early = sweep(
+        scheduled,
+        LambdaContext(),
+        publisher=publisher,
+        alarm_store=alarm_store,
+        clock=lambda: T0 + timedelta(minutes=30),
+    )
+    late = sweep(
+        scheduled,
+        LambdaContext(),
+        publisher=publisher,
+        alarm_store=alarm_store,
+        clock=lambda: T0 + timedelta(minutes=61),
+    )
+    # Then only the second closes it: a `stale` clear on pi/1 naming the episode, no open alarm left
+    assert (early["closed"], late["closed"]) == (0, 1)
+    opened, cleared = (payload for topic, payload in publisher.sent if topic == "pi/1")
+    assert cleared["clear"] == "no2 clear" and cleared["reason"] == "stale"
+    assert cleared["alarm_id"] == opened["alarm_id"] and "warning" not in cleared
+    assert alarm_store.open_alarms() == [] and alarm_store.due_states() == []
