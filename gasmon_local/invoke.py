@@ -73,7 +73,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"using the running local stack: {aws_endpoint}, iot-data {iot_endpoint}", file=sys.stderr)
     else:
         aws_endpoint = iot_endpoint = NOWHERE
-        print("no running `make local` stack: calls to AWS services will fail (start one to use them)", file=sys.stderr)
+        print(
+            "no running `make local` stack: calls to AWS services will fail, alarms are off (start one to use them)",
+            file=sys.stderr,
+        )
     try:
         stack = Stack.from_file(args.template, StackContext(aws_endpoint=aws_endpoint, region=REGION))
         functions = stack.functions()
@@ -86,7 +89,10 @@ def main(argv: list[str] | None = None) -> int:
     common = process_environment(aws_endpoint, iot_endpoint, stack.context.region)
     os.environ.update(common)
     spec = functions[args.function]
-    environment = dict(spec.environment) | common | env_file_variables(args.env_vars, args.function)
+    # With no stack there is no alarm table: plain threshold mode, rather than every POST answered
+    # 503 `warnings_pending` for a table that cannot exist (an env file may still set one).
+    no_table = {"ALARM_TABLE": ""} if not endpoints and "ALARM_TABLE" in spec.environment else {}
+    environment = dict(spec.environment) | common | no_table | env_file_variables(args.env_vars, args.function)
     runtime = FunctionRuntime({args.function: spec}, {args.function: environment})
     event = json.loads(args.event.read_text())
     try:
