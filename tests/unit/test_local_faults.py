@@ -59,3 +59,25 @@ def test_a_publish_error_publishes_nothing() -> None:
 def test_the_cli_passes_faults_and_seed_to_the_stack() -> None:
     options = parse_args(["--faults", "publish-error=0.3", "--fault-seed", "7"])
     assert (options.faults, options.fault_seed) == ("publish-error=0.3", 7)
+
+
+def test_the_local_stack_wraps_what_each_function_would_build() -> None:
+    from types import SimpleNamespace
+
+    from gasmon_local.faults import FaultyAlarmStore, FaultyNotifier, handler_adapters
+    from tests.fakes import MemoryAlarmStore
+
+    plan = FaultPlan.from_spec("notify-error=0.5,publish-error=0.5", 7)
+    # Given a function module's cached factories, as the ingest and presence functions have them
+    ingest_module = SimpleNamespace(
+        _store=MemoryReadingStore, _publisher=MemoryPublisher, _alarm_store=MemoryAlarmStore
+    )
+    presence_module = SimpleNamespace(_ports=lambda: SimpleNamespace(notifier=object()))
+    # Then ingest gets a faulty store, publisher and alarm store; presence a faulty notifier
+    ingest = handler_adapters("IngestFunction", ingest_module, plan)
+    assert isinstance(ingest["store"], FaultyReadingStore) and isinstance(ingest["publisher"], FaultyPublisher)
+    assert isinstance(ingest["alarm_store"], FaultyAlarmStore)
+    assert isinstance(handler_adapters("CheckPresenceFunction", presence_module, plan)["notifier"], FaultyNotifier)
+    # And functions without a faultable port, or a plan without faults, get nothing
+    assert handler_adapters("DashboardFunction", SimpleNamespace(), plan) == {}
+    assert handler_adapters("IngestFunction", ingest_module, FaultPlan({})) == {}
