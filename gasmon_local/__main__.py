@@ -2,6 +2,7 @@
 
     gasmon-local [--no-devices] [--grace SECONDS] [--data-dir DIR] [--http-port N] [--mqtt-port N]
                  [--iot-data-port N] [--aws-port N] [--template FILE] [--parameter KEY=VALUE ...]
+                 [--quiet | --log-level LEVEL] [-v]
                  [--faults KIND=PROBABILITY,... [--fault-seed N]]
 
 Ports may be 0 (a free one is picked; `<data-dir>/endpoints.json` says which). One log stream on
@@ -21,10 +22,13 @@ from pathlib import Path
 from gasmon_device.simulator import run_fleet
 from gasmon_local.faults import KINDS, FaultSpecError, parse_spec
 from gasmon_local.functions import ROOT
+from gasmon_local.guard import StackGuardError
+from gasmon_local.logs import FunctionLogs
 from gasmon_local.stack import LocalStack, Options
 from gasmon_local.template import TemplateError
 
 DEMO_GRACE = 30.0
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 QUIET_LOGGERS = ("amqtt", "transitions", "werkzeug", "moto", "botocore", "boto3", "urllib3", "asyncio")
 
 
@@ -59,11 +63,20 @@ def parse_args(argv: list[str] | None = None) -> Options:
         help="inject faults into the real adapters: KIND=PROBABILITY,... with kinds " + ", ".join(KINDS),
     )
     parser.add_argument("--fault-seed", type=int, default=0, metavar="N", help="seed of the fault schedule (0)")
+    talk = parser.add_mutually_exclusive_group()
+    talk.add_argument("--quiet", "-q", action="store_true", help="only the banner, warnings and errors")
+    talk.add_argument("--log-level", choices=LEVELS, help="the stack's and the functions' log level (INFO)")
+    parser.add_argument(
+        "--verbose", "-v", action="store_true", help="function logs as the JSON Lambda writes, not one line each"
+    )
     args = parser.parse_args(argv)
     try:
         parse_spec(args.faults)
     except FaultSpecError as exc:
         parser.error(f"--faults: {exc}")
+    level = logging.WARNING if args.quiet else getattr(logging, args.log_level or "INFO")
+    # Functions keep the template's POWERTOOLS_LOG_LEVEL unless a level was asked for.
+    FunctionLogs.configure("json" if args.verbose else "readable", level if args.quiet or args.log_level else None)
     overrides = {}
     for item in args.parameter:
         key, sep, value = item.partition("=")
@@ -84,21 +97,26 @@ def parse_args(argv: list[str] | None = None) -> Options:
         parameter_overrides=overrides,
         faults=args.faults,
         fault_seed=args.fault_seed,
+        log_level=level,
     )
 
 
-def configure_logging() -> None:
-    """One readable stream on stdout, flushed per line so pipes and tests see it at once."""
+def configure_logging(level: int = logging.INFO) -> None:
+    """One readable stream on stdout, flushed per line so pipes and tests see it at once.
+
+    The banner and the stack's start and stop (logger "local") are shown whatever the level.
+    """
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(line_buffering=True)
     logging.basicConfig(
-        level=logging.INFO,
+        level=level,
         format="%(asctime)s.%(msecs)03d %(name)-8s %(message)s",
         datefmt="%H:%M:%S",
         stream=sys.stdout,
     )
     for name in QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(logging.WARNING)
+        logging.getLogger(name).setLevel(max(level, logging.WARNING))
+    logging.getLogger("local").setLevel(min(level, logging.INFO))
 
 
 async def _serve(options: Options) -> None:
@@ -118,12 +136,15 @@ async def _serve(options: Options) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     options = parse_args(argv)
-    configure_logging()
+    configure_logging(options.log_level)
     try:
         asyncio.run(_serve(options))
     except TemplateError as exc:
         logging.getLogger("local").error("%s", exc)
         return 2
+    except StackGuardError as exc:  # the data dir is another stack's, or ports are taken
+        logging.getLogger("local").error("cannot start: %s", exc)
+        return 1
     except OSError as exc:  # a port in use, most often
         logging.getLogger("local").error("cannot start: %s (is another gasmon-local running? try other ports)", exc)
         return 1
