@@ -372,8 +372,8 @@ class Alarms:
         request opens an alarm. A message still unpublished at the end is counted in
         `outcome.pending` (ingest then answers 503 so the device retries). When the state cannot be
         read or written, the readings of the affected keys fall back to plain threshold warnings
-        (a repeated warning beats a missed one) and count as pending too: the device's retry
-        applies them to the state, so every episode follows every reading.
+        (a repeated warning beats a missed one); a key with a reading at or over its level counts
+        as pending too, so the device's retry applies that reading to the state.
         """
         outcome = AlarmOutcome()
         by_key: dict[AlarmKey, list[Reading]] = {}
@@ -391,7 +391,7 @@ class Alarms:
             outcome.problems.append(f"alarm state unavailable, plain warnings instead: {exc}")
             for key, rs in by_key.items():
                 self._degrade(key, rs, None, publisher, topic_for, outcome)
-            outcome.pending += len(by_key)  # the retry applies them to the state
+                outcome.pending += self._over(key, rs, None)  # the retry applies them to the state
             return outcome
         outcome.problems.extend(snapshot.problems)
 
@@ -407,10 +407,10 @@ class Alarms:
             if isinstance(failure, AlarmStoreUnavailableError):
                 outcome.problems.append(f"{device}/{gas}: alarm state not written, plain warnings instead: {failure}")
                 fallback.append((key, uncommitted, levels))
-                outcome.pending += 1  # the retry applies them to the state
+                outcome.pending += self._over(key, uncommitted, levels)  # the retry applies them to the state
             elif failure is not None:
                 outcome.problems.append(f"{device}/{gas}: gave up after {self.policy.max_write_attempts} conflicts")
-                outcome.pending += 1  # the retry applies them
+                outcome.pending += self._over(key, uncommitted, levels)  # the retry applies them
 
         for key, state in states.items():
             if state.owed:
@@ -563,6 +563,13 @@ class Alarms:
             result.lost += outcome.lost
             result.problems.extend(outcome.problems)
         return result
+
+    def _over(self, key: AlarmKey, readings: Sequence[Reading], levels: GasLevels | None) -> bool:
+        """Whether a reading the alarm state could not take is at or over its warning level: only
+        those make the device retry. One below it is left out of the state (stored all the same):
+        an open alarm's clear may then come a reading or two later, never earlier."""
+        warning = levels.warning if levels is not None else self.policy.warning_levels.get(key[1])
+        return warning is not None and any(r.value >= warning for r in readings)
 
     def _degrade(
         self,
