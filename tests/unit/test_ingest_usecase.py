@@ -163,3 +163,25 @@ def test_status_messages_of_the_seed_are_behind_a_setting(seed_document: dict[st
     publisher = MemoryPublisher()
     post([seed_document], MemoryReadingStore(), publisher, policy=IngestPolicy(publish_status_messages=True))
     assert publisher.on("pi/1") == [{"msg": "success"}]
+
+
+def test_a_batch_repeating_an_over_threshold_document_warns_once(seed_document: dict[str, Any]) -> None:
+    # Given a batch that holds the same over-threshold document twice (plain mode)
+    store, publisher = MemoryReadingStore(), MemoryPublisher()
+    report = post([with_no2(seed_document, "90"), with_no2(seed_document, "90")], store, publisher, batch=True)
+    # Then the reading is evaluated once: one warning
+    assert [r.status for r in report.response.results] == ["accepted", "duplicate"]
+    assert [p["warning"] for _, p, _ in publisher.messages] == ["no2 warning"]
+
+
+def test_a_batch_with_two_values_for_one_identity_keeps_the_first_and_warns_on_the_second(
+    seed_document: dict[str, Any],
+) -> None:
+    # Given a batch with NO2 1, then NO2 999 for the same sensor and time
+    store, publisher = MemoryReadingStore(), MemoryPublisher()
+    report = post([with_no2(seed_document, "1"), with_no2(seed_document, "999")], store, publisher, batch=True)
+    # Then the first is stored, the second is a conflict, and the 999 is still warned on
+    assert [r.status for r in report.response.results] == ["accepted", "conflict"]
+    no2_id = next(r.id for r in report.response.results[0].readings if r.gas == "no2")
+    assert store.readings[no2_id].value == 1 and report.response.conflicts == 1
+    assert [(p["value"], p["reading_id"]) for _, p, _ in publisher.messages] == [(999, no2_id)]

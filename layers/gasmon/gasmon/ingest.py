@@ -244,16 +244,15 @@ def ingest(
     created = outcome.created if outcome else frozenset()
     stored_conflicts = outcome.conflicts if outcome else frozenset()
 
-    # What each posted reading is: the first copy of a new id claims it; a later copy in the same
-    # request is a duplicate, or a conflict when its value differs from the first copy's.
-    first_value: dict[str, float] = {}
+    # What each posted reading is. The first copy of an id takes the store's answer; a later copy
+    # in the same request with the first copy's value takes the same answer (a duplicate of an
+    # accepted reading is a duplicate), one with another value is a conflict.
+    first: dict[str, tuple[float, ReadingStatus]] = {}
     statuses: list[list[ReadingStatus]] = []
     for doc in validated:
         doc_statuses: list[ReadingStatus] = []
         for r in doc.readings:
-            seen = first_value.get(r.reading_id)
-            if seen is None:
-                first_value[r.reading_id] = r.value
+            if r.reading_id not in first:
                 status: ReadingStatus = (
                     "accepted"
                     if r.reading_id in created
@@ -261,29 +260,29 @@ def ingest(
                     if r.reading_id in stored_conflicts
                     else "duplicate"
                 )
+                first[r.reading_id] = (r.value, status)
             else:
-                status = "duplicate" if seen == r.value else "conflict"
+                value, first_status = first[r.reading_id]
+                status = "conflict" if value != r.value or first_status == "conflict" else "duplicate"
             doc_statuses.append(status)
         statuses.append(doc_statuses)
 
-    evaluate = [
-        r
-        for doc, st in zip(validated, statuses, strict=True)
-        for r, s in zip(doc.readings, st, strict=True)
-        if s != "conflict"
-    ]
-    conflicting = [
-        r
-        for doc, st in zip(validated, statuses, strict=True)
-        for r, s in zip(doc.readings, st, strict=True)
-        if s == "conflict"
-    ]
+    # Each reading is evaluated once per request (a batch may repeat a document): stored ones by
+    # alarms (or the plain check), conflicting values by the plain check.
+    evaluate: dict[str, Reading] = {}
+    conflicting: dict[tuple[str, float], Reading] = {}
+    for doc, doc_statuses in zip(validated, statuses, strict=True):
+        for r, status in zip(doc.readings, doc_statuses, strict=True):
+            if status == "conflict":
+                conflicting.setdefault((r.reading_id, r.value), r)
+            else:
+                evaluate.setdefault(r.reading_id, r)
 
     labels: dict[str, list[str]] = {}
     published = 0
     failed = 0
     pending = 0
-    plain = conflicting if alarms is not None else evaluate + conflicting
+    plain = [*conflicting.values()] if alarms is not None else [*evaluate.values(), *conflicting.values()]
     for warning in warnings_for(plain, policy.thresholds):
         try:
             publisher.publish(warning_topic(policy.warning_topic, warning.groupid), warning.model_dump())
@@ -297,7 +296,7 @@ def ingest(
     alarm_outcome = None
     if alarms is not None and evaluate:
         alarm_outcome = alarms.process(
-            evaluate, publisher, lambda groupid: warning_topic(policy.warning_topic, groupid)
+            list(evaluate.values()), publisher, lambda groupid: warning_topic(policy.warning_topic, groupid)
         )
         for reading_key, reading_labels in alarm_outcome.labels.items():
             labels.setdefault(reading_key, []).extend(reading_labels)
