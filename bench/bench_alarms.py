@@ -180,7 +180,9 @@ def run() -> list[dict[str, Any]]:
             "unit": "requests",
             "baseline": 4,
             "baseline_label": "one write per gas reading",
-            "target": "<= 0.05 (writes only when an alarm changes)",
+            # Issue 11: while an alarm is open every reading moves the watermark (so a backdated
+            # reading cannot count towards its clear); a quiet device writes nothing (bench_effects).
+            "target": "<= 1.05 (the NO2 alarm is open all hour: one watermark write per POST)",
         },
         {
             "metric": "alarms: messages for an hour of NO2 90 every 5 s, then clean air",

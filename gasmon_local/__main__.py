@@ -3,6 +3,7 @@
     gasmon-local [--no-devices] [--grace SECONDS] [--data-dir DIR] [--http-port N] [--mqtt-port N]
                  [--iot-data-port N] [--aws-port N] [--template FILE] [--parameter KEY=VALUE ...]
                  [--quiet | --log-level LEVEL] [-v]
+                 [--faults KIND=PROBABILITY,... [--fault-seed N]]
 
 Ports may be 0 (a free one is picked; `<data-dir>/endpoints.json` says which). One log stream on
 stdout; Ctrl-C (or SIGTERM) stops everything cleanly.
@@ -19,6 +20,7 @@ import sys
 from pathlib import Path
 
 from gasmon_device.simulator import run_fleet
+from gasmon_local.faults import KINDS, FaultSpecError, parse_spec
 from gasmon_local.functions import ROOT
 from gasmon_local.guard import StackGuardError
 from gasmon_local.logs import FunctionLogs
@@ -54,6 +56,13 @@ def parse_args(argv: list[str] | None = None) -> Options:
         metavar="KEY=VALUE",
         help="template parameter override, as sam --parameter-overrides (repeatable)",
     )
+    parser.add_argument(
+        "--faults",
+        default="",
+        metavar="SPEC",
+        help="inject faults into the real adapters: KIND=PROBABILITY,... with kinds " + ", ".join(KINDS),
+    )
+    parser.add_argument("--fault-seed", type=int, default=0, metavar="N", help="seed of the fault schedule (0)")
     talk = parser.add_mutually_exclusive_group()
     talk.add_argument("--quiet", "-q", action="store_true", help="only the banner, warnings and errors")
     talk.add_argument("--log-level", choices=LEVELS, help="the stack's and the functions' log level (INFO)")
@@ -61,6 +70,10 @@ def parse_args(argv: list[str] | None = None) -> Options:
         "--verbose", "-v", action="store_true", help="function logs as the JSON Lambda writes, not one line each"
     )
     args = parser.parse_args(argv)
+    try:
+        parse_spec(args.faults)
+    except FaultSpecError as exc:
+        parser.error(f"--faults: {exc}")
     level = logging.WARNING if args.quiet else getattr(logging, args.log_level or "INFO")
     # Functions keep the template's POWERTOOLS_LOG_LEVEL unless a level was asked for.
     FunctionLogs.configure("json" if args.verbose else "readable", level if args.quiet or args.log_level else None)
@@ -82,6 +95,8 @@ def parse_args(argv: list[str] | None = None) -> Options:
         grace=DEMO_GRACE if args.grace is None else args.grace,
         grace_explicit=args.grace is not None,
         parameter_overrides=overrides,
+        faults=args.faults,
+        fault_seed=args.fault_seed,
         log_level=level,
     )
 

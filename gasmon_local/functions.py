@@ -102,6 +102,7 @@ def load_function_module(code_uri: str | Path, module_name: str = "app") -> Any:
 
 log = logging.getLogger("lambda")
 Deliver = Callable[[str, str], None]
+AdapterHook = Callable[["FunctionSpec", Any], Mapping[str, Any]]
 _INVOKE_LOCK = threading.Lock()
 ASYNC_RETRY_DELAYS = (1.0, 2.0)
 
@@ -196,10 +197,14 @@ class FunctionRuntime:
         functions: Mapping[str, FunctionSpec],
         environments: Mapping[str, Mapping[str, str]],
         deliver: Deliver | None = None,
+        adapters: AdapterHook | None = None,
     ) -> None:
-        """`deliver(target_arn, body)` sends destination records and dead letters to SQS or SNS."""
+        """`deliver(target_arn, body)` sends destination records and dead letters to SQS or SNS;
+        `adapters(spec, module)` returns keyword arguments (adapters) for a function's handler,
+        called in its environment before each invocation (how `--faults` wraps them)."""
         self.functions = dict(functions)
         self.deliver = deliver
+        self.adapters = adapters
         self.environments = {
             logical_id: lambda_variables(spec) | dict(environments.get(logical_id, spec.environment))
             for logical_id, spec in self.functions.items()
@@ -229,7 +234,8 @@ class FunctionRuntime:
                 # and Tracer at import time (the cold start).
                 handler = load_handler(spec.code_uri, spec.handler)
                 _name_the_service(self.environments[name])
-                result = handler(event, LambdaContext(spec))
+                extra = self.adapters(spec, sys.modules[handler.__module__]) if self.adapters else {}
+                result = handler(event, LambdaContext(spec), **extra)
             except Exception as exc:
                 elapsed = (time.perf_counter() - started) * 1000
                 log.error("%-24s failed after %.0f ms (%s): %s: %s", name, elapsed, source, type(exc).__name__, exc)

@@ -96,8 +96,8 @@ def main(argv: list[str] | None = None) -> int:
             aws_endpoint = iot_endpoint = NOWHERE
             store = str(Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="gasmon-invoke-"))) / "r.sqlite3")
             print(
-                f"no running `make local` stack in {args.data_dir}: AWS calls will fail and readings go to a "
-                "temporary store (start `make local`, or pick its data dir with DATA_DIR=)",
+                f"no running `make local` stack in {args.data_dir}: AWS calls will fail, alarms are off and "
+                "readings go to a temporary store (start `make local`, or pick its data dir with DATA_DIR=)",
                 file=sys.stderr,
             )
         code = _invoke(args, event, aws_endpoint, iot_endpoint, store)
@@ -126,7 +126,10 @@ def _invoke(args: argparse.Namespace, event: Any, aws_endpoint: str, iot_endpoin
         return 2
     common = process_environment(aws_endpoint, iot_endpoint, stack.context.region)
     os.environ.update(common)
-    environment = dict(spec.environment) | common | env_file_variables(args.env_vars, args.function)
+    # With no stack there is no alarm table: plain threshold mode, rather than every POST answered
+    # 503 `warnings_pending` for a table that cannot exist (an env file may still set one).
+    no_table = {"ALARM_TABLE": ""} if aws_endpoint == NOWHERE and "ALARM_TABLE" in spec.environment else {}
+    environment = dict(spec.environment) | common | no_table | env_file_variables(args.env_vars, args.function)
     if environment.get("READING_STORE", "sqlite") == "sqlite" or environment.get("DEVICE_DIRECTORY") == "sqlite":
         environment["SQLITE_PATH"] = store
     if aws_endpoint == NOWHERE and environment.get("ARCHIVE_STREAM"):

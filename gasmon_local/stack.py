@@ -26,6 +26,7 @@ from typing import Any
 from gasmon_local import aws, lifecycle, schedules
 from gasmon_local.broker import IotCore
 from gasmon_local.dynamodb_journal import DynamoDbJournal
+from gasmon_local.faults import FaultPlan, fault_adapters
 from gasmon_local.functions import ROOT, FunctionNotFoundError, FunctionRuntime
 from gasmon_local.gateway import ApiGateway, load_api_key
 from gasmon_local.guard import DataDirLock, check_ports
@@ -57,6 +58,8 @@ class Options:
     grace_explicit: bool = True  # False when `grace` is gasmon-local's demo default
     parameter_overrides: dict[str, str] = field(default_factory=dict)
     log_level: int = 20  # logging.INFO
+    faults: str = ""  # --faults: KIND=PROBABILITY,... (gasmon_local.faults)
+    fault_seed: int = 0
 
 
 def local_parameter_overrides(template: Mapping[str, Any], options: Options) -> tuple[dict[str, str], bool]:
@@ -276,7 +279,13 @@ class LocalStack:
 
         functions = stack.functions()
         environments = function_environments(stack, common, self.data_dir, options.grace)
-        runtime = FunctionRuntime(functions, environments, deliver=aws.Delivery(aws_url, region).send)
+        self.fault_plan = FaultPlan.from_spec(options.faults, options.fault_seed)
+        runtime = FunctionRuntime(
+            functions,
+            environments,
+            deliver=aws.Delivery(aws_url, region).send,
+            adapters=fault_adapters(self.fault_plan) if self.fault_plan else None,
+        )
         targets = LocalTargets(runtime, core, aws_url, region)
         started.callback(targets.close)
         started.callback(runtime.close)
@@ -403,6 +412,8 @@ class LocalStack:
             lines.append(f"  presence  grace period {_number(self.options.grace or 0)} s (--grace)")
         elif self.options.grace is not None and self.options.grace_explicit:
             lines.append(f"  note: --grace has no effect, no function of the template declares {GRACE_VARIABLE}")
+        if self.fault_plan:
+            lines.append(f"  FAULTS    {self.fault_plan.describe()} (--faults, --fault-seed)")
         lines.append(f"  endpoints written to {self.data_dir / 'endpoints.json'}; Ctrl-C stops")
         for line in lines:
             log.info("%s", line)

@@ -30,12 +30,15 @@ class MemoryReadingStore:
         if self.fail_with is not None:
             raise self.fail_with
         existing = {r.reading_id for r in readings if r.reading_id in self.readings}
+        conflicts = {
+            r.reading_id for r in readings if r.reading_id in existing and self.readings[r.reading_id].value != r.value
+        }
         created = set()
         for reading in readings:
             if reading.reading_id not in self.readings:
                 self.readings[reading.reading_id] = reading
                 created.add(reading.reading_id)
-        return StoreOutcome(created=frozenset(created), existing=frozenset(existing))
+        return StoreOutcome(created=frozenset(created), existing=frozenset(existing), conflicts=frozenset(conflicts))
 
 
 class MemoryArchive:
@@ -141,3 +144,7 @@ class MemoryAlarmStore:
     def open_alarms(self, device: str | None = None, gas: str | None = None) -> list[AlarmEpisode]:
         self._check()
         return [e for e in self._newest_first() if e.is_open and device in (None, e.device) and gas in (None, e.gas)]
+
+    def due_states(self, limit: int = 1000) -> list[AlarmState]:
+        self._check()
+        return [s for s in self.states.values() if s.alarm is not None or s.owed][:limit]

@@ -252,6 +252,34 @@ class FakeCluster:
         errors = any(next(iter(i.values()))["status"] >= 300 for i in items)
         return 200, {"took": 3, "errors": errors, "items": items}
 
+    def mget(self, path_index: str | None, request: dict[str, Any], query: dict[str, list[str]]) -> dict[str, Any]:
+        """`_mget` by `docs` (each naming its `_index`) or `ids` (in the path's index); `_source_includes` honoured."""
+        wanted = [(d.get("_index", path_index), d["_id"]) for d in request.get("docs", [])]
+        wanted += [(path_index, doc_id) for doc_id in request.get("ids", [])]
+        includes = query.get("_source_includes", [""])[0].split(",") if "_source_includes" in query else None
+        docs = []
+        for name, doc_id in wanted:
+            names = self.resolve(name) if name else []
+            found = next((self.indices[n] for n in names if doc_id in self.indices[n].docs), None)
+            if found is None:
+                docs.append({"_index": name, "_id": doc_id, "found": False})
+                continue
+            source = found.docs[doc_id]
+            if includes is not None:
+                source = {key: value for key, value in source.items() if key in includes}
+            docs.append(
+                {
+                    "_index": name,
+                    "_id": doc_id,
+                    "_version": 1,
+                    "_seq_no": 0,
+                    "_primary_term": 1,
+                    "found": True,
+                    "_source": source,
+                }
+            )
+        return {"docs": docs}
+
     def delete_by_query(self, expression: str, request: dict[str, Any], query: dict[str, list[str]]) -> dict[str, Any]:
         """`_delete_by_query` with a `range` on `date` (what the retention sweep sends), `max_docs` honoured."""
         bounds = request.get("query", {}).get("range", {}).get("date", {})
@@ -360,6 +388,8 @@ class FakeCluster:
                 for name in self.resolve(spec["index"]):
                     getattr(self.indices[name].aliases, "add" if kind == "add" else "discard")(spec["alias"])
             return 200, {"acknowledged": True}
+        if segments[-1:] == ["_mget"] and method in ("GET", "POST"):
+            return 200, self.mget(segments[0] if len(segments) == 2 else None, json.loads(body), query)
         if segments[-1:] == ["_delete_by_query"] and method == "POST":
             return 200, self.delete_by_query(segments[0], json.loads(body), query)
         if segments[-1:] == ["_search"]:

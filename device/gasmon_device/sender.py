@@ -107,6 +107,8 @@ def classify_response(status: int, body: bytes, headers: Any, count: int) -> Sen
             state = result.get("status")
             if state in ("accepted", "duplicate"):
                 items[index] = ItemOutcome(state)
+            elif state == "conflict":  # the server holds this identity with another value: it stays
+                items[index] = ItemOutcome("duplicate", "stored before with a different value")
             elif state == "rejected":
                 problems = _problem_text(result.get("details"))
                 text = "; ".join(p for group in problems.values() for p in group) or "rejected without details"

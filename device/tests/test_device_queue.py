@@ -145,6 +145,14 @@ def test_only_accepted_and_duplicate_delete_and_missing_answers_are_retried() ->
     assert plan.keep == (103,) and plan.retry
 
 
+def test_a_conflict_is_acknowledged_as_a_duplicate_not_retried_forever() -> None:
+    # Given the server's answer that document 0 is a conflict (stored before with another value)
+    body = b'{"results": [{"index": 0, "status": "conflict"}, {"index": 1, "status": "accepted"}]}'
+    plan = plan_outcome(batch(2), classify_response(200, body, {}, 2))
+    # Then both leave the queue: re-sending a conflict would never change the server's answer
+    assert plan.acknowledge == (100, 101) and plan.duplicates == 1 and not plan.retry
+
+
 def test_too_large_splits_the_batch_and_a_single_too_large_document_is_set_aside() -> None:
     too_large = SendResult("too_large", 413, reason="the body is 1200000 bytes")
     assert plan_outcome(batch(8), too_large).shrink_to == 4

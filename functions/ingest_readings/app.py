@@ -18,7 +18,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from gasmon.adapters import build_alarm_store, build_reading_archive, build_reading_store
 from gasmon.adapters.iot_publisher import IotDataPublisher
 from gasmon.alarms import AlarmPolicy, Alarms
-from gasmon.errors import GasmonError, StoreUnavailableError
+from gasmon.errors import EffectsPendingError, GasmonError, StoreUnavailableError
 from gasmon.http import error_response, problems_from_validation
 from gasmon.ingest import IngestPolicy, ingest, parse_body
 from gasmon.models import AlarmOutcome, ErrorBody, IngestResponse
@@ -80,7 +80,8 @@ ERRORS: dict[int, Any] = {
         400: "Malformed JSON",
         413: "Body over 1 MB or more than 500 documents",
         422: "Invalid readings; `details` names each field and its problem",
-        503: "Reading store or archive unavailable; retry after the Retry-After header",
+        503: "Reading store or archive unavailable, or readings stored but their warnings not yet published; "
+        "retry the same POST after the Retry-After header",
     }.items()
 } | {200: {"description": "What happened to each document", "content": {"application/json": {"model": IngestResponse}}}}
 
@@ -111,6 +112,7 @@ def post_readings() -> Response[str]:
     # Zero counts are left out: CloudWatch treats a missing datapoint as none (one call less each).
     for name, count in (
         ("ReadingsDuplicate", result.duplicates),
+        ("ReadingsConflict", result.conflicts),
         ("DocumentsRejected", result.rejected),
         ("WarningsPublished", result.warnings),
     ):
@@ -140,6 +142,12 @@ def _observe_alarms(outcome: AlarmOutcome) -> None:
 
 @app.exception_handler(GasmonError)
 def _gasmon_error(error: GasmonError) -> Response[str]:
+    if isinstance(error, EffectsPendingError):
+        logger.error(
+            "readings stored, messages still owed: the device is told to retry", extra={"reason": error.message}
+        )
+        metrics.add_metric("WarningsPending", MetricUnit.Count, 1)
+        return error_response(error, headers={"Retry-After": str(error.retry_after_seconds)})
     if isinstance(error, StoreUnavailableError):
         logger.warning("reading store unavailable", extra={"reason": error.message})
         metrics.add_metric("StoreUnavailable", MetricUnit.Count, 1)

@@ -87,6 +87,30 @@ def test_a_refused_transaction_writes_no_episode(store: DynamoDbAlarmStore) -> N
     assert [e.alarm_id for e in store.open_alarms()] == [episode.alarm_id]
 
 
+def test_the_sweep_finds_only_states_with_an_open_alarm_or_an_outbox_through_the_sparse_index(
+    store: DynamoDbAlarmStore,
+) -> None:
+    from gasmon.models import OwedMessage
+
+    # Given an open alarm, a closed state with an owed clear, and a quiet closed state
+    opened, episode = open_state("pi-1")
+    store.save(opened, [episode])
+    owing = AlarmState(device="pi-2", gas="no2", owed=(OwedMessage(topic="pi/1", payload={"clear": "no2 clear"}),))
+    store.save(owing)
+    quiet = store.save(AlarmState(device="pi-3", gas="no2", watermark=T0))
+    # When the sweep asks for due states
+    due = store.due_states()
+    # Then it gets the first two, with their versions, from one Query of the index (no Scan)
+    assert {(s.device, s.version) for s in due} == {("pi-1", 1), ("pi-2", 1)}
+    assert store.reads == 1
+    # And once the outbox is emptied and the alarm closed, neither is due any more
+    (pi1,) = [s for s in due if s.device == "pi-1"]
+    (pi2,) = [s for s in due if s.device == "pi-2"]
+    store.save(pi1.model_copy(update={"alarm": None}))
+    store.save(pi2.model_copy(update={"owed": ()}))
+    assert store.due_states() == [] and quiet.version == 1
+
+
 def test_states_and_thresholds_come_in_one_batched_read(store: DynamoDbAlarmStore) -> None:
     # Given one saved state and a group threshold item
     state, episode = open_state()

@@ -91,7 +91,7 @@ def test_no2_90_every_5_seconds_for_an_hour_opens_once_reminds_and_clears_once(
 ) -> None:
     readings, publisher = SqliteReadingStore(tmp_path / "readings.sqlite3"), Recorder()
     # Given a Pi posting NO2 90 every 5 s for an hour, then 50 for two minutes
-    answers = []
+    answers, writes = [], []
     series = [(90.0, T0 + timedelta(seconds=5 * i)) for i in range(720)]
     series += [(50.0, T0 + timedelta(hours=1, seconds=5 * i)) for i in range(24)]
     for value, at in series:
@@ -105,6 +105,7 @@ def test_no2_90_every_5_seconds_for_an_hour_opens_once_reminds_and_clears_once(
         )
         assert response["statusCode"] == 200, response["body"]
         answers.append(json.loads(response["body"]))
+        writes.append(alarm_store.writes)
 
     messages = [payload for topic, payload in publisher.sent if topic == "pi/1"]
     kinds = [m["event"] for m in messages]
@@ -130,8 +131,12 @@ def test_no2_90_every_5_seconds_for_an_hour_opens_once_reminds_and_clears_once(
     # And the history shows one closed episode
     (episode,) = alarm_store.list_alarms(T0 - timedelta(hours=1), T0 + timedelta(hours=2)).items
     assert episode.ended_at == T0 + timedelta(hours=1, minutes=1) and alarm_store.open_alarms() == []
-    # And DynamoDB was written only when the state changed, not per reading
-    assert alarm_store.writes <= 20
+    # And DynamoDB was written once per reading while open (the watermark: no backdated reading may
+    # count towards the clear), plus once per message (its outbox entry removed), and never for a
+    # reading after the clear
+    cleared = next(i for i, a in enumerate(answers) if "no2 clear" in a["results"][0]["warnings"])
+    assert writes[cleared] <= cleared + 1 + len(messages)
+    assert writes[-1] == writes[cleared]
 
 
 def test_a_per_device_threshold_applies_without_a_redeploy(
@@ -165,3 +170,41 @@ def test_without_an_alarm_table_every_reading_over_the_line_warns_as_before(hand
     # Then each gets the plain seed warning, with no alarm fields
     assert [p["warning"] for _, p in publisher.sent] == ["no2 warning"] * 3
     assert all("event" not in p for _, p in publisher.sent)
+
+
+def test_the_scheduled_sweep_closes_an_alarm_the_device_left_open_with_a_stale_clear(
+    handler: Any, alarm_store: DynamoDbAlarmStore, tmp_path: Path
+) -> None:
+    sweep = load_handler("functions/sweep_alarms")
+    readings, publisher = SqliteReadingStore(tmp_path / "readings.sqlite3"), Recorder()
+    # Given an alarm opened by NO2 95, after which the device never posts again
+    handler(
+        event(no2(95.0, T0)),
+        LambdaContext(),
+        store=readings,
+        publisher=publisher,
+        clock=lambda: T0 + timedelta(seconds=1),
+        alarm_store=alarm_store,
+    )
+    scheduled = json.loads((ROOT / "events" / "sweep_alarms_schedule.json").read_text())
+    # When the schedule runs the sweep 30 minutes later, then 61 minutes later (AlarmStaleMinutes 60)
+    early = sweep(
+        scheduled,
+        LambdaContext(),
+        publisher=publisher,
+        alarm_store=alarm_store,
+        clock=lambda: T0 + timedelta(minutes=30),
+    )
+    late = sweep(
+        scheduled,
+        LambdaContext(),
+        publisher=publisher,
+        alarm_store=alarm_store,
+        clock=lambda: T0 + timedelta(minutes=61),
+    )
+    # Then only the second closes it: a `stale` clear on pi/1 naming the episode, no open alarm left
+    assert (early["closed"], late["closed"]) == (0, 1)
+    opened, cleared = (payload for topic, payload in publisher.sent if topic == "pi/1")
+    assert cleared["clear"] == "no2 clear" and cleared["reason"] == "stale"
+    assert cleared["alarm_id"] == opened["alarm_id"] and "warning" not in cleared
+    assert alarm_store.open_alarms() == [] and alarm_store.due_states() == []

@@ -323,3 +323,27 @@ def test_a_throttled_latest_document_is_sent_again_and_the_reading_is_reported_o
     # Then each is reported created once, and every (device, gas) has its latest document
     assert outcome.created == {r.reading_id for r in readings} and not outcome.existing
     assert set(state.latest_docs()) == set(newest_by_latest_id(readings))
+
+
+def test_a_re_post_with_another_value_is_a_conflict_and_the_stored_value_stays(cluster: Any) -> None:
+    # Given readings stored once
+    state, url = cluster
+    store = store_on(url)
+    readings = make_readings(3)
+    store.put_readings(readings)
+    # When the same identities are posted again, one with a different value
+    changed = [readings[0].model_copy(update={"value": readings[0].value + 1}), *readings[1:]]
+    outcome = store.put_readings(changed)
+    # Then all three were there, one is a conflict, and the first value is what is stored
+    assert outcome.existing == {r.reading_id for r in readings} and not outcome.created
+    assert outcome.conflicts == {readings[0].reading_id}
+    assert state.docs()[readings[0].reading_id]["value"] == readings[0].value
+    # And the values were compared with one _mget, naming each reading's day index
+    [mget] = [r for r in state.requests if r.path.endswith("/_mget")]
+    assert {doc["_index"] for doc in mget.json()["docs"]} == {DAY_INDEX}
+
+
+def test_a_first_post_makes_no_mget(cluster: Any) -> None:
+    state, url = cluster
+    store_on(url).put_readings(make_readings(3))
+    assert not [r for r in state.requests if r.path.endswith("/_mget")]

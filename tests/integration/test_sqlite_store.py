@@ -62,3 +62,26 @@ def test_data_survives_reopening(tmp_path: Path) -> None:
     store.close()
     again = SqliteReadingStore(path).put_readings(make_readings(6))
     assert (len(again.created), len(again.existing)) == (1, 5)
+
+
+def test_a_re_post_with_another_value_is_a_conflict_in_the_same_call_and_the_stored_value_stays(
+    tmp_path: Path,
+) -> None:
+    # Given three readings stored
+    store = SqliteReadingStore(tmp_path / "r.sqlite3")
+    readings = make_readings(3)
+    store.put_readings(readings)
+    # When they are posted again, the first with another value, plus one new reading
+    changed = [readings[0].model_copy(update={"value": 999.0}), *readings[1:], *make_readings(4)[3:]]
+    outcome = store.put_readings(changed)
+    # Then the call says: one created, three existing, of which one is a conflict
+    assert outcome.created == {make_readings(4)[3].reading_id}
+    assert outcome.existing == {r.reading_id for r in readings}
+    assert outcome.conflicts == {readings[0].reading_id}
+    # And the first value is what stays stored
+    assert store.latest_reading(["1"]) is not None and store.count() == 4
+    with store._lock:
+        (value,) = store._conn.execute(
+            "SELECT value FROM readings WHERE reading_id = ?", (readings[0].reading_id,)
+        ).fetchone()
+    assert value == readings[0].value

@@ -506,6 +506,7 @@ def test_without_alarms_ingest_warns_for_every_reading_as_before() -> None:
         "createdtime",
         "gps",
         "level",
+        "reading_id",
     }
 
 

@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gasmon.alarms import AlarmPolicy, Alarms, GasLevels, apply_reading
+from gasmon.errors import StoreUnavailableError
 from gasmon.ingest import IngestPolicy, ingest
 from gasmon.models import AlarmMessage, AlarmState, ClearMessage, Reading, StoreOutcome
 from gasmon.ports import AlarmKey, AlarmSnapshot, ThresholdScope
@@ -309,7 +310,14 @@ def concurrent_posts(endpoint: str, table: str, threads: int, race: bool) -> tup
         alarms = Alarms(stores[index], AlarmPolicy())
         start.wait(timeout=10)
         try:
-            ingest([doc], False, IngestPolicy(max_age=timedelta(days=36500)), T0, readings, publisher, alarms)
+            for _ in range(10):  # a device retries a 503 (a loser that met conflicts past its attempts)
+                try:
+                    ingest([doc], False, IngestPolicy(max_age=timedelta(days=36500)), T0, readings, publisher, alarms)
+                    break
+                except StoreUnavailableError:
+                    continue
+            else:
+                raise AssertionError("no 200 after 10 attempts")
         except BaseException as exc:  # surfaced below; a thread's exception is otherwise lost
             errors.append(exc)
 
@@ -331,8 +339,10 @@ def test_concurrent_ingest_for_one_device_never_duplicates_an_alarm(
     table = f"alarms-{'race' if race else 'free'}"
     # Given 6 requests for device 7, each with NO2 over the line, at once
     sent, stores = concurrent_posts(dynamodb_endpoint, table, threads=6, race=race)
-    # Then exactly one open is published and one episode is recorded
-    assert [m["event"] for m in sent] == ["open"]
+    # Then one alarm is opened: every open published names the same episode (a loser that re-read
+    # the winner's outbox may publish it too: at least once, deduped by alarm_id), and one episode
+    # is recorded
+    assert {m["event"] for m in sent} == {"open"} and len({m["alarm_id"] for m in sent}) == 1
     reader = DynamoDbAlarmStore(table, region="ap-northeast-2", endpoint_url=dynamodb_endpoint)
     (episode,) = reader.open_alarms(device="7")
     assert episode.alarm_id == sent[0]["alarm_id"]

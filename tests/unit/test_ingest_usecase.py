@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from gasmon.errors import InvalidReadingsError, StoreUnavailableError
+from gasmon.errors import EffectsPendingError, InvalidReadingsError, StoreUnavailableError
 from gasmon.ingest import IngestPolicy, ingest
 from gasmon.readings import warning_topic
 from tests.conftest import SEED_TIME
@@ -59,17 +59,19 @@ def test_no2_just_below_88_does_not_warn(seed_document: dict[str, Any]) -> None:
     assert report.response.warnings == 0 and publisher.messages == []
 
 
-def test_the_same_post_twice_stores_once_and_warns_once(seed_document: dict[str, Any]) -> None:
-    # Given an over-threshold document posted, then posted again (a device retrying)
+def test_the_same_post_twice_stores_once_and_warns_again_with_the_reading_id(seed_document: dict[str, Any]) -> None:
+    # Given an over-threshold document posted, then posted again (a device retrying a lost answer)
     store, publisher = MemoryReadingStore(), MemoryPublisher()
     first = post([with_no2(seed_document, "90")], store, publisher)
     second = post([with_no2(seed_document, "90")], store, publisher)
-    # Then the store holds four readings, the retry reports duplicates and no second warning
+    # Then the store holds four readings and the retry reports duplicates
     assert len(store.readings) == 4
     assert (first.response.accepted, first.response.duplicates) == (4, 0)
     assert (second.response.accepted, second.response.duplicates) == (0, 4)
     assert second.response.results[0].status == "duplicate"
-    assert len(publisher.messages) == 1
+    # And plain mode warns at least once: the retry warns again, with the reading id to dedupe by
+    no2_id = next(r.id for r in first.response.results[0].readings if r.gas == "no2")
+    assert [p["reading_id"] for _, p, _ in publisher.messages] == [no2_id, no2_id]
 
 
 def test_a_batch_repeating_a_document_counts_it_once(seed_document: dict[str, Any]) -> None:
@@ -107,13 +109,39 @@ def test_nothing_is_reported_accepted_when_the_store_is_down(seed_document: dict
     assert publisher.messages == []
 
 
-def test_a_failed_warning_is_counted_not_fatal(seed_document: dict[str, Any]) -> None:
+def test_a_failed_warning_tells_the_device_to_retry_and_the_retry_warns(seed_document: dict[str, Any]) -> None:
     # Given a broker that refuses publishes
     store, publisher = MemoryReadingStore(), MemoryPublisher(fail=True)
     # When an over-threshold reading is posted
+    with pytest.raises(EffectsPendingError) as raised:
+        post([with_no2(seed_document, "99")], store, publisher)
+    # Then the answer is a 503 with Retry-After, and the readings are stored
+    assert raised.value.status == 503 and raised.value.retry_after_seconds > 0
+    assert len(store.readings) == 4
+    # When the broker is back and the device retries the same POST
+    publisher.fail = False
     report = post([with_no2(seed_document, "99")], store, publisher)
-    # Then the reading is stored and the failure is counted for the metric
-    assert report.response.accepted == 4 and report.warnings_failed == 1 and report.response.warnings == 0
+    # Then the retry stores nothing twice and publishes the warning
+    assert (report.response.accepted, report.response.duplicates) == (0, 4)
+    assert [p["warning"] for _, p, _ in publisher.messages] == ["no2 warning"]
+
+
+def test_a_different_value_for_a_stored_identity_is_a_conflict_and_is_warned_on(
+    seed_document: dict[str, Any],
+) -> None:
+    # Given CO 1 stored
+    store, publisher = MemoryReadingStore(), MemoryPublisher()
+    post([with_no2(seed_document, "1")], store, publisher)
+    # When the same identity is posted with NO2 999
+    report = post([with_no2(seed_document, "999")], store, publisher)
+    # Then it is reported as a conflict (the stored value stays) and still warned on
+    no2 = next(r for r in report.response.results[0].readings if r.gas == "no2")
+    assert no2.status == "conflict" and report.response.conflicts == 1
+    assert report.response.results[0].status == "conflict"
+    assert store.readings[no2.id].value == 1
+    assert [(p["warning"], p["value"], p["reading_id"]) for _, p, _ in publisher.messages] == [
+        ("no2 warning", 999, no2.id)
+    ]
 
 
 def test_warning_topic_can_name_the_group(seed_document: dict[str, Any]) -> None:
@@ -135,3 +163,25 @@ def test_status_messages_of_the_seed_are_behind_a_setting(seed_document: dict[st
     publisher = MemoryPublisher()
     post([seed_document], MemoryReadingStore(), publisher, policy=IngestPolicy(publish_status_messages=True))
     assert publisher.on("pi/1") == [{"msg": "success"}]
+
+
+def test_a_batch_repeating_an_over_threshold_document_warns_once(seed_document: dict[str, Any]) -> None:
+    # Given a batch that holds the same over-threshold document twice (plain mode)
+    store, publisher = MemoryReadingStore(), MemoryPublisher()
+    report = post([with_no2(seed_document, "90"), with_no2(seed_document, "90")], store, publisher, batch=True)
+    # Then the reading is evaluated once: one warning
+    assert [r.status for r in report.response.results] == ["accepted", "duplicate"]
+    assert [p["warning"] for _, p, _ in publisher.messages] == ["no2 warning"]
+
+
+def test_a_batch_with_two_values_for_one_identity_keeps_the_first_and_warns_on_the_second(
+    seed_document: dict[str, Any],
+) -> None:
+    # Given a batch with NO2 1, then NO2 999 for the same sensor and time
+    store, publisher = MemoryReadingStore(), MemoryPublisher()
+    report = post([with_no2(seed_document, "1"), with_no2(seed_document, "999")], store, publisher, batch=True)
+    # Then the first is stored, the second is a conflict, and the 999 is still warned on
+    assert [r.status for r in report.response.results] == ["accepted", "conflict"]
+    no2_id = next(r.id for r in report.response.results[0].readings if r.gas == "no2")
+    assert store.readings[no2_id].value == 1 and report.response.conflicts == 1
+    assert [(p["value"], p["reading_id"]) for _, p, _ in publisher.messages] == [(999, no2_id)]

@@ -16,17 +16,24 @@ Rules (docs/alarms.md explains them for operators):
   readings below `warning - band`, spanning at least `clear_after` from the first of them;
 - while open, a reading at or above the clear line sends a reminder when `remind_every` has passed
   since the last open/escalate/remind message (reading time, not wall time);
-- readings for one (device, gas) apply in `created_at` order; a reading older than the newest
-  reading that changed the state (`watermark`) is ignored (stored, never alarmed on);
-- ingest passes only readings the reading store did not already have, so a duplicate never
-  reaches this module and never causes a message.
+- readings for one (device, gas) apply in (`created_at`, `reading_id`) order; a reading at or
+  before the state's watermark is done or late and changes nothing. While an alarm is open every
+  reading moves the watermark, so a backdated reading never counts towards a clear against newer
+  data; while closed only a change moves it (no write per quiet reading);
+- effects are idempotent by key, not by "was this reading new": ingest hands in every accepted
+  reading, duplicates included, and the watermark says what is already done. Messages are written
+  to the state's outbox (`owed`) in the same conditional write as the transition, published, then
+  removed; a request that dies in between leaves them for the next request of that key or for the
+  stale sweep (`sweep`), so each is published at least once (consumers dedupe by `alarm_id`,
+  `event` and `reading_id`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import ConfigDict, Field, ValidationError, model_validator
@@ -89,7 +96,8 @@ class AlarmPolicy(GasmonModel):
     clear_after: timedelta = timedelta(seconds=60)
     remind_every: timedelta = timedelta(minutes=15)  # zero: no reminders
     max_write_attempts: int = Field(default=4, ge=1)  # per key and request, on version conflicts
-    max_publish_attempts: int = Field(default=5, ge=1)  # per message, across requests
+    max_publish_attempts: int = Field(default=20, ge=1)  # per message, across requests and sweeps
+    stale_after: timedelta = timedelta(minutes=60)  # the sweep closes an alarm silent this long
     readings_per_write: int = Field(default=100, ge=2)  # bounds the episodes in one transaction
 
 
@@ -182,8 +190,9 @@ def apply_reading(state: AlarmState, reading: Reading, levels: GasLevels, policy
     below the warning level while closed, or unremarkable while open): then nothing is written.
     """
     at = reading.created_at
-    if state.watermark is not None and at < state.watermark:
-        return Step(state=state)  # late: older than the newest reading that changed the state
+    if state.watermark is not None and (at, reading.reading_id) <= (state.watermark, state.watermark_id):
+        return Step(state=state)  # done (a retry) or late: at or before the newest reading applied
+    mark = {"watermark": at, "watermark_id": reading.reading_id}
     alarm = state.alarm
     if alarm is None:
         if reading.value < levels.warning:
@@ -202,7 +211,7 @@ def apply_reading(state: AlarmState, reading: Reading, levels: GasLevels, policy
             critical=levels.critical,
         )
         return Step(
-            state=state.model_copy(update={"alarm": alarm, "watermark": at}),
+            state=state.model_copy(update={"alarm": alarm, **mark}),
             notices=(_notice("open", alarm, reading, levels, state),),
             episodes=(alarm.episode(state.device, state.gas),),
         )
@@ -216,7 +225,7 @@ def apply_reading(state: AlarmState, reading: Reading, levels: GasLevels, policy
         since = alarm.below_since or at
         if count >= policy.clear_after_readings and at - since >= policy.clear_after:
             return Step(
-                state=state.model_copy(update={"alarm": None, "watermark": at}),
+                state=state.model_copy(update={"alarm": None, **mark}),
                 notices=(Notice(reading_id=reading.reading_id, message=_clear(alarm, reading, levels, state)),),
                 episodes=(alarm.episode(state.device, state.gas, ended_at=at),),
             )
@@ -230,10 +239,10 @@ def apply_reading(state: AlarmState, reading: Reading, levels: GasLevels, policy
         elif policy.remind_every > timedelta(0) and at - alarm.last_notified_at >= policy.remind_every:
             updates.update(last_notified_at=at)
             event = "remind"
-    if not updates:
-        return Step(state=state)
+    if not updates:  # nothing to say, but newer data: later backdated readings must not count
+        return Step(state=state.model_copy(update=mark))
     alarm = alarm.model_copy(update=updates)
-    new_state = state.model_copy(update={"alarm": alarm, "watermark": at})
+    new_state = state.model_copy(update={"alarm": alarm, **mark})
     notices = (_notice(event, alarm, reading, levels, state),) if event else ()
     episode_changed = "peak" in updates or event == "escalate"
     episodes = (alarm.episode(state.device, state.gas),) if episode_changed else ()
@@ -278,6 +287,7 @@ def _notice(event: AlarmEvent, alarm: OpenAlarm, reading: Reading, levels: GasLe
         device=state.device,
         peak=alarm.peak,
         started_at=alarm.started_at,
+        reading_id=reading.reading_id,
     )
     return Notice(reading_id=reading.reading_id, message=message)
 
@@ -299,24 +309,52 @@ def _clear(alarm: OpenAlarm, reading: Reading, levels: GasLevels, state: AlarmSt
         groupid=reading.groupid,
         createdtime=reading.createdtime,
         gps=reading.gps,
+        reading_id=reading.reading_id,
     )
+
+
+def stale_clear(state: AlarmState, now: datetime, policy: AlarmPolicy, topic: str) -> Step:
+    """Close the open alarm of a device silent for `policy.stale_after` (by reading time).
+
+    Returns `Step(state)` unchanged when there is no alarm or the device spoke recently enough.
+    The clear message says `reason: stale` and carries no reading id.
+    """
+    alarm = state.alarm
+    if alarm is None or state.watermark is None or now - state.watermark < policy.stale_after:
+        return Step(state=state)
+    message = ClearMessage(
+        clear=f"{state.gas} clear",
+        alarm_id=alarm.alarm_id,
+        device=state.device,
+        gas=state.gas,
+        level=alarm.level,
+        value=alarm.peak,
+        threshold=alarm.threshold,
+        clear_below=alarm.threshold,
+        peak=alarm.peak,
+        started_at=alarm.started_at,
+        ended_at=now,
+        sensorid=alarm.sensorid,
+        groupid=alarm.groupid,
+        createdtime=_ts_text(now),
+        reason="stale",
+    )
+    owed = OwedMessage(topic=topic, payload=message.model_dump(mode="json"), label=f"{state.gas} clear")
+    return Step(
+        state=state.model_copy(update={"alarm": None, "owed": (*state.owed, owed)}),
+        episodes=(alarm.episode(state.device, state.gas, ended_at=now),),
+    )
+
+
+def _ts_text(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # ---- The use case ingest calls ----
 
 
-class _Outbound(GasmonModel):
-    key: tuple[str, str]
-    topic: str
-    payload: dict[str, Any]
-    attempts: int = 0  # failed attempts so far (an owed message's count)
-    reading_id: str | None = None  # None for a redelivery
-    label: str
-    owe_on_failure: bool = True
-
-
 class Alarms:
-    """Alarm evaluation with state in an `AlarmStateStore`; ingest hands it each POST's new readings."""
+    """Alarm evaluation with state in an `AlarmStateStore`; ingest hands it each POST's readings."""
 
     def __init__(self, store: AlarmStateStore, policy: AlarmPolicy) -> None:
         self.store = store
@@ -325,14 +363,17 @@ class Alarms:
     def process(
         self, readings: Sequence[Reading], publisher: MessagePublisher, topic_for: Callable[[str], str]
     ) -> AlarmOutcome:
-        """Evaluate, persist and publish alarms for readings stored for the first time.
+        """Evaluate, persist and publish alarms for every accepted reading of a request.
 
-        State is written before publishing: a conditional write decides which concurrent request
-        opens an alarm, and only that request publishes it. A publish that fails after its state
-        was written is remembered in the state (`owed`) and sent again with the key's next reading,
-        at most `max_publish_attempts` times. When the state cannot be read or written, the
-        readings of the affected keys fall back to plain threshold warnings: a repeated warning
-        beats a missed one.
+        Duplicates are welcome: a reading at or before its key's watermark changes nothing, so a
+        retried POST only finishes what is still owed. Per key: one conditional write puts the
+        transition and its messages (the outbox, `owed`) in the state; the messages are published;
+        a second write removes the published ones. A conditional write decides which concurrent
+        request opens an alarm. A message still unpublished at the end is counted in
+        `outcome.pending` (ingest then answers 503 so the device retries). When the state cannot be
+        read or written, the readings of the affected keys fall back to plain threshold warnings
+        (a repeated warning beats a missed one); a key with a reading at or over its level counts
+        as pending too, so the device's retry applies that reading to the state.
         """
         outcome = AlarmOutcome()
         by_key: dict[AlarmKey, list[Reading]] = {}
@@ -350,10 +391,10 @@ class Alarms:
             outcome.problems.append(f"alarm state unavailable, plain warnings instead: {exc}")
             for key, rs in by_key.items():
                 self._degrade(key, rs, None, publisher, topic_for, outcome)
+                outcome.pending += self._over(key, rs, None)  # the retry applies them to the state
             return outcome
         outcome.problems.extend(snapshot.problems)
 
-        outbound: list[_Outbound] = []
         states: dict[AlarmKey, AlarmState] = {}
         fallback: list[tuple[AlarmKey, list[Reading], GasLevels | None]] = []
         for key, rs in by_key.items():
@@ -362,32 +403,18 @@ class Alarms:
             levels, problems = resolve_levels(gas, self.policy, layers)
             outcome.problems.extend(f"{device}: {p}" for p in problems)
             state = snapshot.states.get(key) or AlarmState(device=device, gas=gas)
-            states[key], key_outbound, failure, uncommitted = self._commit(key, state, rs, levels, topic_for, outcome)
-            outbound.extend(key_outbound)
+            states[key], failure, uncommitted = self._commit(key, state, rs, levels, topic_for, outcome)
             if isinstance(failure, AlarmStoreUnavailableError):
                 outcome.problems.append(f"{device}/{gas}: alarm state not written, plain warnings instead: {failure}")
                 fallback.append((key, uncommitted, levels))
+                outcome.pending += self._over(key, uncommitted, levels)  # the retry applies them to the state
             elif failure is not None:
-                # Other requests kept winning this key: they apply the newer readings; these are dropped.
                 outcome.problems.append(f"{device}/{gas}: gave up after {self.policy.max_write_attempts} conflicts")
+                outcome.pending += self._over(key, uncommitted, levels)  # the retry applies them
 
-        unsent: dict[AlarmKey, list[_Outbound]] = {}
-        for item in outbound:
-            if item.key in unsent:  # an earlier message of this key failed: keep the order, owe this one too
-                unsent[item.key].append(item)
-                continue
-            try:
-                publisher.publish(item.topic, item.payload)
-            except PublishError:
-                outcome.failed += 1
-                item = item.model_copy(update={"attempts": item.attempts + 1})
-                unsent[item.key] = [item]
-                continue
-            outcome.published += 1
-            if item.reading_id is not None:
-                outcome.labels.setdefault(item.reading_id, []).append(item.label)
-        for key, items in unsent.items():
-            self._owe(key, states[key], items, outcome)
+        for key, state in states.items():
+            if state.owed:
+                self.deliver(key, state, publisher, outcome)
         for key, uncommitted, levels in fallback:  # after what was committed, to keep the order
             self._degrade(key, uncommitted, levels, publisher, topic_for, outcome)
         return outcome
@@ -400,25 +427,20 @@ class Alarms:
         levels: GasLevels | None,
         topic_for: Callable[[str], str],
         outcome: AlarmOutcome,
-    ) -> tuple[AlarmState, list[_Outbound], Exception | None, list[Reading]]:
+    ) -> tuple[AlarmState, Exception | None, list[Reading]]:
         """Apply one key's readings and write its state, `readings_per_write` readings at a time.
 
-        Returns the state as last written, the messages to publish, and, when a write could not be
-        made, the failure and the readings it left uncommitted (earlier chunks stay committed and
-        their messages are still returned).
+        Returns the state as last written and, when a write could not be made, the failure and
+        the readings it left uncommitted (earlier chunks stay committed, their messages owed).
         """
-        outbound: list[_Outbound] = []
         size = self.policy.readings_per_write
         ordered = sorted(readings, key=lambda r: (r.created_at, r.reading_id))
         for start in range(0, len(ordered), size):
             try:
-                state, chunk_outbound = self._commit_chunk(
-                    key, state, ordered[start : start + size], levels, topic_for, outcome
-                )
+                state = self._commit_chunk(key, state, ordered[start : start + size], levels, topic_for, outcome)
             except (AlarmConflictError, AlarmStoreUnavailableError) as failure:
-                return state, outbound, failure, ordered[start:]
-            outbound.extend(chunk_outbound)
-        return state, outbound, None, []
+                return state, failure, ordered[start:]
+        return state, None, []
 
     def _commit_chunk(
         self,
@@ -428,66 +450,126 @@ class Alarms:
         levels: GasLevels | None,
         topic_for: Callable[[str], str],
         outcome: AlarmOutcome,
-    ) -> tuple[AlarmState, list[_Outbound]]:
-        """One conditional write; on a version conflict, re-read and re-apply the same readings."""
+    ) -> AlarmState:
+        """One conditional write of the transition and its messages; on a version conflict,
+        re-read and re-apply the same readings."""
         for attempt in range(self.policy.max_write_attempts):
             step = apply_readings(state, chunk, levels, self.policy)
-            new_state = step.state.model_copy(update={"owed": ()}) if state.owed else step.state
-            if new_state == state:
-                return state, []  # nothing changed: nothing to write, nothing to say
-            try:
-                saved = self.store.save(new_state, step.episodes)
-            except AlarmConflictError:
-                outcome.conflicts += 1
-                if attempt + 1 == self.policy.max_write_attempts:
-                    raise
-                state = self.store.load([key]).states.get(key) or AlarmState(device=key[0], gas=key[1])
-                continue
-            redelivered = [
-                _Outbound(key=key, topic=o.topic, payload=o.payload, attempts=o.attempts, label=_label(o.payload))
-                for o in state.owed
-            ]
-            new = [
-                _Outbound(
-                    key=key,
+            if step.state == state:
+                return state  # nothing changed: nothing to write
+            fresh = tuple(
+                OwedMessage(
                     topic=topic_for(n.message.groupid),
                     payload=n.message.model_dump(mode="json"),
                     reading_id=n.reading_id,
                     label=n.label,
                     # A failed reminder is not owed: the next one, N minutes on, says the same.
-                    owe_on_failure=n.message.event != "remind",
+                    required=not (isinstance(n.message, AlarmMessage) and n.message.event == "remind"),
                 )
                 for n in step.notices
-            ]
-            return saved, redelivered + new
+            )
+            new_state = step.state.model_copy(update={"owed": (*step.state.owed, *fresh)}) if fresh else step.state
+            try:
+                return self.store.save(new_state, step.episodes)
+            except AlarmConflictError:
+                outcome.conflicts += 1
+                if attempt + 1 == self.policy.max_write_attempts:
+                    raise
+                state = self.store.load([key]).states.get(key) or AlarmState(device=key[0], gas=key[1])
         raise AssertionError("unreachable: the loop returns or raises")
 
-    def _owe(self, key: AlarmKey, state: AlarmState, items: list[_Outbound], outcome: AlarmOutcome) -> None:
-        """Record messages that could not be published in the key's state, for the next request."""
-        owed: list[OwedMessage] = []
-        for item in items:
-            if not item.owe_on_failure or item.attempts >= self.policy.max_publish_attempts:
-                outcome.lost += 1
-                outcome.problems.append(f"{key[0]}/{key[1]}: gave up publishing {item.label!r} to {item.topic}")
+    def deliver(self, key: AlarmKey, state: AlarmState, publisher: MessagePublisher, outcome: AlarmOutcome) -> None:
+        """Publish a state's outbox in order, then write back what is still owed.
+
+        After the first failure the key's later messages wait too (their order matters). A
+        message out of attempts, or a failed reminder, is dropped and counted lost; the others
+        stay owed and are counted in `outcome.pending`.
+        """
+        sent: list[OwedMessage] = []
+        kept: list[OwedMessage] = []
+        for message in state.owed:
+            if kept:
+                kept.append(message)
                 continue
-            owed.append(OwedMessage(topic=item.topic, payload=item.payload, attempts=max(item.attempts, 1)))
-        if not owed:
-            return
+            try:
+                publisher.publish(message.topic, message.payload)
+            except PublishError:
+                outcome.failed += 1
+                kept.append(message.model_copy(update={"attempts": message.attempts + 1}))
+                continue
+            sent.append(message)
+            outcome.published += 1
+            if message.reading_id is not None:
+                outcome.labels.setdefault(message.reading_id, []).append(message.label)
+        owed: list[OwedMessage] = []
+        for message in kept:
+            if message.required and message.attempts < self.policy.max_publish_attempts:
+                owed.append(message)
+                continue
+            if message.required:
+                outcome.lost += 1
+                outcome.problems.append(f"{key[0]}/{key[1]}: gave up publishing {message.label!r} to {message.topic}")
+        outcome.pending += len(owed)
+        self._write_outbox(key, state, sent, owed, outcome)
+
+    def _write_outbox(
+        self, key: AlarmKey, state: AlarmState, sent: list[OwedMessage], owed: list[OwedMessage], outcome: AlarmOutcome
+    ) -> None:
+        """Replace the outbox: drop what was sent, keep `owed`. On a conflict, re-read and drop the
+        sent messages from whatever the other writer left. A write that fails leaves the sent
+        messages in the outbox: they go out again later (at least once, never zero times)."""
         for attempt in range(self.policy.max_write_attempts):
             try:
-                self.store.save(state.model_copy(update={"owed": (*state.owed, *owed)}))
+                self.store.save(state.model_copy(update={"owed": tuple(owed)}))
                 return
             except AlarmConflictError:
                 outcome.conflicts += 1
-                if attempt + 1 < self.policy.max_write_attempts:
-                    try:
-                        state = self.store.load([key]).states.get(key) or AlarmState(device=key[0], gas=key[1])
-                    except AlarmStoreUnavailableError:
-                        break
+                if attempt + 1 == self.policy.max_write_attempts:
+                    break
+                try:
+                    state = self.store.load([key]).states.get(key) or AlarmState(device=key[0], gas=key[1])
+                except AlarmStoreUnavailableError:
+                    break
+                done = {_identity(m) for m in sent}
+                mine = {_identity(m): m for m in owed}
+                owed = [mine.get(_identity(m), m) for m in state.owed if _identity(m) not in done]
             except AlarmStoreUnavailableError:
                 break
-        outcome.lost += len(owed)
-        outcome.problems.append(f"{key[0]}/{key[1]}: {len(owed)} unpublished alarm messages could not be recorded")
+        outcome.problems.append(f"{key[0]}/{key[1]}: the outbox could not be updated; its messages go out again")
+
+    def sweep(self, now: datetime, publisher: MessagePublisher, topic_for: Callable[[str], str]) -> SweepOutcome:
+        """The scheduled sweep: close alarms silent for `stale_after` and publish owed messages.
+
+        Reads only the states the store lists as due (an open alarm or an outbox), a bounded set.
+        """
+        result = SweepOutcome()
+        for state in self.store.due_states():
+            key = (state.device, state.gas)
+            outcome = AlarmOutcome()
+            if state.alarm is not None:
+                topic = topic_for(state.alarm.groupid)
+                step = stale_clear(state, now, self.policy, topic)
+                if step.state != state:
+                    try:
+                        state = self.store.save(step.state, step.episodes)
+                        result.closed += 1
+                    except (AlarmConflictError, AlarmStoreUnavailableError) as exc:
+                        result.problems.append(f"{key[0]}/{key[1]}: stale alarm not closed this time: {exc}")
+                        continue
+            if state.owed:
+                self.deliver(key, state, publisher, outcome)
+            result.published += outcome.published
+            result.pending += outcome.pending
+            result.lost += outcome.lost
+            result.problems.extend(outcome.problems)
+        return result
+
+    def _over(self, key: AlarmKey, readings: Sequence[Reading], levels: GasLevels | None) -> bool:
+        """Whether a reading the alarm state could not take is at or over its warning level: only
+        those make the device retry. One below it is left out of the state (stored all the same):
+        an open alarm's clear may then come a reading or two later, never earlier."""
+        warning = levels.warning if levels is not None else self.policy.warning_levels.get(key[1])
+        return warning is not None and any(r.value >= warning for r in readings)
 
     def _degrade(
         self,
@@ -509,11 +591,21 @@ class Alarms:
                     publisher.publish(topic_for(message.groupid), message.model_dump())
                 except PublishError:
                     outcome.failed += 1
-                    outcome.lost += 1
+                    outcome.pending += 1  # nothing remembers it: the device must retry
                     continue
                 outcome.published += 1
                 outcome.labels.setdefault(reading.reading_id, []).append(message.warning)
 
 
-def _label(payload: Mapping[str, Any]) -> str:
-    return str(payload.get("clear") or payload.get("warning") or payload.get("event") or "alarm")
+class SweepOutcome(GasmonModel):
+    """What one stale sweep did."""
+
+    closed: int = 0  # alarms closed as stale
+    published: int = 0  # owed messages published (stale clears included)
+    pending: int = 0  # still owed after this sweep
+    lost: int = 0
+    problems: list[str] = Field(default_factory=list)
+
+
+def _identity(message: OwedMessage) -> tuple[str, str]:
+    return message.topic, json.dumps(message.payload, sort_keys=True, default=str)

@@ -52,6 +52,16 @@ class ArchiveUnavailableError(StoreUnavailableError):
     code = "archive_unavailable"
 
 
+class EffectsPendingError(StoreUnavailableError):
+    """Readings were stored but a warning or alarm message they owe is not published yet (503).
+
+    The device retries the same POST: its readings come back as duplicates and the retry
+    publishes what is still owed (see `gasmon.ingest.ingest`).
+    """
+
+    code = "warnings_pending"
+
+
 class PublishError(Exception):
     """A message could not be handed to the MQTT broker (AWS IoT Core or the local one)."""
 

@@ -16,7 +16,13 @@ from zoneinfo import ZoneInfo
 
 from pydantic import ConfigDict, Field, ValidationError
 
-from gasmon.errors import InvalidReadingsError, MalformedJsonError, PublishError, RequestTooLargeError
+from gasmon.errors import (
+    EffectsPendingError,
+    InvalidReadingsError,
+    MalformedJsonError,
+    PublishError,
+    RequestTooLargeError,
+)
 from gasmon.models import (
     GAS_NAME_PATTERN,
     SAFE_ID_PATTERN,
@@ -224,19 +230,28 @@ def ingest(
     alarms: AlarmProcessor | None = None,
     archive: ReadingArchive | None = None,
 ) -> IngestReport:
-    """Validate, store and warn for one POST.
+    """Validate, store and warn for one POST; a retry of it finishes what this one left undone.
 
-    Readings are stored first, in one call, and warnings are published only for readings the
-    store did not already have, so a retried POST neither stores nor warns twice. A store failure
-    propagates (`StoreUnavailableError`) before anything is reported accepted.
+    Readings are stored first, in one call (a store failure propagates as
+    `StoreUnavailableError` before anything is reported). Then every accepted reading, new or
+    duplicate, is evaluated: effects are idempotent by key, not by "was this write new", so a
+    retry after a lost store reply still warns. With `alarms`, the alarm state's watermark and
+    outbox decide what is still owed (nothing is announced twice by one key's state); without,
+    every reading at or over its threshold is warned on each time (at least once; messages carry
+    the reading id to dedupe by). A `conflict` (same identity, different value: the stored value
+    stays) gets a plain warning when its posted value is over the threshold.
+
+    If a message the readings owe could not be published, `EffectsPendingError` (503 with
+    Retry-After) tells the device to retry: its readings are stored, and the retry publishes.
 
     With `archive`, the request's valid readings are archived first, in one call: if that fails
     (`ArchiveUnavailableError`, a 503) nothing is stored, so the retry recomputes everything; if
     storing fails after it, the retry archives them again under the same `reading_id`. Either way
     an accepted reading is in the archive, and the archive is at least once, keyed by reading_id.
 
-    With `alarms`, the new readings go through alarms with memory instead of one
-    warning per reading over its threshold; without, behaviour is the plain threshold check.
+    A reading the store refused for good (`refused`: a mapping conflict, say) is `rejected` with
+    the store's reason, so the device sets it aside instead of retrying; its value is still
+    checked against the thresholds, as a conflict's is: a refused write never hides a warning.
     """
     validated = [
         validate_document(raw, index, f"[{index}]." if is_batch else "", policy, now)
@@ -251,74 +266,129 @@ def ingest(
         archive.archive(to_store)
     outcome = store.put_readings(to_store) if to_store else None
     created = outcome.created if outcome else frozenset()
-    # Readings the store refused for good (e.g. a mapping conflict): the device is told, per reading.
+    stored_conflicts = outcome.conflicts if outcome else frozenset()
     refused = outcome.refused if outcome else {}
 
-    results: list[DocumentOutcome] = []
-    fresh: list[Reading] = []
-    claimed: set[str] = set()
-    warned_failures = 0
-    warning_count = 0
+    # What each posted reading is. The first copy of an id takes the store's answer; a later copy
+    # in the same request with the first copy's value takes the same answer (a duplicate of an
+    # accepted reading is a duplicate), one with another value is a conflict.
+    first: dict[str, tuple[float, ReadingStatus]] = {}
+    statuses: list[list[ReadingStatus]] = []
     for doc in validated:
+        doc_statuses: list[ReadingStatus] = []
+        for r in doc.readings:
+            if r.reading_id not in first:
+                status: ReadingStatus = (
+                    "accepted"
+                    if r.reading_id in created
+                    else "rejected"
+                    if r.reading_id in refused
+                    else "conflict"
+                    if r.reading_id in stored_conflicts
+                    else "duplicate"
+                )
+                first[r.reading_id] = (r.value, status)
+            else:
+                value, first_status = first[r.reading_id]
+                if first_status == "rejected":
+                    status = "rejected"
+                else:
+                    status = "conflict" if value != r.value or first_status == "conflict" else "duplicate"
+            doc_statuses.append(status)
+        statuses.append(doc_statuses)
+
+    # Each reading is evaluated once per request (a batch may repeat a document): stored ones by
+    # alarms (or the plain check), conflicting and refused values by the plain check.
+    evaluate: dict[str, Reading] = {}
+    conflicting: dict[tuple[str, float], Reading] = {}
+    for doc, doc_statuses in zip(validated, statuses, strict=True):
+        for r, status in zip(doc.readings, doc_statuses, strict=True):
+            if status in ("conflict", "rejected"):
+                conflicting.setdefault((r.reading_id, r.value), r)
+            else:
+                evaluate.setdefault(r.reading_id, r)
+
+    labels: dict[str, list[str]] = {}
+    published = 0
+    failed = 0
+    pending = 0
+    plain = [*conflicting.values()] if alarms is not None else [*evaluate.values(), *conflicting.values()]
+    for warning in warnings_for(plain, policy.thresholds):
+        try:
+            publisher.publish(warning_topic(policy.warning_topic, warning.groupid), warning.model_dump())
+        except PublishError:
+            failed += 1
+            pending += 1
+            continue
+        published += 1
+        labels.setdefault(warning.reading_id or "", []).append(warning.warning)
+
+    alarm_outcome = None
+    if alarms is not None and evaluate:
+        alarm_outcome = alarms.process(
+            list(evaluate.values()), publisher, lambda groupid: warning_topic(policy.warning_topic, groupid)
+        )
+        for reading_key, reading_labels in alarm_outcome.labels.items():
+            labels.setdefault(reading_key, []).extend(reading_labels)
+        published += alarm_outcome.published
+        failed += alarm_outcome.failed
+        pending += alarm_outcome.pending
+
+    results: list[DocumentOutcome] = []
+    listed: set[str] = set()  # a reading's labels are listed once, on its first copy
+    for doc, doc_statuses in zip(validated, statuses, strict=True):
         if doc.problems:
             results.append(DocumentOutcome(index=doc.index, status="rejected", details=doc.problems))
             continue
-        # A reading is new once: the first copy in this request claims it, later copies are duplicates.
-        new = [r for r in doc.readings if r.reading_id in created and r.reading_id not in claimed]
-        claimed.update(r.reading_id for r in new)
-        new_ids = {r.reading_id for r in new}
         outcomes = [
-            ReadingOutcome(gas=r.gas, id=r.reading_id, status=_reading_status(r.reading_id, new_ids, refused))
-            for r in doc.readings
+            ReadingOutcome(gas=r.gas, id=r.reading_id, status=status)
+            for r, status in zip(doc.readings, doc_statuses, strict=True)
         ]
+        doc_labels: list[str] = []
+        for r in doc.readings:
+            if r.reading_id not in listed:
+                listed.add(r.reading_id)
+                doc_labels.extend(labels.get(r.reading_id, []))
         refusals = [
             Problem(path=f"[{doc.index}].{r.gas}" if is_batch else r.gas, problem=refused[r.reading_id])
             for r in doc.readings
             if r.reading_id in refused
         ]
-        fresh.extend(new)
-        published = []
-        for warning in warnings_for(new, policy.thresholds) if alarms is None else []:
-            try:
-                publisher.publish(warning_topic(policy.warning_topic, warning.groupid), warning.model_dump())
-                published.append(warning.warning)
-            except PublishError:
-                warned_failures += 1
-        warning_count += len(published)
-        status = "accepted" if new else "rejected" if len(refusals) == len(doc.readings) else "duplicate"
-        results.append(
-            DocumentOutcome(index=doc.index, status=status, readings=outcomes, warnings=published, details=refusals)
+        status_of_doc = (
+            "accepted"
+            if "accepted" in doc_statuses
+            else "rejected"
+            if all(s == "rejected" for s in doc_statuses)
+            else "conflict"
+            if "conflict" in doc_statuses
+            else "duplicate"
         )
-
-    # ---- Alarms with memory: evaluated once for every new reading of the request ----
-    alarm_outcome = None
-    if alarms is not None and fresh:
-        alarm_outcome = alarms.process(fresh, publisher, lambda groupid: warning_topic(policy.warning_topic, groupid))
-        for result in results:
-            for reading_outcome in result.readings:
-                if reading_outcome.status == "accepted":
-                    result.warnings.extend(alarm_outcome.labels.get(reading_outcome.id, []))
-        warning_count += alarm_outcome.published
-        warned_failures += alarm_outcome.failed
+        results.append(
+            DocumentOutcome(
+                index=doc.index, status=status_of_doc, readings=outcomes, warnings=doc_labels, details=refusals
+            )
+        )
 
     rejected = sum(1 for result in results if result.status == "rejected")
     if policy.publish_status_messages:
         _publish_status(publisher, policy, validated, rejected)
 
+    every = [s for st in statuses for s in st]
     response = IngestResponse(
-        accepted=len(fresh),
-        duplicates=len(to_store) - len(fresh) - len(refused),
+        accepted=every.count("accepted"),
+        duplicates=every.count("duplicate"),
+        conflicts=every.count("conflict"),
         rejected=rejected,
-        warnings=warning_count,
+        warnings=published,
         results=results,
     )
-    return IngestReport(response=response, warnings_failed=warned_failures, alarms=alarm_outcome)
-
-
-def _reading_status(reading_id: str, new_ids: set[str], refused: Mapping[str, str]) -> ReadingStatus:
-    if reading_id in new_ids:
-        return "accepted"
-    return "rejected" if reading_id in refused else "duplicate"
+    if pending:
+        raise EffectsPendingError(
+            f"the readings are stored, but {pending} warnings or alarm updates are not done yet "
+            "(the broker or the alarm table failed); retry this POST: it finishes them",
+            retry_after_seconds=2,
+        )
+    return IngestReport(response=response, warnings_failed=failed, alarms=alarm_outcome)
 
 
 def _publish_status(

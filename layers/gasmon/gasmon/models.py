@@ -206,9 +206,15 @@ class WarningMessage(GasmonModel):
     createdtime: str
     gps: str | None = None
     level: Literal["warning", "critical"] = "warning"
+    # The reading that caused the message: with `alarm_id` (alarms) it is the key a consumer
+    # dedupes by, since every message is published at least once, not exactly once.
+    reading_id: str | None = None
 
 
-ReadingStatus = Literal["accepted", "duplicate", "rejected"]
+# accepted: stored now; duplicate: stored before with the same value; conflict: stored before
+# with a different value (the stored value stays; the posted one is still checked for warnings);
+# rejected: the store refused it for good (the reason is in the document's details).
+ReadingStatus = Literal["accepted", "duplicate", "conflict", "rejected"]
 
 
 class ReadingOutcome(GasmonModel):
@@ -221,7 +227,7 @@ class DocumentOutcome(GasmonModel):
     """What happened to one posted document."""
 
     index: int
-    status: Literal["accepted", "duplicate", "rejected"]
+    status: Literal["accepted", "duplicate", "conflict", "rejected"]
     readings: list[ReadingOutcome] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
     details: list[Problem] = Field(default_factory=list)
@@ -235,14 +241,18 @@ class IngestResponse(GasmonModel):
     rejected: int
     warnings: int
     results: list[DocumentOutcome]
+    conflicts: int = 0
 
 
 class StoreOutcome(GasmonModel):
-    """Which of the readings handed to a store were new, which it already had, and which it
-    refused for good (reading id -> why: e.g. a mapping conflict; retrying cannot help)."""
+    """Which of the readings handed to a store were new, which it already had with the same value
+    (`existing`), which it already had with a different value (`conflicts`, a subset of
+    `existing`: the stored value is kept), and which it refused for good (`refused`: reading id ->
+    why, e.g. a mapping conflict; retrying cannot help)."""
 
     created: frozenset[str]
     existing: frozenset[str]
+    conflicts: frozenset[str] = frozenset()
     refused: dict[str, str] = Field(default_factory=dict)
 
 
@@ -298,6 +308,8 @@ class ClearMessage(GasmonModel):
     groupid: str
     createdtime: str
     gps: str | None = None
+    reading_id: str | None = None  # the reading that cleared it (None: the stale sweep closed it)
+    reason: Literal["readings", "stale"] = "readings"
 
 
 class AlarmEpisode(GasmonModel):
@@ -366,20 +378,28 @@ class OpenAlarm(GasmonModel):
 
 
 class OwedMessage(GasmonModel):
-    """A message whose publish failed after its state was written; sent again on the next reading."""
+    """A message in a state's outbox: written with the transition that caused it, removed once
+    published, so a request that dies in between leaves it for the next request or the sweep."""
 
     model_config = ConfigDict(frozen=True)
 
     topic: str
     payload: dict[str, Any]
-    attempts: int = 1
+    attempts: int = 0  # failed publishes so far
+    reading_id: str | None = None  # the reading that caused it (None: the stale sweep)
+    label: str = ""  # how a POST's answer lists it (`no2 warning`, `no2 clear`, ...)
+    required: bool = True  # False for reminders: a failed one is dropped, the next says the same
 
 
 class AlarmState(GasmonModel):
     """Everything remembered for one (device, gas): the open alarm, if any, and owed messages.
 
-    `watermark` is the reading time of the newest reading that changed this state; readings older
-    than it are ignored. `version` is the store's optimistic-concurrency counter (0: never saved).
+    `watermark` (+ `watermark_id`) is the position (reading time, reading id) of the newest reading
+    applied: while an alarm is open every reading moves it, while closed only a change does.
+    Readings at or before it are done (their effects are in this state or in `owed`), so a retried
+    POST never applies a reading twice and a late reading never clears or reopens against newer
+    data. `owed` is the outbox: messages written with the transition that caused them and removed
+    once published. `version` is the store's optimistic-concurrency counter (0: never saved).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -388,6 +408,7 @@ class AlarmState(GasmonModel):
     gas: str
     version: int = 0
     watermark: datetime | None = None
+    watermark_id: str = ""
     alarm: OpenAlarm | None = None
     owed: tuple[OwedMessage, ...] = ()
 
@@ -409,6 +430,7 @@ class AlarmOutcome(GasmonModel):
     published: int = 0  # messages handed to the broker, redeliveries included
     failed: int = 0  # publishes that failed (owed for a later request, or lost)
     lost: int = 0  # messages given up on: out of attempts, or the store could not record them
+    pending: int = 0  # messages still owed, or keys whose readings are not applied yet (answer: retry)
     conflicts: int = 0  # version conflicts met (each one re-read and re-applied)
     degraded: int = 0  # (device, gas) keys that fell back to plain threshold warnings
     problems: list[str] = Field(default_factory=list)

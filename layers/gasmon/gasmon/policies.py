@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from gasmon.ingest import IngestPolicy
     from gasmon.presence import PresencePolicy
     from gasmon.query import QueryPolicy
-    from gasmon.settings import IngestSettings, PresenceSettings, QuerySettings
+    from gasmon.settings import AlarmSweepSettings, IngestSettings, PresenceSettings, QuerySettings
 
 
 def ingest_policy(settings: IngestSettings) -> IngestPolicy:
@@ -46,6 +46,11 @@ def alarm_policy(settings: IngestSettings) -> AlarmPolicy:
         clear_after=timedelta(seconds=settings.alarm_clear_seconds),
         remind_every=timedelta(minutes=settings.alarm_reminder_minutes),
     )
+
+
+def sweep_policy(settings: AlarmSweepSettings) -> AlarmPolicy:
+    """The alarm sweep's rules: the ingest function's alarm policy plus when an alarm is stale."""
+    return alarm_policy(settings).model_copy(update={"stale_after": timedelta(minutes=settings.alarm_stale_minutes)})
 
 
 def presence_policy(settings: PresenceSettings) -> PresencePolicy:

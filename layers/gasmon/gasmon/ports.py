@@ -228,6 +228,13 @@ class AlarmStateStore(Protocol):
     def open_alarms(self, device: str | None = None, gas: str | None = None) -> list[AlarmEpisode]:
         """Every alarm episode open now (whenever it started), newest first."""
 
+    def due_states(self, limit: int = 1000) -> list[AlarmState]:
+        """States that need the stale sweep: an open alarm or an outbox (`owed`), at most `limit`.
+
+        Found through a sparse index, never a scan of every state.
+        """
+        ...
+
 
 class ReadingQueries(Protocol):
     """Read side of the reading store, for the query API and the dashboard.

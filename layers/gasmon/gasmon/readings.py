@@ -41,7 +41,10 @@ def reading_id(groupid: str, sensorid: str, gas: str, created_at: datetime, devi
 
 
 def warnings_for(readings: Sequence[Reading], thresholds: Mapping[str, float]) -> list[WarningMessage]:
-    """A warning for every reading at or above its gas's threshold (no threshold, no warning)."""
+    """A warning for every reading at or above its gas's threshold (no threshold, no warning).
+
+    Each carries its `reading_id`: plain warnings are published at least once, and a consumer
+    dedupes by it."""
     warnings = []
     for reading in readings:
         threshold = thresholds.get(reading.gas)
@@ -56,6 +59,7 @@ def warnings_for(readings: Sequence[Reading], thresholds: Mapping[str, float]) -
                     groupid=reading.groupid,
                     createdtime=reading.createdtime,
                     gps=reading.gps,
+                    reading_id=reading.reading_id,
                 )
             )
     return warnings

@@ -142,6 +142,12 @@ class IngestSettings(ThresholdSettings):
         return self
 
 
+class AlarmSweepSettings(IngestSettings):
+    """Settings of the alarm sweep (the ingest function's alarm settings plus its own)."""
+
+    alarm_stale_minutes: float = Field(default=60.0, ge=1)
+
+
 class PresenceSettings(_Settings):
     """What both presence functions read (environment variable = field name, upper case).
 

@@ -11,9 +11,17 @@ from typing import Any
 
 
 def aws_client(service: str, region: str | None = None, endpoint_url: str | None = None) -> Any:
-    """A boto3 client: standard retry mode, 3 attempts, 2 s to connect, 5 s to read."""
+    """A boto3 client: standard retry mode, with the attempts and timeouts the timeout ladder
+    (`gasmon.adapters.timeouts`) gives the service."""
     import boto3
     from botocore.config import Config
 
-    config = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=5)
+    from gasmon.adapters.timeouts import CLIENT_BUDGETS
+
+    budget = CLIENT_BUDGETS[service]
+    config = Config(
+        retries={"mode": "standard", "max_attempts": budget.attempts},
+        connect_timeout=budget.connect,
+        read_timeout=budget.read,
+    )
     return boto3.client(service, region_name=region, endpoint_url=endpoint_url, config=config)  # type: ignore[call-overload]

@@ -13,8 +13,10 @@ A state item holds `version` (the optimistic-concurrency counter every write is 
 and `state` (the `AlarmState` as JSON). Episodes carry their fields as attributes plus two index
 keys: `by_time_pk` = `ALARMS#<YYYY-MM>` / `by_time_sk` = `<started_at>#<alarm_id>` (index
 `by_time`, history across devices) and, only while open, `open_pk` = `OPEN` / `open_sk` (sparse
-index `open`). Times are UTC, fixed width (`2026-05-01T12:00:05.000000Z`), so text order is time
-order. Threshold items hold one map per gas: `no2 = {warning: 60, critical: 200, band: 5}`.
+index `open`). A state item with an open alarm or owed messages is in the same sparse index under
+`open_pk` = `DUE` / `open_sk` = `<device>#<gas>`: what the stale sweep reads. Times are UTC,
+fixed width (`2026-05-01T12:00:05.000000Z`), so text order is time order.
+Threshold items hold one map per gas: `no2 = {warning: 60, critical: 200, band: 5}`.
 
 boto3 is imported on first use; with no `endpoint_url` boto3's own `AWS_ENDPOINT_URL` /
 `AWS_ENDPOINT_URL_DYNAMODB` apply, which is how the local stack points it at moto's server.
@@ -41,6 +43,7 @@ from gasmon.ports import AlarmKey, AlarmSnapshot, ThresholdScope
 
 BY_TIME_INDEX = "by_time"
 OPEN_INDEX = "open"
+DUE_PK = "DUE"  # state items with an open alarm or an outbox, in the `open` index for the sweep
 THRESHOLDS_SK = "THRESHOLDS"
 _BATCH_GET_LIMIT = 100
 _THRESHOLD_FIELDS = ("warning", "critical", "band")
@@ -286,6 +289,9 @@ class DynamoDbAlarmStore:
             "version": _num(saved.version),
             "state": {"S": saved.model_dump_json(exclude={"version"})},
         }
+        if state.alarm is not None or state.owed:  # listed for the stale sweep (sparse index)
+            item["open_pk"] = {"S": DUE_PK}
+            item["open_sk"] = {"S": f"{state.device}#{state.gas}"}
         if state.version == 0:
             condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(pk)"}
         else:
@@ -387,6 +393,30 @@ class DynamoDbAlarmStore:
             if not start_key:
                 break
         return [e for e in found if (device is None or e.device == device) and (gas is None or e.gas == gas)]
+
+    def due_states(self, limit: int = 1000) -> list[AlarmState]:
+        """States with an open alarm or an outbox, from the sparse `open` index (partition `DUE`)."""
+        found: list[AlarmState] = []
+        start_key: dict[str, Any] | None = None
+        while len(found) < limit:
+            request: dict[str, Any] = {
+                "TableName": self.table_name,
+                "IndexName": OPEN_INDEX,
+                "KeyConditionExpression": "open_pk = :due",
+                "ExpressionAttributeValues": {":due": {"S": DUE_PK}},
+                "Limit": limit - len(found),
+            }
+            if start_key:
+                request["ExclusiveStartKey"] = start_key
+            self.reads += 1
+            answer = self._call("query", **request)
+            for item in answer.get("Items", []):
+                device, gas = item["pk"]["S"].removeprefix("DEVICE#"), item["sk"]["S"].removeprefix("STATE#")
+                found.append(self._state_from(item, device, gas))
+            start_key = answer.get("LastEvaluatedKey")
+            if not start_key:
+                break
+        return found
 
     # ---- For operators' tooling, tests and the local stack ----
 

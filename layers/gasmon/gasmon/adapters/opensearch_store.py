@@ -42,6 +42,7 @@ from datetime import UTC, date, datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from gasmon.adapters.timeouts import OPENSEARCH_BULK_RETRIES, OPENSEARCH_TIMEOUT_SECONDS
 from gasmon.errors import StoreUnavailableError
 from gasmon.models import BucketStats, DeviceLatest, GasValue, Reading, SeriesQuery, StoreOutcome
 from gasmon.ports import SweepOutcome
@@ -408,10 +409,10 @@ class OpenSearchReadingStore:
         region: str = "ap-northeast-2",
         sign_requests: bool = True,
         client_factory: Callable[[], OpenSearch] | None = None,
-        retries: int = 2,
+        retries: int = OPENSEARCH_BULK_RETRIES,
         sleep: Callable[[float], None] = time.sleep,
         retention_days: int = DEFAULT_RETENTION_DAYS,
-        timeout: float = 10,
+        timeout: float = OPENSEARCH_TIMEOUT_SECONDS,
         latest_index: str | None = None,
         replicas: int = 0,
     ) -> None:
@@ -450,6 +451,8 @@ class OpenSearchReadingStore:
             use_ssl=parsed.scheme == "https",
             verify_certs=parsed.scheme == "https",
             connection_class=RequestsHttpConnection,
+            # The timeout ladder (gasmon.adapters.timeouts): short enough that the presence
+            # functions' fallback and ingest's 503 still run inside the Lambda timeout.
             timeout=self.timeout,
             # No retries inside the client: a bulk it re-sent after a 504 would come back 409 for
             # readings this very call stored. `put_readings` retries, knowing what it sent.
@@ -621,7 +624,13 @@ class OpenSearchReadingStore:
                         log.warning("OpenSearch refused reading %s for good: %s", reading_id, error)
                         refused[reading_id] = f"the store refused it ({_error_type(error) or status}): {reason}"
             if not failed:
-                return StoreOutcome(created=frozenset(created), existing=frozenset(existing - created), refused=refused)
+                conflicts = self._conflicts(existing - created, readings) if existing - created else frozenset()
+                return StoreOutcome(
+                    created=frozenset(created),
+                    existing=frozenset(existing - created),
+                    conflicts=conflicts,
+                    refused=refused,
+                )
             pending = list({r.reading_id: r for r in failed}.values())
             if attempt < self.retries:
                 self._sleep(0.1 * 2**attempt)
@@ -652,6 +661,29 @@ class OpenSearchReadingStore:
         answer = dict(self._call(request))
         deleted = int(answer.get("deleted", 0))
         return SweepOutcome(deleted=deleted, complete=deleted < limit)
+
+    def _conflicts(self, existing: set[str], readings: Sequence[Reading]) -> frozenset[str]:
+        """Which already-stored ids hold a different value than posted: one `_mget` of their values,
+        made only when a POST met readings it had stored before (a retry, or a re-post)."""
+        posted: dict[str, float] = {}
+        for r in readings:
+            posted.setdefault(r.reading_id, r.value)
+        self.requests += 1
+        # Each id is looked up in its own day's index (named in the body), so a seed index of the
+        # alias's name does not hide them; the path names gasmon's index, as the role allows.
+        days = {r.reading_id: daily_index(self.index, r.created_at.astimezone(UTC).date()) for r in readings}
+        docs = [
+            {"_index": days[reading_id], "_id": reading_id} for reading_id in sorted(existing) if reading_id in days
+        ]
+        answer = self._call(
+            partial(self.client.mget, index=self.index, body={"docs": docs}, params={"_source_includes": "value"})
+        )
+        conflicts = set()
+        for doc in answer.get("docs", []):
+            value = doc.get("_source", {}).get("value") if doc.get("found") else None
+            if value is not None and doc.get("_id") in posted and float(value) != posted[doc["_id"]]:
+                conflicts.add(str(doc["_id"]))
+        return frozenset(conflicts)
 
     # ---- ReadingQueries ----
 

@@ -226,21 +226,26 @@ class SqliteReadingStore:
                 self._conn.execute("COMMIT")
 
     def put_readings(self, readings: Sequence[Reading]) -> StoreOutcome:
-        """Insert readings that are not stored yet; report which ids were new."""
+        """Insert readings that are not stored yet; report which ids were new, which were stored
+        with the same value and which with a different one (a conflict: the stored row stays)."""
         ids = [r.reading_id for r in readings]
         self.requests += 1
         try:
             with self._transaction() as conn:
-                existing: set[str] = set()
+                stored: dict[str, float] = {}
                 for start in range(0, len(ids), _CHUNK):
                     chunk = ids[start : start + _CHUNK]
                     marks = ",".join("?" * len(chunk))
-                    rows = conn.execute(f"SELECT reading_id FROM readings WHERE reading_id IN ({marks})", chunk)
-                    existing.update(row[0] for row in rows)
-                new = {}
+                    rows = conn.execute(f"SELECT reading_id, value FROM readings WHERE reading_id IN ({marks})", chunk)
+                    stored.update((row[0], row[1]) for row in rows)
+                existing = set(stored)
+                conflicts = {
+                    r.reading_id for r in readings if r.reading_id in stored and stored[r.reading_id] != r.value
+                }
+                new: dict[str, Reading] = {}
                 for r in readings:
                     if r.reading_id not in existing:
-                        new[r.reading_id] = r  # a batch may repeat a reading: keep one
+                        new.setdefault(r.reading_id, r)  # a batch may repeat a reading: the first copy counts
                 _write_derived(conn, list(new.values()))
                 conn.executemany(
                     f"INSERT INTO readings ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -266,7 +271,7 @@ class SqliteReadingStore:
                 )
         except sqlite3.OperationalError as exc:
             raise StoreUnavailableError(f"the reading store failed: {exc}", retry_after_seconds=2) from exc
-        return StoreOutcome(created=frozenset(new), existing=frozenset(existing))
+        return StoreOutcome(created=frozenset(new), existing=frozenset(existing), conflicts=frozenset(conflicts))
 
     def latest_reading(self, devices: Sequence[str]) -> Reading | None:
         """The newest stored reading (by the device's `createdtime`) of any of these device keys
