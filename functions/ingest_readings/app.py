@@ -18,13 +18,14 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from gasmon.adapters import build_alarm_store, build_reading_store
 from gasmon.adapters.iot_publisher import IotDataPublisher
 from gasmon.alarms import AlarmPolicy, Alarms
-from gasmon.errors import GasmonError, StoreUnavailableError
+from gasmon.errors import GasmonError, StoreUnavailableError, TooManyRequestsError
 from gasmon.http import error_response, problems_from_validation
+from gasmon.identity import Identity, attribute
 from gasmon.ingest import IngestPolicy, ingest, parse_body
 from gasmon.models import AlarmOutcome, ErrorBody, IngestResponse
 from gasmon.observability import logger, metrics, tracer
 from gasmon.policies import alarm_policy, ingest_policy
-from gasmon.ports import AlarmStateStore, MessagePublisher, ReadingStore
+from gasmon.ports import AlarmStateStore, MessagePublisher, RateLimiter, ReadingStore
 from gasmon.settings import IngestSettings
 
 app = APIGatewayRestResolver(enable_validation=True)
@@ -62,6 +63,16 @@ def _publisher() -> MessagePublisher:
     return IotDataPublisher(endpoint_url=settings.iot_data_endpoint, region=settings.aws_region)
 
 
+@cache
+def _rate_limiter() -> RateLimiter | None:
+    settings = _settings()
+    if not settings.device_table:
+        return None
+    from gasmon.adapters.dynamodb_registry import DynamoDbRateLimiter
+
+    return DynamoDbRateLimiter(settings.device_table, settings.device_requests_per_minute, settings.aws_region)
+
+
 def _utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -73,7 +84,9 @@ ERRORS: dict[int, Any] = {
     }
     for status, text in {
         400: "Malformed JSON",
+        403: "Not a device credential, or a document names another device's `groupid`/`deviceid`",
         413: "Body over 1 MB or more than 500 documents",
+        429: "This device posted more than its requests per minute; retry after the Retry-After header",
         422: "Invalid readings; `details` names each field and its problem",
         503: "Reading store unavailable; retry after the Retry-After header",
     }.items()
@@ -90,7 +103,13 @@ ERRORS: dict[int, Any] = {
 def post_readings() -> Response[str]:
     event = app.current_event
     documents, is_batch = parse_body(event.body, _policy(), base64_encoded=bool(event.is_base64_encoded))
+    # The authorizer names the device behind the key; every document must be that device's.
+    identity = Identity.from_context(event.raw_event.get("requestContext", {}).get("authorizer"))
+    documents = attribute(documents, is_batch, identity)
     context = app.context
+    limiter = context["limiter"]
+    if identity is not None and limiter is not None and not limiter.allow(identity.name, context["clock"]()):
+        raise TooManyRequestsError(f"{identity.name} posted more than its requests per minute; retry later")
     report = ingest(
         documents, is_batch, _policy(), context["clock"](), context["store"], context["publisher"], context["alarms"]
     )
@@ -128,6 +147,9 @@ def _observe_alarms(outcome: AlarmOutcome) -> None:
 
 @app.exception_handler(GasmonError)
 def _gasmon_error(error: GasmonError) -> Response[str]:
+    if isinstance(error, TooManyRequestsError):
+        metrics.add_metric("DevicesThrottled", MetricUnit.Count, 1)
+        return error_response(error, headers={"Retry-After": str(error.retry_after_seconds)})
     if isinstance(error, StoreUnavailableError):
         logger.warning("reading store unavailable", extra={"reason": error.message})
         metrics.add_metric("StoreUnavailable", MetricUnit.Count, 1)
@@ -157,11 +179,16 @@ def lambda_handler(
     publisher: MessagePublisher | None = None,
     clock: Callable[[], datetime] | None = None,
     alarm_store: AlarmStateStore | None = None,
+    limiter: RateLimiter | None = None,
 ) -> dict[str, Any]:
     """Lambda entry point; tests and `make local` may hand in their own adapters and clock."""
     alarm_store = alarm_store or _alarm_store()
     alarms = Alarms(alarm_store, _alarm_policy()) if alarm_store is not None else None
     app.append_context(
-        store=store or _store(), publisher=publisher or _publisher(), clock=clock or _utc_now, alarms=alarms
+        store=store or _store(),
+        publisher=publisher or _publisher(),
+        clock=clock or _utc_now,
+        alarms=alarms,
+        limiter=limiter or _rate_limiter(),
     )
     return app.resolve(event, context)
