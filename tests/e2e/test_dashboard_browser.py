@@ -22,6 +22,7 @@ from tests.e2e.conftest import (
     no_overflow_at_phone_width,
     open_last_hour,
     post,
+    post_batch,
     threshold_line,
 )
 
@@ -51,7 +52,7 @@ def test_dashboard_shows_posted_readings_warnings_and_an_offline_device(dashboar
     # 88 line), no alarm table, and presence saying pi-2 dropped off 3 minutes ago
     now = datetime.now(UTC).replace(microsecond=0)
     hour = Hour(now)
-    answer = post(dashboard_stack.url, dashboard_stack.api_key, hour.batch)
+    answer = post_batch(dashboard_stack.url, dashboard_stack.device_key, hour.batch)
     assert answer["rejected"] == 0 and answer["warnings"] == 1
     pi1_times, no2_minutes = hour.pi1_times, hour.no2_minutes
     pi2_dropped_off(dashboard_stack, now)
@@ -84,7 +85,7 @@ def test_dashboard_shows_posted_readings_warnings_and_an_offline_device(dashboar
 
     # When a new reading arrives, the page shows it by itself within one refresh (10 s)
     refreshes = int(page.evaluate("document.body.dataset.refreshes"))
-    post(dashboard_stack.url, dashboard_stack.api_key, document("pi-1", "2", now, no2=50))
+    post(dashboard_stack.url, dashboard_stack.device_key("pi-1", "2"), document("pi-1", "2", now, no2=50))
     page.wait_for_function(f"() => Number(document.body.dataset.refreshes) > {refreshes}", timeout=30_000)
     page.wait_for_function(
         f"() => document.querySelector(\"canvas[data-gas='no2']\").dataset.points === '{len(no2_minutes) + 1}'",
