@@ -25,8 +25,10 @@ from typing import Any
 from gasmon_admin.target import Target
 from gasmon_local import aws, lifecycle, schedules
 from gasmon_local.broker import IotCore
+from gasmon_local.dynamodb_journal import DynamoDbJournal
 from gasmon_local.functions import ROOT, FunctionNotFoundError, FunctionRuntime
 from gasmon_local.gateway import API_KEY_ENV, ApiGateway
+from gasmon_local.guard import DataDirLock, check_ports
 from gasmon_local.identities import ensure_credentials
 from gasmon_local.iot_data import IotDataApp
 from gasmon_local.rules import Rule, RuleEngine, load_rules
@@ -55,6 +57,7 @@ class Options:
     grace: float | None = None
     grace_explicit: bool = True  # False when `grace` is gasmon-local's demo default
     parameter_overrides: dict[str, str] = field(default_factory=dict)
+    log_level: int = 20  # logging.INFO
 
 
 def local_parameter_overrides(template: Mapping[str, Any], options: Options) -> tuple[dict[str, str], bool]:
@@ -212,14 +215,29 @@ class LocalStack:
             log.info("stopping...")
         log.info("stopped; data kept in %s", self.data_dir)
 
+    def ports(self) -> list[tuple[str, int]]:
+        """Every port this stack will listen on, with the flag that sets it."""
+        options = self.options
+        return [
+            ("--http-port", options.http_port),
+            ("--mqtt-port", options.mqtt_port),
+            ("--iot-data-port", options.iot_data_port),
+            ("--aws-port", options.aws_port),
+        ]
+
     async def _start(self, started: contextlib.AsyncExitStack) -> None:
         options = self.options
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        # The lock first: until it is ours, another stack may own everything in the data dir.
+        lock = DataDirLock(self.data_dir).acquire()
+        started.callback(lock.release)
+        check_ports(options.host, self.ports())
         endpoints_file = self.data_dir / "endpoints.json"
-        endpoints_file.unlink(missing_ok=True)
+        endpoints_file.unlink(missing_ok=True)  # a stale one from a stack that was killed
         started.callback(endpoints_file.unlink, missing_ok=True)
 
-        moto = aws.MotoServer(options.host, options.aws_port)
+        snapshot_dir = self.data_dir / "dynamodb"
+        journal = DynamoDbJournal(snapshot_dir / "journal.jsonl")
+        moto = aws.MotoServer(options.host, options.aws_port, journal=journal)
         aws_url = moto.start()
         started.callback(moto.stop)
         core = IotCore(
@@ -240,9 +258,8 @@ class LocalStack:
         region = stack.context.region
         common = process_environment(aws_url, iot_data.url, region)
         os.environ.update(common)
-        snapshot_dir = self.data_dir / "dynamodb"
-        problems = await asyncio.to_thread(aws.create_resources, stack, aws_url, snapshot_dir)
-        started.push_async_callback(asyncio.to_thread, aws.save_tables, stack, aws_url, snapshot_dir)
+        problems = await asyncio.to_thread(aws.create_resources, stack, aws_url, snapshot_dir, journal)
+        started.push_async_callback(asyncio.to_thread, aws.save_tables, stack, aws_url, snapshot_dir, journal)
 
         functions = stack.functions()
         environments = function_environments(stack, common, self.data_dir, options.grace)
