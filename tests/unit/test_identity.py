@@ -16,6 +16,7 @@ from gasmon.identity import (
     identify,
     new_key,
     stage_arn,
+    valid_name,
 )
 
 NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
@@ -107,3 +108,20 @@ def test_the_identity_round_trips_through_the_authorizer_context() -> None:
     assert Identity.from_context({**DEVICE.context(), "principalId": "device:RPI"}) == DEVICE
     assert Identity.from_context(None) is None
     assert Identity.from_context({"role": "admin", "name": "x"}) is None
+
+
+@pytest.mark.parametrize(
+    ("name", "ok"),
+    [
+        ("pi-x", True),
+        ("RPI", True),
+        ("a" * 64, True),
+        ("..", False),
+        ("", False),
+        ("a/b", False),
+        ("$aws", False),
+        ("a" * 65, False),
+    ],
+)
+def test_thing_and_group_names_are_safe_ids(name: str, ok: bool) -> None:
+    assert valid_name(name) is ok

@@ -12,7 +12,6 @@ identity (`attribute`): the credential decides who posted, never the body.
 from __future__ import annotations
 
 import hashlib
-import re
 import secrets
 import string
 from collections.abc import Mapping, Sequence
@@ -22,14 +21,12 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field
 
 from gasmon.errors import ForbiddenError
-from gasmon.models import GasmonModel, Problem
+from gasmon.models import GasmonModel, Problem, is_safe_id
 
 Role = Literal["device", "viewer"]
 CredentialState = Literal["active", "revoked"]
 KEY_ALPHABET = string.ascii_letters + string.digits
 KEY_LENGTH = 40  # as long as an API Gateway API key
-# Thing and viewer names: what AWS IoT allows for a thing name, and safe in a topic, key or path.
-NAME_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$"
 
 # What each role may call: (method, resource path). Devices post readings; viewers read the
 # dashboard's query routes. Nothing else is reachable with a credential.
@@ -59,8 +56,9 @@ def credential_id(key_hash: str) -> str:
 
 
 def valid_name(name: str) -> bool:
-    """Whether `name` can be a thing or viewer name (1-64 of `[A-Za-z0-9._:-]`)."""
-    return re.fullmatch(NAME_PATTERN, name) is not None
+    """Whether `name` can be a thing, group or viewer name: a safe id (`gasmon.models.is_safe_id`:
+    1-64 of `[A-Za-z0-9._:-]`, not only dots), which AWS IoT also accepts as a thing name."""
+    return bool(name) and is_safe_id(name)
 
 
 class Credential(GasmonModel):
