@@ -166,7 +166,7 @@ def test_a_crafted_api_link_sends_nothing_to_the_other_server(
 ) -> None:
     # Given a browser that holds the viewer key, and another server on 127.0.0.1 that would accept
     # anything from anyone (with `page-code-alone`, the CSP is switched off: only app.js guards)
-    post(dashboard_stack.url, dashboard_stack.api_key, document("pi-1", "2", datetime.now(UTC), no2=50))
+    post(dashboard_stack.url, dashboard_stack.device_key("pi-1", "2"), document("pi-1", "2", datetime.now(UTC), no2=50))
     with Recorder() as elsewhere:
         context = browser.new_context(bypass_csp=bypass_csp)
         page = context.new_page()
@@ -207,7 +207,7 @@ def test_the_served_csp_blocks_any_other_origin(dashboard_stack: Any, browser: A
 
 def test_a_viewer_link_stores_the_key_and_leaves_no_fragment(dashboard_stack: Any, browser: Any) -> None:
     # Given a reading, and a fresh browser given the viewer link `<dashboard>/#key=<key>`
-    post(dashboard_stack.url, dashboard_stack.api_key, document("pi-1", "2", datetime.now(UTC), no2=50))
+    post(dashboard_stack.url, dashboard_stack.device_key("pi-1", "2"), document("pi-1", "2", datetime.now(UTC), no2=50))
     context = browser.new_context()
     page = context.new_page()
     problems: list[str] = []
