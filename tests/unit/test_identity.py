@@ -125,3 +125,10 @@ def test_the_identity_round_trips_through_the_authorizer_context() -> None:
 )
 def test_thing_and_group_names_are_safe_ids(name: str, ok: bool) -> None:
     assert valid_name(name) is ok
+
+
+def test_an_unsafe_id_is_left_to_validation_not_called_someone_elses() -> None:
+    # Given a document whose groupid is outside the safe alphabet, Then attribution passes it on
+    # (validation answers 422 naming it) instead of a 403
+    [document] = attribute([{"groupid": "$aws/things/x/shadow/delete"}], False, DEVICE)
+    assert document["deviceid"] == "RPI"

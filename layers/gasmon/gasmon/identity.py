@@ -156,7 +156,8 @@ def attribute(documents: Sequence[Any], is_batch: bool, identity: Identity | Non
     `deviceid` if it names one); documents without a `deviceid` get the device's thing name.
 
     Raises `ForbiddenError` (403) without a device identity, or naming every `groupid`/`deviceid`
-    field that is another device's. Documents that are not JSON objects are left to validation.
+    field that is another device's. Documents that are not JSON objects, and ids that are not
+    safe ids, are left to validation (422).
     """
     if identity is None or identity.role != "device":
         raise ForbiddenError("only a device credential may post readings")
@@ -167,13 +168,14 @@ def attribute(documents: Sequence[Any], is_batch: bool, identity: Identity | Non
         if not isinstance(raw, dict):
             attributed.append(raw)
             continue
+        # An id outside the safe alphabet is not anyone's: validation rejects it with a 422.
         groupid = raw.get("groupid")
-        if groupid is not None and str(groupid) != identity.groupid:
+        if groupid is not None and is_safe_id(str(groupid)) and str(groupid) != identity.groupid:
             problems.append(
                 Problem(path=f"{prefix}groupid", problem=f"is not this device's group ({identity.groupid})")
             )
         deviceid = raw.get("deviceid")
-        if deviceid is not None and str(deviceid) != identity.name:
+        if deviceid is not None and is_safe_id(str(deviceid)) and str(deviceid) != identity.name:
             problems.append(Problem(path=f"{prefix}deviceid", problem=f"is not this device ({identity.name})"))
         attributed.append(raw if deviceid is not None else {**raw, "deviceid": identity.name})
     if problems:
