@@ -37,7 +37,7 @@ venv: $(STAMP) ## create the virtualenv (Python 3.13) with every dependency
 lint: $(STAMP) ## ruff and mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy layers/gasmon/gasmon functions device/gasmon_device gasmon_local
+	$(BIN)/mypy layers/gasmon/gasmon functions device/gasmon_device gasmon_local gasmon_admin
 
 validate: $(STAMP) ## sam validate --lint and cfn-lint on template.yaml
 	$(BIN)/sam validate --lint --template template.yaml --region ap-northeast-2

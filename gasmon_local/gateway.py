@@ -2,7 +2,11 @@
 
 A request is matched against the routes of the template (paths with `{param}` and `{proxy+}`,
 methods, with or without the `/<stage>` prefix of a deployed URL), checked for the API key where
-the template requires one (`403 {"message":"Forbidden"}` as API Gateway answers), turned into
+the template requires one (`403 {"message":"Forbidden"}` as API Gateway answers), authorized by
+the route's Lambda REQUEST authorizer as API Gateway does it (identity-source headers missing:
+401 without calling it; its answer cached per identity-source value for the authorizer's TTL; its
+policy evaluated against the request's method ARN, 403 unless allowed; its context handed to the
+function in `requestContext.authorizer`), turned into
 the proxy event API Gateway builds (headers and multiValueHeaders, query string parameters,
 path parameters, requestContext with identity.apiKey/apiKeyId, requestId, stage, resourcePath,
 isBase64Encoded) and handed to the function in-process. The function's proxy response becomes
@@ -19,8 +23,8 @@ import hashlib
 import json
 import logging
 import os
-import secrets
-import string
+import re
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -32,36 +36,47 @@ from werkzeug.routing import Map, Rule
 from werkzeug.utils import send_from_directory
 from werkzeug.wrappers import Request, Response
 
-from gasmon_local.template import ApiRoute
+from gasmon_local.template import ACCOUNT_ID, REGION, ApiRoute, AuthorizerSpec
 
 log = logging.getLogger("api")
 Invoke = Callable[[str, dict[str, Any], str], Any]
-API_KEY_ENV = "GASMON_API_KEY"
-
-
-def load_api_key(data_dir: Path, environ: dict[str, str] | None = None) -> tuple[str, str]:
-    """The API key and where it came from: GASMON_API_KEY, the saved key, or a new one.
-
-    A generated key is written to `<data-dir>/api-key` (mode 600) and reused on restart, so
-    devices configured once keep working.
-    """
-    environ = dict(os.environ) if environ is None else environ
-    if environ.get(API_KEY_ENV):
-        return environ[API_KEY_ENV], API_KEY_ENV
-    path = data_dir / "api-key"
-    if path.exists() and path.read_text().strip():
-        return path.read_text().strip(), str(path)
-    alphabet = string.ascii_letters + string.digits
-    key = "".join(secrets.choice(alphabet) for _ in range(40))  # API Gateway keys are 40 characters
-    data_dir.mkdir(parents=True, exist_ok=True)
-    path.write_text(key + "\n")
-    path.chmod(0o600)
-    return key, f"{path} (new)"
+API_KEY_ENV = "GASMON_API_KEY"  # when set, the key of the local fleet's first device
 
 
 def api_key_id(key: str) -> str:
     """A stable id for the key, shaped like API Gateway's (10 lower-case characters)."""
     return hashlib.sha256(key.encode()).hexdigest()[:10]
+
+
+def method_arn(route: ApiRoute, method: str, path: str, region: str = REGION) -> str:
+    """The execute-api ARN API Gateway hands an authorizer: `.../<api>/<stage>/<VERB>/<path>`."""
+    return f"arn:aws:execute-api:{region}:{ACCOUNT_ID}:{route.api_id}/{route.stage}/{method}{path}"
+
+
+def policy_allows(policy: Any, arn: str) -> bool:
+    """Whether an authorizer's policy document allows `execute-api:Invoke` on `arn`, as API
+    Gateway evaluates it: an explicit Deny wins, `*` matches any run of characters, `?` one."""
+    if not isinstance(policy, dict):
+        return False
+    allowed = False
+    statements = policy.get("Statement") or []
+    for statement in [statements] if isinstance(statements, dict) else statements:
+        actions = statement.get("Action") or []
+        actions = [actions] if isinstance(actions, str) else actions
+        resources = statement.get("Resource") or []
+        resources = [resources] if isinstance(resources, str) else resources
+        if not any(_glob(action, "execute-api:Invoke") for action in actions):
+            continue
+        if any(_glob(resource, arn) for resource in resources):
+            if statement.get("Effect") == "Deny":
+                return False
+            allowed = allowed or statement.get("Effect") == "Allow"
+    return allowed
+
+
+def _glob(pattern: str, text: str) -> bool:
+    regex = "".join(".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in str(pattern))
+    return re.fullmatch(regex, text) is not None
 
 
 def _werkzeug_path(template_path: str) -> str:
@@ -200,13 +215,18 @@ class ApiGateway:
         self,
         routes: Sequence[ApiRoute],
         invoke: Invoke,
-        api_key: str,
+        api_key: str | None = None,
         static_dir: Path | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.routes = list(routes)
         self.invoke = invoke
         self.api_key = api_key
         self.static_dir = static_dir
+        self.clock = clock
+        # (authorizer, identity-source values) -> (expires at, policy, context): API Gateway's cache.
+        self._answers: dict[tuple[str, tuple[str, ...]], tuple[float, Any, dict[str, Any]]] = {}
+        self._answers_lock = threading.Lock()
         rules = []
         for index, route in enumerate(self.routes):
             methods = None if route.method == "ANY" else [route.method]
@@ -232,10 +252,14 @@ class ApiGateway:
                 return static
             return _json(403, {"message": "Missing Authentication Token"}, "MissingAuthenticationTokenException")
         route = self.routes[index]
-        if route.api_key_required and request.headers.get("x-api-key") != self.api_key:
+        if route.api_key_required and (not self.api_key or request.headers.get("x-api-key") != self.api_key):
             return _json(403, {"message": "Forbidden"}, "ForbiddenException")
         request_id = str(uuid.uuid4())
         event = build_proxy_event(request, route, dict(arguments), self.api_key, request_id, time.time(), staged)
+        if route.authorizer is not None:
+            refused = self._authorize(route.authorizer, route, request, event)
+            if refused is not None:
+                return refused
         try:
             result = self.invoke(route.function, event, f"api {request.method} {request.path}")
         except Exception:
@@ -243,6 +267,48 @@ class ApiGateway:
         response = proxy_response(result)
         response.headers["x-amzn-RequestId"] = request_id
         return response
+
+    def _authorize(
+        self, authorizer: AuthorizerSpec, route: ApiRoute, request: Request, event: dict[str, Any]
+    ) -> Response | None:
+        """Run the route's REQUEST authorizer (or reuse its cached answer); None lets the request
+        through with the authorizer's context in `event`, else API Gateway's 401/403/500."""
+        values = tuple(request.headers.get(header, "") for header in authorizer.identity_headers)
+        if not values or not all(values):
+            return _json(401, {"message": "Unauthorized"}, "UnauthorizedException")
+        arn = method_arn(route, request.method, event["path"])
+        cache_key = (authorizer.name, values)
+        now = self.clock()
+        with self._answers_lock:
+            cached = self._answers.get(cache_key)
+        if cached is not None and cached[0] > now:
+            _, policy, context = cached
+        else:
+            authorizer_event = {
+                "type": "REQUEST",
+                "methodArn": arn,
+                **{key: event[key] for key in ("resource", "path", "httpMethod", "headers", "multiValueHeaders")},
+                **{key: event[key] for key in ("queryStringParameters", "multiValueQueryStringParameters")},
+                **{key: event[key] for key in ("pathParameters", "stageVariables", "requestContext")},
+            }
+            try:
+                answer = self.invoke(authorizer.function_arn, authorizer_event, f"authorizer {authorizer.name}")
+            except Exception as exc:
+                if str(exc) == "Unauthorized":  # the authorizer's way of saying 401
+                    return _json(401, {"message": "Unauthorized"}, "UnauthorizedException")
+                return _json(500, {"message": None}, "AuthorizerConfigurationException")
+            if not isinstance(answer, dict) or "policyDocument" not in answer or "principalId" not in answer:
+                log.error("authorizer %s returned no policy: %.200r", authorizer.name, answer)
+                return _json(500, {"message": None}, "AuthorizerConfigurationException")
+            policy = answer["policyDocument"]
+            context = {**(answer.get("context") or {}), "principalId": answer["principalId"]}
+            if authorizer.ttl_seconds > 0:
+                with self._answers_lock:
+                    self._answers[cache_key] = (now + authorizer.ttl_seconds, policy, context)
+        if not policy_allows(policy, arn):
+            return _json(403, {"message": "User is not authorized to access this resource"}, "AccessDeniedException")
+        event["requestContext"]["authorizer"] = {**context, "integrationLatency": 0}
+        return None
 
     def _static(self, request: Request) -> Response | None:
         if self.static_dir is None or request.method not in ("GET", "HEAD") or not self.static_dir.is_dir():

@@ -23,13 +23,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gasmon_admin.target import Target
 from gasmon_local import aws, lifecycle, schedules
 from gasmon_local.broker import IotCore
 from gasmon_local.dynamodb_journal import DynamoDbJournal
 from gasmon_local.faults import FaultPlan, fault_adapters
 from gasmon_local.functions import ROOT, FunctionNotFoundError, FunctionRuntime
-from gasmon_local.gateway import ApiGateway, load_api_key
+from gasmon_local.gateway import API_KEY_ENV, ApiGateway
 from gasmon_local.guard import DataDirLock, check_ports
+from gasmon_local.identities import ensure_credentials
 from gasmon_local.iot_data import IotDataApp
 from gasmon_local.rules import Rule, RuleEngine, load_rules
 from gasmon_local.servers import ServerThread
@@ -166,6 +168,10 @@ def _json_or_none(text: str | None) -> dict[str, Any] | None:
     return json.loads(text) if text else None
 
 
+def _needs_key(route: Any) -> bool:
+    return route.authorizer is not None or bool(route.api_key_required)
+
+
 def _relative(path: Path) -> str:
     try:
         return str(path.resolve().relative_to(Path.cwd()))
@@ -247,7 +253,6 @@ class LocalStack:
         endpoints_file = self.data_dir / "endpoints.json"
         endpoints_file.unlink(missing_ok=True)  # a stale one from a stack that was killed
         started.callback(endpoints_file.unlink, missing_ok=True)
-        api_key, key_source = load_api_key(self.data_dir)
 
         snapshot_dir = self.data_dir / "dynamodb"
         journal = DynamoDbJournal(snapshot_dir / "journal.jsonl")
@@ -323,9 +328,27 @@ class LocalStack:
             self.stop_threads,
         )
         routes = [route for spec in functions.values() for route in spec.api_routes]
-        gateway_app = ApiGateway(routes, runtime.invoke, api_key, ROOT / "dashboard")
+        gateway_app = ApiGateway(routes, runtime.invoke, static_dir=ROOT / "dashboard")
         gateway = ServerThread(gateway_app, options.host, options.http_port, "api").start()
         started.push_async_callback(asyncio.to_thread, gateway.stop)
+
+        # Credentials as an operator makes them: `gasmon-admin`'s provisioning, against moto.
+        outputs = stack.outputs() | {"ApiUrl": gateway.url}
+        target = Target(
+            iot=aws.client("iot", aws_url, region),
+            dynamodb=aws.client("dynamodb", aws_url, region),
+            device_table=outputs.get("DeviceTableName", ""),
+            device_policy=outputs.get("DevicePolicyName", ""),
+            api_url=gateway.url,
+            mqtt_host=options.host,
+            mqtt_port=core.port,
+            warning_topic=outputs.get("WarningTopic", "pi/1"),
+            data_dir=self.data_dir,
+        )
+        env_key = os.environ.get(API_KEY_ENV) or None
+        credentials = await asyncio.to_thread(ensure_credentials, target, self.data_dir, options.devices, env_key)
+        api_key = credentials.device_keys[0]
+        key_source = f"{credentials.things[0]}, {API_KEY_ENV}" if env_key else credentials.things[0]
 
         self.endpoints = {
             "api": gateway.url,
@@ -333,11 +356,15 @@ class LocalStack:
             "iot_data": iot_data.url,
             "aws": aws_url,
             "api_key": api_key,
+            "viewer_key": credentials.viewer_key,
+            "viewer_url": f"{gateway.url}/#key={credentials.viewer_key}",
             "mail_dir": str(mail.mail_dir),
             "region": region,
             "sqlite_path": str(self.data_dir / "readings.sqlite3"),
             # Where ingest's archive stream delivers (gzip JSON lines under readings/dt=YYYY-MM-DD/).
             "archive_bucket": next((stream.bucket for stream in stack.delivery_streams()), None),
+            "data_dir": str(self.data_dir),
+            "outputs": outputs,
             "pid": os.getpid(),
         }
         self._banner(stack, routes, key_source, grace_applies, len(mail.subscriptions), problems)
@@ -351,7 +378,7 @@ class LocalStack:
                 target=self.fleet,
                 kwargs={
                     "api_url": gateway.url,
-                    "api_key": api_key,
+                    "api_key": credentials.device_keys,
                     "mqtt_host": options.host,
                     "mqtt_port": core.port,
                     "devices": options.devices,
@@ -387,11 +414,11 @@ class LocalStack:
         e = self.endpoints
         lines = [
             f"gasmon local stack is up ({_relative(self.options.template)}, data in {_relative(self.data_dir)})",
-            f"  api       {e['api']}  x-api-key: {e['api_key']}  ({key_source})",
+            f"  api       {e['api']}  device key (x-api-key): {e['api_key']}  ({key_source})",
+            f"  dashboard {e['viewer_url']}  (viewer key: reads only)",
         ]
         lines += [
-            f"            {r.method} {r.path} -> {r.function}{'' if r.api_key_required else ' (no key)'}"
-            for r in routes
+            f"            {r.method} {r.path} -> {r.function}{'' if _needs_key(r) else ' (no key)'}" for r in routes
         ]
         lines += [
             f"  mqtt      {e['mqtt']}  (AWS IoT Core: lifecycle events, rules, shadows)",

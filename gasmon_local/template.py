@@ -55,6 +55,17 @@ class StackContext:
 
 
 @dataclass(frozen=True)
+class AuthorizerSpec:
+    """A Lambda REQUEST authorizer of an API (SAM `Auth.Authorizers`): which function, which
+    headers are its identity source, and how long API Gateway caches its answer."""
+
+    name: str
+    function_arn: str
+    identity_headers: tuple[str, ...] = ()
+    ttl_seconds: int = 300
+
+
+@dataclass(frozen=True)
 class ApiRoute:
     """One `Api` event of a function: what API Gateway would route to it."""
 
@@ -64,6 +75,7 @@ class ApiRoute:
     api_id: str
     stage: str
     api_key_required: bool
+    authorizer: AuthorizerSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -188,6 +200,16 @@ class DeliveryStreamSpec:
 
 
 @dataclass(frozen=True)
+class IotPolicySpec:
+    """An `AWS::IoT::Policy`: its name and document (policy variables such as
+    `${iot:Connection.Thing.ThingName}` kept for IoT to fill in)."""
+
+    logical_id: str
+    name: str
+    document: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class TopicSpec:
     """An `AWS::SNS::Topic`."""
 
@@ -300,6 +322,7 @@ class Stack:
             "AWS::IoT::TopicRule": "RuleName",
             "AWS::S3::Bucket": "BucketName",
             "AWS::KinesisFirehose::DeliveryStream": "DeliveryStreamName",
+            "AWS::IoT::Policy": "PolicyName",
         }.get(kind)
         if name_property and name_property in raw:
             return str(self.resolve(raw[name_property]))
@@ -548,6 +571,7 @@ class Stack:
                         api_id=api_id,
                         stage=stage,
                         api_key_required=_truthy(required),
+                        authorizer=_authorizer(auth, api_auth),
                     )
                 )
             elif kind == "SQS":
@@ -740,6 +764,32 @@ class Stack:
             specs.append(TopicSpec(logical_id, name, self.arn("sns", name), attributes))
         return specs
 
+    def iot_policies(self) -> list[IotPolicySpec]:
+        """Every active `AWS::IoT::Policy` (the device policy provisioning attaches to certificates)."""
+        specs = []
+        for logical_id in self.of_type("AWS::IoT::Policy"):
+            props = self.properties(logical_id)
+            document = props.get("PolicyDocument") or {}
+            if isinstance(document, str):
+                document = json.loads(document)
+            specs.append(IotPolicySpec(logical_id, self.physical_name(logical_id), document))
+        return specs
+
+    def outputs(self) -> dict[str, str]:
+        """The template's Outputs that resolve locally (as `--stack` reads them from CloudFormation)."""
+        values = {}
+        for name, output in (self.template.get("Outputs") or {}).items():
+            condition = output.get("Condition")
+            if condition and not self.condition(condition):
+                continue
+            try:
+                value = self.resolve(output.get("Value"))
+            except (TemplateError, KeyError, ValueError):
+                continue
+            if isinstance(value, str | int | float):
+                values[name] = str(value)
+        return values
+
     def subscriptions(self) -> list[SubscriptionSpec]:
         """SNS subscriptions: inline `Subscription` lists and `AWS::SNS::Subscription` resources."""
         specs = []
@@ -757,6 +807,24 @@ class Stack:
             topic_arn, protocol, endpoint = (str(props[key]) for key in ("TopicArn", "Protocol", "Endpoint"))
             specs.append(SubscriptionSpec(topic_arn, protocol, endpoint, attributes))
         return specs
+
+
+def _authorizer(event_auth: dict[str, Any], api_auth: dict[str, Any]) -> AuthorizerSpec | None:
+    """The Lambda REQUEST authorizer of a route: the event's `Auth.Authorizer` (`NONE`: none),
+    else the API's `DefaultAuthorizer`; authorizers of other kinds are not modelled (None)."""
+    name = event_auth.get("Authorizer", api_auth.get("DefaultAuthorizer"))
+    if not name or name in ("NONE", "AWS_IAM"):
+        return None
+    spec = (api_auth.get("Authorizers") or {}).get(name) or {}
+    if not spec.get("FunctionArn") or str(spec.get("FunctionPayloadType", "TOKEN")).upper() != "REQUEST":
+        return None
+    identity = spec.get("Identity") or {}
+    return AuthorizerSpec(
+        name=str(name),
+        function_arn=str(spec["FunctionArn"]),
+        identity_headers=tuple(str(header) for header in identity.get("Headers") or ()),
+        ttl_seconds=int(identity.get("ReauthorizeEvery", 300)),
+    )
 
 
 @dataclass

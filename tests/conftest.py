@@ -47,13 +47,43 @@ def load_event(name: str) -> dict[str, Any]:
     return json.loads((EVENTS / name).read_text())  # type: ignore[no-any-return]
 
 
-def ingest_event(body: Any, path: str = "/readings", headers: dict[str, str] | None = None) -> dict[str, Any]:
-    """An API Gateway proxy event like the samples, with another body."""
+def device_identity(body: Any) -> dict[str, Any]:
+    """The authorizer's context for the device that posts `body`, as if its own key were used:
+    the first document's group, and its `deviceid` (else the group) as the thing name. Tests of
+    attribution itself pass their own (`authorizer=`)."""
+    from gasmon.models import is_safe_id
+
+    try:
+        parsed = json.loads(body) if isinstance(body, str | bytes) else body
+    except (ValueError, RecursionError):
+        parsed = None
+    first = parsed[0] if isinstance(parsed, list) and parsed else parsed
+    first = first if isinstance(first, dict) else {}
+    group = str(first["groupid"]) if "groupid" in first else "2"
+    # A registered name is always a safe id; a test posting an unsafe one gets a stand-in device.
+    candidates = [str(first.get("deviceid") or ""), group, "test-device"]
+    name = next(candidate for candidate in candidates if is_safe_id(candidate))
+    return {"role": "device", "name": name, "groupid": group, "principalId": f"device:{name}"}
+
+
+VIEWER_IDENTITY = {"role": "viewer", "name": "test-viewer", "groupid": "", "principalId": "viewer:test-viewer"}
+
+
+def ingest_event(
+    body: Any, path: str = "/readings", headers: dict[str, str] | None = None, authorizer: Any = "derive"
+) -> dict[str, Any]:
+    """An API Gateway proxy event like the samples, with another body (and its device's identity)."""
     event = copy.deepcopy(load_event("ingest_seed_document.json"))
     event["path"] = event["resource"] = path
     event["body"] = body if isinstance(body, str) else json.dumps(body)
     if headers:
         event["headers"].update(headers)
+    if authorizer == "derive":
+        event["requestContext"]["authorizer"] = device_identity(body)
+    elif authorizer is None:
+        event["requestContext"].pop("authorizer", None)
+    else:
+        event["requestContext"]["authorizer"] = authorizer
     return event
 
 
@@ -88,8 +118,13 @@ def rest_event(
     query: dict[str, str] | None = None,
     body: Any = None,
     headers: dict[str, str] | None = None,
+    authorizer: Any = "derive",
 ) -> dict[str, Any]:
-    """An API Gateway REST proxy event, as API Gateway hands it to a Lambda function."""
+    """An API Gateway REST proxy event, as API Gateway hands it to a Lambda function after the
+    authorizer: a POST carries its device's identity (`device_identity`), a GET a viewer's;
+    `authorizer=None` leaves the context out, a dict replaces it."""
+    if authorizer == "derive":
+        authorizer = device_identity(body) if method == "POST" else VIEWER_IDENTITY
     all_headers = {"Host": "abc123.execute-api.ap-northeast-2.amazonaws.com", **(headers or {})}
     text = body if body is None or isinstance(body, str) else json.dumps(body)
     return {
@@ -111,6 +146,7 @@ def rest_event(
             "identity": {"sourceIp": "127.0.0.1", "apiKey": "test-key", "apiKeyId": "test"},
             "apiId": "abc123",
             "accountId": "123456789012",
+            **({"authorizer": authorizer} if authorizer is not None else {}),
         },
         "body": text,
         "isBase64Encoded": False,

@@ -148,3 +148,38 @@ class MemoryAlarmStore:
     def due_states(self, limit: int = 1000) -> list[AlarmState]:
         self._check()
         return [s for s in self.states.values() if s.alarm is not None or s.owed][:limit]
+
+
+class MemoryDeviceRegistry:
+    """A `DeviceRegistry` in dicts; counts reads so tests can pin the cost of authorization."""
+
+    def __init__(self) -> None:
+        from gasmon.identity import Credential, DeviceRecord
+
+        self.credentials: dict[str, Credential] = {}
+        self.devices: dict[str, DeviceRecord] = {}
+        self.reads = 0
+        self.touched: list[str] = []
+
+    def credential(self, key_hash: str) -> Any:
+        self.reads += 1
+        return self.credentials.get(key_hash)
+
+    def device(self, thing: str) -> Any:
+        self.reads += 1
+        return self.devices.get(thing)
+
+    def touch(self, thing: str, now: datetime) -> None:
+        self.touched.append(thing)
+
+
+class CountingRateLimiter:
+    """A `RateLimiter` allowing `limit` requests per name (no windows: tests are short)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.counts: dict[str, int] = {}
+
+    def allow(self, name: str, now: datetime) -> bool:
+        self.counts[name] = self.counts.get(name, 0) + 1
+        return self.counts[name] <= self.limit

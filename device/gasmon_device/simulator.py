@@ -239,7 +239,7 @@ class Fleet:
     def __init__(
         self,
         api_url: str,
-        api_key: str,
+        api_key: str | Sequence[str],
         mqtt_host: str | None,
         mqtt_port: int = 1883,
         devices: int = 3,
@@ -256,6 +256,10 @@ class Fleet:
             raise ValueError("a fleet needs at least one device")
         if interval <= 0:
             raise ValueError("interval must be positive")
+        # One key per device (each its own credential), or one key for every device.
+        keys = [api_key] * devices if isinstance(api_key, str) else list(api_key)
+        if len(keys) < devices:
+            raise ValueError(f"{devices} devices need {devices} API keys, got {len(keys)}")
         plans = list(plans) if plans is not None else default_plans(devices)
         if len(plans) < devices:
             plans += [DevicePlan("steady")] * (devices - len(plans))
@@ -279,7 +283,7 @@ class Fleet:
             VirtualDevice(
                 number,
                 api_url=api_url,
-                api_key=api_key,
+                api_key=keys[number - 1],
                 mqtt=mqtt,
                 interval=interval,
                 plan=plans[number - 1],
@@ -317,7 +321,7 @@ class Fleet:
 
 def run_fleet(
     api_url: str,
-    api_key: str,
+    api_key: str | Sequence[str],
     mqtt_host: str | None,
     mqtt_port: int = 1883,
     devices: int = 3,
@@ -333,7 +337,8 @@ def run_fleet(
     """Run `devices` virtual Pis until `stop_event` is set (or `duration` seconds pass); blocks.
 
     - `api_url`: the API's base URL (`http://127.0.0.1:3000`) or the full `.../readings` URL;
-      `api_key` goes in `x-api-key`.
+      `api_key` goes in `x-api-key`: one key per device (device n uses the n-th; a device's key
+      only posts its own group), or one key for all.
     - `mqtt_host`/`mqtt_port`: the broker (plain TCP, as the local stack runs it); None for a
       fleet that only posts readings.
     - `interval`: seconds between readings of each device (below 1 s, `createdtime` carries

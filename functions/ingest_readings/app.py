@@ -18,13 +18,14 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from gasmon.adapters import build_alarm_store, build_reading_archive, build_reading_store
 from gasmon.adapters.iot_publisher import IotDataPublisher
 from gasmon.alarms import AlarmPolicy, Alarms
-from gasmon.errors import EffectsPendingError, GasmonError, StoreUnavailableError
+from gasmon.errors import EffectsPendingError, GasmonError, StoreUnavailableError, TooManyRequestsError
 from gasmon.http import error_response, problems_from_validation
+from gasmon.identity import Identity, attribute
 from gasmon.ingest import IngestPolicy, ingest, parse_body
 from gasmon.models import AlarmOutcome, ErrorBody, IngestResponse
 from gasmon.observability import logger, metrics, tracer
 from gasmon.policies import alarm_policy, ingest_policy
-from gasmon.ports import AlarmStateStore, MessagePublisher, ReadingArchive, ReadingStore
+from gasmon.ports import AlarmStateStore, MessagePublisher, RateLimiter, ReadingArchive, ReadingStore
 from gasmon.settings import IngestSettings
 
 app = APIGatewayRestResolver(enable_validation=True)
@@ -67,6 +68,16 @@ def _publisher() -> MessagePublisher:
     return IotDataPublisher(endpoint_url=settings.iot_data_endpoint, region=settings.aws_region)
 
 
+@cache
+def _rate_limiter() -> RateLimiter | None:
+    settings = _settings()
+    if not settings.device_table:
+        return None
+    from gasmon.adapters.dynamodb_registry import DynamoDbRateLimiter
+
+    return DynamoDbRateLimiter(settings.device_table, settings.device_requests_per_minute, settings.aws_region)
+
+
 def _utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -78,7 +89,9 @@ ERRORS: dict[int, Any] = {
     }
     for status, text in {
         400: "Malformed JSON",
+        403: "Not a device credential, or a document names another device's `groupid`/`deviceid`",
         413: "Body over 1 MB or more than 500 documents",
+        429: "This device posted more than its requests per minute; retry after the Retry-After header",
         422: "Invalid readings; `details` names each field and its problem",
         503: "Reading store or archive unavailable, or readings stored but their warnings not yet published; "
         "retry the same POST after the Retry-After header",
@@ -96,7 +109,13 @@ ERRORS: dict[int, Any] = {
 def post_readings() -> Response[str]:
     event = app.current_event
     documents, is_batch = parse_body(event.body, _policy(), base64_encoded=bool(event.is_base64_encoded))
+    # The authorizer names the device behind the key; every document must be that device's.
+    identity = Identity.from_context(event.raw_event.get("requestContext", {}).get("authorizer"))
+    documents = attribute(documents, is_batch, identity)
     context = app.context
+    limiter = context["limiter"]
+    if identity is not None and limiter is not None and not limiter.allow(identity.name, context["clock"]()):
+        raise TooManyRequestsError(f"{identity.name} posted more than its requests per minute; retry later")
     report = ingest(
         documents,
         is_batch,
@@ -147,6 +166,8 @@ def _gasmon_error(error: GasmonError) -> Response[str]:
             "readings stored, messages still owed: the device is told to retry", extra={"reason": error.message}
         )
         metrics.add_metric("WarningsPending", MetricUnit.Count, 1)
+    if isinstance(error, TooManyRequestsError):
+        metrics.add_metric("DevicesThrottled", MetricUnit.Count, 1)
         return error_response(error, headers={"Retry-After": str(error.retry_after_seconds)})
     if isinstance(error, StoreUnavailableError):
         logger.warning("reading store unavailable", extra={"reason": error.message})
@@ -178,6 +199,7 @@ def lambda_handler(
     clock: Callable[[], datetime] | None = None,
     alarm_store: AlarmStateStore | None = None,
     archive: ReadingArchive | None = None,
+    limiter: RateLimiter | None = None,
 ) -> dict[str, Any]:
     """Lambda entry point; tests and `make local` may hand in their own adapters and clock."""
     alarm_store = alarm_store or _alarm_store()
@@ -188,5 +210,6 @@ def lambda_handler(
         clock=clock or _utc_now,
         alarms=alarms,
         archive=archive or _archive(),
+        limiter=limiter or _rate_limiter(),
     )
     return app.resolve(event, context)

@@ -18,8 +18,9 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from gasmon.adapters import build_alarm_store, build_device_status_source, build_reading_queries
-from gasmon.errors import GasmonError, InvalidQueryError, StoreUnavailableError
+from gasmon.errors import ForbiddenError, GasmonError, InvalidQueryError, StoreUnavailableError
 from gasmon.http import error_response, problems_from_validation
+from gasmon.identity import Identity
 from gasmon.models import GAS_NAME_PATTERN, SAFE_ID_MAX_LENGTH, SAFE_ID_PATTERN, ErrorBody
 from gasmon.observability import logger, metrics, tracer
 from gasmon.policies import query_policy
@@ -255,7 +256,13 @@ def lambda_handler(
     """Lambda entry point; tests and `make local` may hand in their own adapters and clock.
 
     Without `alarm_store`, ALARM_TABLE decides: empty means GET /alarms has no history to show.
+    Only a viewer credential reads (the authorizer's policy says so too; this is the second lock).
     """
+    identity = Identity.from_context((event.get("requestContext") or {}).get("authorizer"))
+    if identity is None or identity.role != "viewer":
+        refused = ForbiddenError("only a viewer credential may read the query API")
+        body = ErrorBody(error=refused.message, code=refused.code)
+        return {"statusCode": 403, "headers": {"Content-Type": "application/json"}, "body": body.model_dump_json()}
     app.append_context(  # type: ignore[no-untyped-call]
         queries=queries or _queries(),
         presence=presence or _presence(),

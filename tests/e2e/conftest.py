@@ -19,6 +19,8 @@
 import json
 import math
 import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -99,6 +101,35 @@ def post(url: str, key: str, body: Any) -> dict[str, Any]:
     with urllib.request.urlopen(request, timeout=WAIT) as response:
         assert response.status == 200
         return dict(json.loads(response.read()))
+
+
+def post_batch(url: str, key_for: Callable[[str | None, str], str], batch: list[dict[str, Any]]) -> dict[str, Any]:
+    """POST a batch mixing several devices' documents as the devices do: each run of one device's
+    documents with that device's own key (`key_for(deviceid, groupid)`); the counts are summed."""
+    totals = {"accepted": 0, "duplicates": 0, "rejected": 0, "warnings": 0}
+    runs: list[tuple[tuple[str | None, str], list[dict[str, Any]]]] = []
+    for doc in batch:
+        owner = (doc.get("deviceid"), str(doc["groupid"]))
+        if runs and runs[-1][0] == owner:
+            runs[-1][1].append(doc)
+        else:
+            runs.append((owner, [doc]))
+    for (deviceid, groupid), docs in runs:
+        answer = post(url, key_for(deviceid, groupid), docs)
+        for name in totals:
+            totals[name] += int(answer[name])
+    return totals
+
+
+def provision(stack: StackProcess, thing: str, group: str, location: str | None = None) -> dict[str, Any]:
+    """`gasmon-admin --endpoints-file ... provision` against the running stack, as an operator runs it."""
+    command = [str(Path(sys.executable).with_name("gasmon-admin")), "--endpoints-file"]
+    command += [str(stack.data_dir / "endpoints.json"), "provision", thing, "--group", group]
+    command += ["--out", str(stack.data_dir / "devices" / thing)]
+    command += ["--location", location] if location else []
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return dict(json.loads(done.stdout))
 
 
 def get(url: str, key: str, path: str) -> dict[str, Any]:
@@ -261,7 +292,10 @@ def no_overflow_at_phone_width(page: Any, name: str) -> None:
 # ---- the in-process stack for the dashboard without alarms ----
 
 
-API_KEY = "e2e-dashboard-key"
+API_KEY = "e2e-dashboard-key"  # the viewer's key
+# Device keys of the in-process stack are `device:<thing>:<group>`: it stands in for API Gateway
+# and the authorizer, which would find that identity in the registry.
+DEVICE_KEY = "device:{thing}:{group}"
 QUERY_PATHS = {"/series", "/devices", "/warnings", "/alerts", "/alarms"}
 
 
@@ -303,6 +337,10 @@ class DashboardStack:
     presence: FakePresence
     publisher: RecordingPublisher
 
+    @staticmethod
+    def device_key(deviceid: str | None, groupid: str) -> str:
+        return DEVICE_KEY.format(thing=deviceid or groupid, group=groupid)
+
 
 def _server(
     store: SqliteReadingStore,
@@ -339,12 +377,20 @@ def _server(
             parts = urlsplit(self.path)
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length).decode() if length else None
-            event = rest_event(method, parts.path, dict(parse_qsl(parts.query)) or None, body, dict(self.headers))
-            needs_key = parts.path in QUERY_PATHS or parts.path == "/readings"
-            if needs_key and self.headers.get("x-api-key") != API_KEY:
+            key = self.headers.get("x-api-key") or ""
+            identity: dict[str, str] | None = None
+            if parts.path in QUERY_PATHS and key == API_KEY:
+                identity = {"role": "viewer", "name": "e2e-viewer", "groupid": ""}
+            elif parts.path == "/readings" and key.startswith("device:") and key.count(":") == 2:
+                _, thing, group = key.split(":")
+                identity = {"role": "device", "name": thing, "groupid": group}
+            if (parts.path in QUERY_PATHS or parts.path == "/readings") and identity is None:
+                refused = {"message": "User is not authorized to access this resource"}
                 self._answer({"statusCode": 403, "headers": {"Content-Type": "application/json"},
-                              "body": json.dumps({"message": "Forbidden"})})  # fmt: skip
+                              "body": json.dumps(refused)})  # fmt: skip
                 return
+            arguments = dict(parse_qsl(parts.query)) or None
+            event = rest_event(method, parts.path, arguments, body, dict(self.headers), authorizer=identity)
             with lock:
                 if parts.path == "/readings":
                     result = ingest(event, context, store=store, publisher=publisher)

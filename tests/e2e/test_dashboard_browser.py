@@ -24,6 +24,7 @@ from tests.e2e.conftest import (
     no_overflow_at_phone_width,
     open_last_hour,
     post,
+    post_batch,
     threshold_line,
 )
 
@@ -53,7 +54,7 @@ def test_dashboard_shows_posted_readings_warnings_and_an_offline_device(dashboar
     # 88 line), no alarm table, and presence saying pi-2 dropped off 3 minutes ago
     now = datetime.now(UTC).replace(microsecond=0)
     hour = Hour(now)
-    answer = post(dashboard_stack.url, dashboard_stack.api_key, hour.batch)
+    answer = post_batch(dashboard_stack.url, dashboard_stack.device_key, hour.batch)
     assert answer["rejected"] == 0 and answer["warnings"] == 1
     pi1_times, no2_minutes = hour.pi1_times, hour.no2_minutes
     pi2_dropped_off(dashboard_stack, now)
@@ -86,7 +87,7 @@ def test_dashboard_shows_posted_readings_warnings_and_an_offline_device(dashboar
 
     # When a new reading arrives, the page shows it by itself within one refresh (10 s)
     refreshes = int(page.evaluate("document.body.dataset.refreshes"))
-    post(dashboard_stack.url, dashboard_stack.api_key, document("pi-1", "2", now, no2=50))
+    post(dashboard_stack.url, dashboard_stack.device_key("pi-1", "2"), document("pi-1", "2", now, no2=50))
     page.wait_for_function(f"() => Number(document.body.dataset.refreshes) > {refreshes}", timeout=30_000)
     page.wait_for_function(
         f"() => document.querySelector(\"canvas[data-gas='no2']\").dataset.points === '{len(no2_minutes) + 1}'",
@@ -165,7 +166,7 @@ def test_a_crafted_api_link_sends_nothing_to_the_other_server(
 ) -> None:
     # Given a browser that holds the viewer key, and another server on 127.0.0.1 that would accept
     # anything from anyone (with `page-code-alone`, the CSP is switched off: only app.js guards)
-    post(dashboard_stack.url, dashboard_stack.api_key, document("pi-1", "2", datetime.now(UTC), no2=50))
+    post(dashboard_stack.url, dashboard_stack.device_key("pi-1", "2"), document("pi-1", "2", datetime.now(UTC), no2=50))
     with Recorder() as elsewhere:
         context = browser.new_context(bypass_csp=bypass_csp)
         page = context.new_page()
@@ -206,7 +207,7 @@ def test_the_served_csp_blocks_any_other_origin(dashboard_stack: Any, browser: A
 
 def test_a_viewer_link_stores_the_key_and_leaves_no_fragment(dashboard_stack: Any, browser: Any) -> None:
     # Given a reading, and a fresh browser given the viewer link `<dashboard>/#key=<key>`
-    post(dashboard_stack.url, dashboard_stack.api_key, document("pi-1", "2", datetime.now(UTC), no2=50))
+    post(dashboard_stack.url, dashboard_stack.device_key("pi-1", "2"), document("pi-1", "2", datetime.now(UTC), no2=50))
     context = browser.new_context()
     page = context.new_page()
     problems: list[str] = []

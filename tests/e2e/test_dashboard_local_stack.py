@@ -33,6 +33,8 @@ from tests.e2e.conftest import (
     no_overflow_at_phone_width,
     open_last_hour,
     post,
+    post_batch,
+    provision,
     threshold_line,
     wait_for_mail,
 )
@@ -60,7 +62,9 @@ def eventually(stack: StackProcess, what: str, check: Callable[[], bool]) -> Non
 
 
 def test_the_dashboard_shows_what_the_local_stack_saw(stack: StackProcess, browser: Any) -> None:
-    api, key = stack.endpoints["api"] + "/", stack.endpoints["api_key"]
+    # The operator's viewer key reads; each Pi posts with the key `gasmon-admin provision` gave it.
+    api, key = stack.endpoints["api"] + "/", stack.endpoints["viewer_key"]
+    device_keys = {PI_A: provision(stack, PI_A, "2")["api_key"], PI_B: provision(stack, PI_B, "3")["api_key"]}
 
     def statuses() -> dict[str, str]:
         return {d["device"]: d["status"] for d in get(api, key, "devices")["devices"]}
@@ -69,7 +73,7 @@ def test_the_dashboard_shows_what_the_local_stack_saw(stack: StackProcess, brows
     # NO2 reached 95.50 twenty minutes ago and came back down, PI_B's CO went to 60 then 240
     now = datetime.now(UTC).replace(microsecond=0)
     hour = Hour(now, co_spike=True, devices=(PI_A, PI_B), stamp=iso_time, seed_group=None)
-    answer = post(api, key, hour.batch)
+    answer = post_batch(api, lambda deviceid, _: device_keys[str(deviceid)], hour.batch)
     assert answer["rejected"] == 0, answer
     # ... both Pis connected over MQTT, and then PI_B's connection dropped without a DISCONNECT
     pi_a = device(stack, PI_A)
@@ -128,7 +132,7 @@ def test_the_dashboard_shows_what_the_local_stack_saw(stack: StackProcess, brows
             page.screenshot(path=str(SCREENSHOT), full_page=True)
 
         # When PI_A's NO2 crosses the line again, the page lists the new alarm as open by itself
-        post(api, key, document(PI_A, "2", now, iso_time, no2=101))
+        post(api, device_keys[PI_A], document(PI_A, "2", now, iso_time, no2=101))
         page.wait_for_function(
             f"() => document.querySelector(\"#alarms-open li[data-device='{PI_A}'][data-gas='no2']\") !== null",
             timeout=30_000,

@@ -20,7 +20,7 @@ import requests
 
 from gasmon_local.aws import client
 from gasmon_local.process import StackProcess
-from tests.e2e.conftest import WAIT, device
+from tests.e2e.conftest import WAIT, device, provision
 from tests.e2e.test_local_stack import Subscriber
 
 pytestmark = pytest.mark.e2e
@@ -37,11 +37,11 @@ def no2_document(groupid: str, value: str, at: datetime) -> dict[str, Any]:
     }
 
 
-def post(stack: StackProcess, document: dict[str, Any]) -> dict[str, Any]:
+def post(stack: StackProcess, key: str, document: dict[str, Any]) -> dict[str, Any]:
     answer = requests.post(
         stack.endpoints["api"] + "/readings",
         json=document,
-        headers={"x-api-key": stack.endpoints["api_key"]},
+        headers={"x-api-key": key},
         timeout=WAIT,
     )
     assert answer.status_code == 200, answer.text
@@ -52,7 +52,7 @@ def open_alarms(stack: StackProcess, device_name: str) -> list[dict[str, Any]]:
     answer = requests.get(
         stack.endpoints["api"] + "/alarms",
         params={"state": "open", "device": device_name},
-        headers={"x-api-key": stack.endpoints["api_key"]},
+        headers={"x-api-key": stack.endpoints["viewer_key"]},
         timeout=WAIT,
     )
     assert answer.status_code == 200, answer.text
@@ -77,7 +77,7 @@ def eventually(check: Any, timeout: float = WAIT) -> Any:
 
 def test_kill_9_loses_no_alarm_or_presence_change(tmp_path: Path) -> None:
     group = f"k9-{uuid.uuid4().hex[:8]}"
-    pi_name = f"k9-pi-{uuid.uuid4().hex[:6]}"
+    pi_name = f"k9-pi-{uuid.uuid4().hex[:6]}"  # provisioned in `group`; its readings are stored under its name
     started = datetime.now(SEOUL) - timedelta(minutes=3)
 
     # Given a stack where an NO2 alarm opened (announced on pi/1) and a Pi connected
@@ -85,7 +85,8 @@ def test_kill_9_loses_no_alarm_or_presence_change(tmp_path: Path) -> None:
     try:
         host, port = first.mqtt_address()
         subscriber = Subscriber(host, port, "pi/1")
-        answer = post(first, no2_document(group, "95.00", started))
+        key = provision(first, pi_name, group)["api_key"]
+        answer = post(first, key, no2_document(group, "95.00", started))
         assert answer["warnings"] == 1
         opened = subscriber.wait_for(lambda m: m.get("groupid") == group and m.get("event") == "open")
         subscriber.close()
@@ -103,17 +104,17 @@ def test_kill_9_loses_no_alarm_or_presence_change(tmp_path: Path) -> None:
 
     # And it starts again on the same data directory
     with StackProcess(tmp_path, "--no-devices") as second:
-        # Then the presence item and the open alarm are there
+        # Then the presence item, the device's key and the open alarm are there
         assert presence_item(second, pi_name) is not None
-        alarms = open_alarms(second, group)
+        alarms = open_alarms(second, pi_name)
         assert [a["alarm_id"] for a in alarms] == [opened["alarm_id"]]
 
         # And the next over-level reading of that episode neither re-opens nor re-announces it
         subscriber = Subscriber(*second.mqtt_address(), "pi/1")
         try:
-            again = post(second, no2_document(group, "96.00", started + timedelta(minutes=1)))
+            again = post(second, key, no2_document(group, "96.00", started + timedelta(minutes=1)))
             assert again["accepted"] == 1 and again["warnings"] == 0, again
-            assert [a["alarm_id"] for a in open_alarms(second, group)] == [opened["alarm_id"]]
+            assert [a["alarm_id"] for a in open_alarms(second, pi_name)] == [opened["alarm_id"]]
             time.sleep(0.5)  # a stray message would have arrived by now (the POST publishes before answering)
             assert [m for m in subscriber.messages if m.get("groupid") == group] == []
         finally:

@@ -8,6 +8,7 @@ regression of the template, not something to skip.
 
 import gzip
 import json
+import re
 import sqlite3
 import subprocess
 import sys
@@ -32,11 +33,12 @@ from gasmon_local.process import StackProcess
 from gasmon_local.rules import load_rules
 from gasmon_local.stack import Options, local_parameter_overrides
 from gasmon_local.template import Stack, load
-from tests.e2e.conftest import WAIT, device, drop, mails_naming, wait_for_mail
+from tests.e2e.conftest import WAIT, device, drop, mails_naming, provision, wait_for_mail
 
 pytestmark = pytest.mark.e2e
 
 GRACE = 2
+AUTHORIZER_CACHE = 1
 TEMPLATES = {"gasmon": ROOT / "template.yaml"}
 WILL = {"state": {"reported": {"connected": "false"}}}
 
@@ -90,7 +92,10 @@ class Running:
 def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     template = TEMPLATES[request.param]
     data_dir = tmp_path_factory.mktemp(request.param)
-    with StackProcess(data_dir, "--template", str(template), "--no-devices", "--grace", str(GRACE)) as process:
+    # A one-second authorizer cache, so that a revoked key stops working within the test.
+    arguments = ["--template", str(template), "--no-devices", "--grace", str(GRACE)]
+    arguments += ["--parameter", f"AuthorizerCacheSeconds={AUTHORIZER_CACHE}"]
+    with StackProcess(data_dir, *arguments) as process:
         yield Running(request.param, process, wiring(template))
 
 
@@ -144,14 +149,13 @@ def test_a_seed_post_warns_on_pi_1_and_is_stored(stack: Running) -> None:
     host, port = stack.process.mqtt_address()
     subscriber = Subscriber(host, port, "pi/1")
     groupid = f"e2e-{uuid.uuid4().hex[:8]}"
+    key = provision(stack.process, f"pi-{groupid}", groupid)["api_key"]
     url = stack.endpoints["api"] + "/gasdetector"
     try:
-        # Given no API key, Then API Gateway's answer
-        assert requests.post(url, json=seed_document(groupid, "95.00"), timeout=WAIT).status_code == 403
-        # When a Pi posts a reading with NO2 over 88, as the seed's pub.py does
-        answer = requests.post(
-            url, json=seed_document(groupid, "95.00"), headers={"x-api-key": stack.endpoints["api_key"]}, timeout=WAIT
-        )
+        # Given no API key, Then API Gateway's answer (the authorizer's identity source is missing)
+        assert requests.post(url, json=seed_document(groupid, "95.00"), timeout=WAIT).status_code == 401
+        # When a Pi posts a reading with NO2 over 88 with its own key, as the seed's pub.py does
+        answer = requests.post(url, json=seed_document(groupid, "95.00"), headers={"x-api-key": key}, timeout=WAIT)
         assert answer.status_code == 200, answer.text
         assert answer.json()["accepted"] == 4
         # Then the seed's warning arrives on pi/1
@@ -219,8 +223,8 @@ def test_a_last_will_marks_the_shadow_disconnected(stack: Running) -> None:
 
 
 def test_data_and_the_api_key_survive_a_restart(tmp_path: Path) -> None:
-    # Given a stack that stored a reading
-    document = seed_document(f"e2e-{uuid.uuid4().hex[:8]}", "20.00")
+    # Given a stack that stored a reading posted with its device key (sim-pi-01, group 1)
+    document = seed_document("1", "20.00")
     with StackProcess(tmp_path, "--no-devices") as first:
         key = first.endpoints["api_key"]
         headers = {"x-api-key": key}
@@ -239,13 +243,14 @@ def test_data_and_the_api_key_survive_a_restart(tmp_path: Path) -> None:
 def test_readings_past_retention_leave_the_query_api_and_stay_in_the_archive(stack: Running, tmp_path: Path) -> None:
     stack.require("ingest")
     endpoints = stack.endpoints
-    headers = {"x-api-key": endpoints["api_key"]}
     groupid = f"old-{uuid.uuid4().hex[:8]}"
+    device = {"x-api-key": provision(stack.process, f"pi-{groupid}", groupid)["api_key"]}
+    headers = {"x-api-key": endpoints["viewer_key"]}
     # Given a reading taken two days ago, below every threshold
     taken = datetime.now(ZoneInfo("UTC")) - timedelta(days=2)
     document = {"groupid": groupid, "co": {"sensorid": "0005", "sensortype": "8", "value": "3.25",
                 "createdtime": taken.strftime("%Y-%m-%dT%H:%M:%SZ")}}  # fmt: skip
-    answer = requests.post(endpoints["api"] + "/readings", json=document, headers=headers, timeout=WAIT)
+    answer = requests.post(endpoints["api"] + "/readings", json=document, headers=device, timeout=WAIT)
     assert answer.status_code == 200 and answer.json()["accepted"] == 1, answer.text
     (reading_id,) = [r["id"] for r in answer.json()["results"][0]["readings"]]
 
@@ -286,3 +291,68 @@ def test_readings_past_retention_leave_the_query_api_and_stay_in_the_archive(sta
     if after.status_code == 200:
         assert sum(p["count"] for p in after.json()["points"]) == 0
     assert reading_id in archived()
+
+
+# ---- device identity: the "done when", against the running stack ----
+
+
+def test_a_provisioned_pi_posts_its_own_group_only_and_a_revoked_key_stops(stack: Running) -> None:
+    # Given `gasmon-admin --local provision pi-x --group 5 --out DIR`
+    thing = f"pi-x-{uuid.uuid4().hex[:6]}"
+    done = provision(stack.process, thing, "5")
+    assert set(done) == {"thing", "group", "api_key", "config_dir", "certificate_id"}
+    assert (Path(done["config_dir"]) / "device.toml").exists()
+    url, headers = stack.endpoints["api"] + "/gasdetector", {"x-api-key": done["api_key"]}
+    # When the seed's document is posted with that key and groupid 5, Then 200
+    answer = requests.post(url, json=seed_document("5", "20.00"), headers=headers, timeout=WAIT)
+    assert answer.status_code == 200, answer.text
+    # ... with groupid 6, Then 403 with a JSON body naming the field
+    refused = requests.post(url, json=seed_document("6", "20.00"), headers=headers, timeout=WAIT)
+    assert refused.status_code == 403
+    assert [detail["path"] for detail in refused.json()["details"]] == ["groupid"]
+    # ... and the device key cannot read the query API
+    devices_url = stack.endpoints["api"] + "/devices"
+    assert requests.get(devices_url, headers=headers, timeout=WAIT).status_code == 403
+    # When the operator revokes it, Then within the authorizer's cache period the key gets 403
+    command = [str(Path(sys.executable).with_name("gasmon-admin")), "--endpoints-file"]
+    command += [str(stack.process.data_dir / "endpoints.json"), "revoke", thing]
+    assert subprocess.run(command, capture_output=True, timeout=60).returncode == 0
+    time.sleep(AUTHORIZER_CACHE + 0.5)
+    revoked = requests.post(url, json=seed_document("5", "21.00"), headers=headers, timeout=WAIT)
+    assert revoked.status_code == 403
+
+
+def test_the_viewer_key_reads_and_cannot_post(stack: Running) -> None:
+    viewer = {"x-api-key": stack.endpoints["viewer_key"]}
+    assert stack.endpoints["viewer_url"].endswith(f"/#key={stack.endpoints['viewer_key']}")
+    assert requests.get(stack.endpoints["api"] + "/devices", headers=viewer, timeout=WAIT).status_code == 200
+    answer = requests.post(stack.endpoints["api"] + "/readings", json=seed_document("1", "20.00"), headers=viewer)
+    assert answer.status_code == 403
+    # And the dashboard itself needs no key
+    assert requests.get(stack.endpoints["viewer_url"], timeout=WAIT).status_code == 200
+
+
+def test_the_seeds_rpi_is_shown_and_mailed_with_its_group_and_location(stack: Running) -> None:
+    # Given the seed's Pi provisioned as thing RPI-<n> in group 2 at the seed's location
+    thing, group = f"RPI-{uuid.uuid4().hex[:6]}", f"g{uuid.uuid4().hex[:6]}"
+    key = provision(stack.process, thing, group, "37.61,126.99")["api_key"]
+    # When it posts the seed's document (no deviceid) and connects over MQTT as its thing
+    answer = requests.post(
+        stack.endpoints["api"] + "/readings",
+        json=seed_document(group, "20.00"),
+        headers={"x-api-key": key},
+        timeout=WAIT,
+    )
+    assert answer.status_code == 200, answer.text
+    client = device(stack.process, thing)
+    # Then the query API lists its readings under its thing, with its group
+    viewer = {"x-api-key": stack.endpoints["viewer_key"]}
+    listed = requests.get(stack.endpoints["api"] + f"/devices?groupid={group}", headers=viewer, timeout=WAIT).json()
+    [entry] = listed["devices"]
+    assert (entry["device"], entry["groupid"]) == (thing, group)
+    # And when it drops off, the e-mail names its group and location from the registry
+    time.sleep(0.5)
+    drop(client)
+    [mail] = wait_for_mail(stack.process, thing, GRACE + WAIT)
+    text = mail.read_text()
+    assert re.search(rf"Group:\s+{group}\b", text) and "37.61" in text, text

@@ -16,6 +16,7 @@ from gasmon.adapters.dynamodb_alarms import DynamoDbAlarmStore
 from gasmon.adapters.sqlite_store import SqliteReadingStore
 from gasmon.models import GasThresholds
 from gasmon_local.functions import load_handler
+from tests.conftest import device_identity
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 5, 1, 3, 0, tzinfo=UTC)
@@ -65,8 +66,10 @@ def alarm_store() -> Iterator[DynamoDbAlarmStore]:
 
 
 def event(document: dict[str, Any]) -> dict[str, Any]:
+    """The seed's event with `document`, posted with its own device's key (see `device_identity`)."""
     sample: dict[str, Any] = json.loads((ROOT / "events" / "ingest_seed_document.json").read_text())
     sample["body"] = json.dumps(document)
+    sample["requestContext"]["authorizer"] = device_identity(document)
     return sample
 
 

@@ -145,3 +145,61 @@ def test_base64_bodies_are_decoded(invoke: Any, seed_document: dict[str, Any]) -
     event["isBase64Encoded"] = True
     status, body, _ = invoke(event)
     assert status == 200 and body["accepted"] == 4
+
+
+# ---- identity: the credential decides who posted ----
+
+RPI = {"role": "device", "name": "RPI", "groupid": "2", "principalId": "device:RPI"}
+
+
+def test_the_seed_document_posted_with_rpis_key_is_rpis_reading(invoke: Any, store: SqliteReadingStore) -> None:
+    # Given the seed's document (groupid 2, no deviceid) posted with the key of thing RPI in group 2
+    status, body, _ = invoke(ingest_event(json.loads(load_event("ingest_seed_document.json")["body"]), authorizer=RPI))
+    # Then it is stored as RPI's readings, so presence and the dashboard join it to thing RPI
+    assert status == 200 and body["accepted"] == 4
+    [device] = store.latest_by_device(None, 10)
+    assert (device.device, device.groupid) == ("RPI", "2")
+
+
+@pytest.mark.parametrize(
+    ("document", "field"),
+    [({"groupid": "6"}, "groupid"), ({"groupid": "2", "deviceid": "pi-9"}, "deviceid")],
+)
+def test_a_document_of_another_device_is_403_naming_the_field(
+    invoke: Any, store: SqliteReadingStore, seed_document: dict[str, Any], document: dict[str, Any], field: str
+) -> None:
+    status, body, _ = invoke(ingest_event({**seed_document, **document}, authorizer=RPI))
+    assert status == 403
+    assert body["code"] == "forbidden" and [detail["path"] for detail in body["details"]] == [field]
+    assert store.count() == 0
+
+
+@pytest.mark.parametrize("authorizer", [None, {"role": "viewer", "name": "ops", "groupid": ""}])
+def test_without_a_device_identity_nothing_is_stored(
+    invoke: Any, store: SqliteReadingStore, seed_document: dict[str, Any], authorizer: Any
+) -> None:
+    status, body, _ = invoke(ingest_event(seed_document, authorizer=authorizer))
+    assert status == 403 and body["code"] == "forbidden"
+    assert store.count() == 0
+
+
+def test_a_device_over_its_requests_per_minute_gets_429_and_the_rest_of_the_fleet_does_not(
+    ingest_handler: Invoke, lambda_context: Any, store: SqliteReadingStore, seed_document: dict[str, Any]
+) -> None:
+    # Given a limit of 2 requests per device, When RPI posts 3 times and pi-3 once
+    from tests.fakes import CountingRateLimiter
+
+    limiter = CountingRateLimiter(2)
+
+    def post(document: dict[str, Any], identity: dict[str, str]) -> dict[str, Any]:
+        event = ingest_event(document, authorizer=identity)
+        return ingest_handler(
+            event, lambda_context, store=store, publisher=MemoryPublisher(), clock=lambda: SEED_TIME, limiter=limiter
+        )
+
+    answers = [post(seed_document, RPI) for _ in range(3)]
+    other = post({**seed_document, "groupid": "3"}, {"role": "device", "name": "pi-3", "groupid": "3"})
+    # Then RPI's third is 429 with Retry-After, and pi-3 still gets through
+    assert [answer["statusCode"] for answer in answers] == [200, 200, 429]
+    assert headers_of(answers[2]).get("Retry-After") == "60"
+    assert other["statusCode"] == 200

@@ -30,7 +30,7 @@ json_values = st.recursive(
 
 
 def answer(handler: Any, body: str, base64_encoded: bool = False) -> tuple[int, dict[str, Any]]:
-    event = ingest_event("")
+    event = ingest_event(body)  # posted by the device its first document names (see device_identity)
     event["body"], event["isBase64Encoded"] = body, base64_encoded
     reply = handler(event, FakeLambdaContext(), store=STORE, publisher=MemoryPublisher(), clock=lambda: SEED_TIME)
     return reply["statusCode"], json.loads(reply["body"])

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from werkzeug.test import Client
 
-from gasmon_local.gateway import ApiGateway, api_key_id, load_api_key
-from gasmon_local.template import ApiRoute
+from gasmon_local.gateway import ApiGateway, api_key_id, method_arn, policy_allows
+from gasmon_local.template import ApiRoute, AuthorizerSpec
 
 KEY = "k" * 40
 ROUTES = [
@@ -170,20 +170,122 @@ def test_dashboard_files_are_served_without_a_key(tmp_path: Path) -> None:
     assert app.get("/missing.css").status_code == 403
 
 
-def test_the_api_key_comes_from_the_environment_first(tmp_path: Path) -> None:
-    assert load_api_key(tmp_path, {"GASMON_API_KEY": "from-env"}) == ("from-env", "GASMON_API_KEY")
-    assert not (tmp_path / "api-key").exists()
-
-
-def test_a_generated_api_key_is_saved_privately_and_reused(tmp_path: Path) -> None:
-    key, source = load_api_key(tmp_path, {})
-    assert len(key) == 40 and key.isalnum() and "new" in source
-    assert (tmp_path / "api-key").stat().st_mode & 0o777 == 0o600
-    assert load_api_key(tmp_path, {})[0] == key
-
-
 def test_the_events_body_is_what_the_client_sent() -> None:
     recorder = Recorder()
     document = {"groupid": "2", "no2": {"value": "95.00"}}
     client(recorder).post("/readings", data=json.dumps(document), headers={"x-api-key": KEY})
     assert json.loads(recorder.calls[0][1]["body"]) == document
+
+
+# ---- Lambda REQUEST authorizers, as API Gateway runs them ----
+
+AUTHORIZER = AuthorizerSpec(
+    "KeyAuthorizer", "arn:aws:lambda:ap-northeast-2:123456789012:function:auth", ("x-api-key",), 300
+)
+GUARDED = [
+    ApiRoute("IngestFunction", "/readings", "POST", "local", "Prod", False, AUTHORIZER),
+    ApiRoute("QueryFunction", "/devices", "GET", "local", "Prod", False, AUTHORIZER),
+]
+
+
+class Authorizing(Recorder):
+    """The runtime: an authorizer that allows POST /readings for key "device" only, and functions."""
+
+    def __call__(self, function: str, event: dict[str, Any], source: str) -> Any:
+        self.calls.append((function, event))
+        if function != AUTHORIZER.function_arn:
+            return self.response
+        key = {name.lower(): value for name, value in event["headers"].items()}.get("x-api-key")
+        if key == "broken":
+            raise RuntimeError("Unauthorized")
+        allowed = key == "device"
+        base = event["methodArn"].split("/POST/")[0].split("/GET/")[0]
+        return {
+            "principalId": "device:pi-1" if allowed else "unknown",
+            "policyDocument": {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Action": "execute-api:Invoke",
+                        "Effect": "Allow" if allowed else "Deny",
+                        "Resource": [f"{base}/POST/readings" if allowed else f"{base}/*/*"],
+                    }
+                ],
+            },
+            "context": {"role": "device", "name": "pi-1", "groupid": "2"} if allowed else {},
+        }
+
+    def authorizer_calls(self) -> list[dict[str, Any]]:
+        return [event for function, event in self.calls if function == AUTHORIZER.function_arn]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def guarded(runtime: Authorizing, clock: Clock | None = None) -> Client:
+    return Client(ApiGateway(GUARDED, runtime, clock=clock or Clock()))
+
+
+def test_a_request_without_the_identity_header_is_401_and_the_authorizer_is_not_called() -> None:
+    runtime = Authorizing()
+    response = guarded(runtime).post("/readings", json={})
+    assert response.status_code == 401 and response.get_json() == {"message": "Unauthorized"}
+    assert runtime.calls == []
+
+
+def test_an_allowed_request_carries_the_authorizers_context_to_the_function() -> None:
+    # Given the authorizer allows the key, When it posts, Then the function sees the identity
+    runtime = Authorizing()
+    response = guarded(runtime).post("/readings", json={}, headers={"x-api-key": "device"})
+    assert response.status_code == 200
+    [authorizer_event] = runtime.authorizer_calls()
+    assert authorizer_event["type"] == "REQUEST"
+    assert authorizer_event["methodArn"] == "arn:aws:execute-api:ap-northeast-2:123456789012:local/Prod/POST/readings"
+    function, event = runtime.calls[-1]
+    assert function == "IngestFunction"
+    assert event["requestContext"]["authorizer"]["name"] == "pi-1"
+    assert event["requestContext"]["authorizer"]["principalId"] == "device:pi-1"
+
+
+def test_the_answer_is_cached_per_key_for_the_ttl_and_asked_again_after_it() -> None:
+    runtime, clock = Authorizing(), Clock()
+    app = guarded(runtime, clock)
+    for _ in range(3):
+        assert app.post("/readings", json={}, headers={"x-api-key": "device"}).status_code == 200
+    assert len(runtime.authorizer_calls()) == 1
+    clock.now += AUTHORIZER.ttl_seconds + 1
+    assert app.post("/readings", json={}, headers={"x-api-key": "device"}).status_code == 200
+    assert len(runtime.authorizer_calls()) == 2
+
+
+def test_a_cached_policy_is_evaluated_against_each_route() -> None:
+    # Given a device key allowed POST /readings only, When it asks for GET /devices, Then 403
+    runtime = Authorizing()
+    app = guarded(runtime)
+    assert app.post("/readings", json={}, headers={"x-api-key": "device"}).status_code == 200
+    response = app.get("/devices", headers={"x-api-key": "device"})
+    assert response.status_code == 403
+    assert response.get_json() == {"message": "User is not authorized to access this resource"}
+    assert [function for function, _ in runtime.calls].count("QueryFunction") == 0
+
+
+def test_a_deny_is_403_and_an_unauthorized_error_is_401() -> None:
+    runtime = Authorizing()
+    app = guarded(runtime)
+    assert app.post("/readings", json={}, headers={"x-api-key": "stranger"}).status_code == 403
+    assert app.post("/readings", json={}, headers={"x-api-key": "broken"}).status_code == 401
+
+
+def test_policy_evaluation_follows_api_gateway() -> None:
+    arn = method_arn(GUARDED[0], "POST", "/readings")
+    allow = {"Effect": "Allow", "Action": "execute-api:Invoke", "Resource": arn.replace("/POST/", "/*/")}
+    deny = {"Effect": "Deny", "Action": "execute-api:Invoke", "Resource": [arn]}
+    assert policy_allows({"Statement": [allow]}, arn)
+    assert not policy_allows({"Statement": [allow, deny]}, arn)  # an explicit Deny wins
+    assert not policy_allows({"Statement": [{**allow, "Action": "s3:GetObject"}]}, arn)
+    assert not policy_allows({"Statement": []}, arn) and not policy_allows("nonsense", arn)

@@ -155,9 +155,21 @@ def test_gasmons_template_resolves() -> None:
     assert ingest.environment["POWERTOOLS_SERVICE_NAME"] == "ingest"
     assert ingest.environment["LOCAL_TIMEZONE"] == "Asia/Seoul"
     assert {(r.method, r.path, r.api_key_required, r.stage) for r in ingest.api_routes} == {
-        ("POST", "/readings", True, "Prod"),
-        ("POST", "/gasdetector", True, "Prod"),
+        ("POST", "/readings", False, "Prod"),
+        ("POST", "/gasdetector", False, "Prod"),
     }
+    # ... behind the REQUEST authorizer on x-api-key, with its cache; the dashboard's files are not
+    authorizers = {r.authorizer for r in ingest.api_routes}
+    assert len(authorizers) == 1
+    [authorizer] = authorizers
+    assert authorizer is not None and authorizer.identity_headers == ("x-api-key",)
+    assert authorizer.ttl_seconds == 300
+    assert authorizer.function_arn == stack.functions()["AuthorizeRequestFunction"].arn
+    assert all(r.authorizer is None for r in stack.functions()["DashboardFunction"].api_routes)
+    # ... and the device policy and registry table exist locally, named as the outputs name them
+    outputs = stack.outputs()
+    assert outputs["DevicePolicyName"] in {policy.name for policy in stack.iot_policies()}
+    assert outputs["DeviceTableName"] in {table.name for table in stack.tables()}
 
 
 def test_local_overrides_fill_an_empty_email_and_route_grace_to_its_parameter() -> None:

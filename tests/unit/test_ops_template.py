@@ -58,7 +58,8 @@ def es_resources(resolved: Stack) -> list[str]:
                     found += resources if isinstance(resources, list) else [resources]
     if resolved.active("ReadingsDomain"):
         for statement in resolved.properties("ReadingsDomain")["AccessPolicies"]["Statement"]:
-            found.append(statement["Resource"])
+            resources = statement["Resource"]
+            found += resources if isinstance(resources, list) else [resources]
     return found
 
 
@@ -66,12 +67,14 @@ def es_resources(resolved: Stack) -> list[str]:
 def test_every_opensearch_permission_names_one_domain_in_every_branch(parameters: dict[str, str]) -> None:
     # Given either way of deploying (a new domain, or an existing one with its ARN)
     resources = es_resources(stack(**parameters))
-    # Then every statement is scoped to that domain's gasdetect paths, never `/*` of nothing
+    # Then every statement is scoped to that domain's gasmon paths (its indices, its templates, its
+    # ISM policy), never the whole domain and never `/*` of nothing
     domain = parameters.get("OpenSearchDomainArn", "arn:aws:es:ap-northeast-2:123456789012:domain/gasmon-readings")
+    gasmon_paths = ("gasdetect*", "_index_template/gasdetect", "_plugins/_ism/policies/gasdetect-")
     assert resources
     for resource in resources:
         assert resource.startswith(domain + "/"), resource
-        assert resource == domain + "/*" or "/gasdetect*/" in resource, resource
+        assert resource.removeprefix(domain + "/").startswith(gasmon_paths), resource
 
 
 def test_the_domain_arn_parameter_accepts_only_a_domain_arn_or_nothing() -> None:

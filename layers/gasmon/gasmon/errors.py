@@ -110,3 +110,29 @@ class InvalidQueryError(GasmonError):
 
     status = 422
     code = "invalid_query"
+
+
+# ---- Identity ----
+
+
+class ForbiddenError(GasmonError):
+    """The credential may not do this: no identity from the authorizer, the wrong role, or a
+    document that names another device's group or id (`details` names the field)."""
+
+    status = 403
+    code = "forbidden"
+
+
+class RegistryUnavailableError(Exception):
+    """The device registry cannot be read or written now."""
+
+
+class TooManyRequestsError(GasmonError):
+    """One device posted more often than its per-minute allowance: retry after the header's seconds."""
+
+    status = 429
+    code = "too_many_requests"
+
+    def __init__(self, message: str, retry_after_seconds: int = 60) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds

@@ -27,6 +27,7 @@ from gasmon.models import (
 )
 
 if TYPE_CHECKING:  # only in signatures: the ingest function never builds these models
+    from gasmon.identity import Credential, DeviceRecord
     from gasmon.presence_models import (
         CheckRequest,
         DeviceInfo,
@@ -286,4 +287,34 @@ class DeviceStatusSource(Protocol):
     ) -> list[DisconnectAlert]:
         """Disconnects presence alerted on at or after `since`, newest first (ties by client id,
         descending), strictly before the `(disconnected_at, client_id)` position `before`."""
+        ...
+
+
+# ---- Identity ----
+
+
+class DeviceRegistry(Protocol):
+    """Devices and credentials (a DynamoDB table in AWS): what the authorizer and the presence
+    e-mails read. Credentials are found by the hash of their key only."""
+
+    def credential(self, key_hash: str) -> Credential | None:
+        """The credential with this key hash (one read), or None. Raises `RegistryUnavailableError`."""
+        ...
+
+    def device(self, thing: str) -> DeviceRecord | None:
+        """The device registered under this thing name, or None. Raises `RegistryUnavailableError`."""
+        ...
+
+    def touch(self, thing: str, now: datetime) -> None:
+        """Record that the device was seen (best effort: never raises)."""
+        ...
+
+
+class RateLimiter(Protocol):
+    """Per-device throttling: how many requests one credential may make per minute."""
+
+    def allow(self, name: str, now: datetime) -> bool:
+        """Count one request of `name`; False once its allowance for this minute is used up.
+
+        A limiter that cannot count answers True: throttling must never lose readings."""
         ...

@@ -121,6 +121,9 @@ class IngestSettings(ThresholdSettings):
     alarm_clear_seconds: int = Field(default=60, ge=0)
     alarm_reminder_minutes: float = Field(default=15.0, ge=0)  # 0: no reminders
     alarm_threshold_cache_seconds: float = Field(default=60.0, ge=0, le=3600)
+    # ---- Per-device throttling: counters in the device registry; an empty DEVICE_TABLE turns it off ----
+    device_table: str = ""
+    device_requests_per_minute: int = Field(default=120, ge=1)
 
     @field_validator("critical_thresholds")
     @classmethod
@@ -170,6 +173,8 @@ class PresenceSettings(_Settings):
     opensearch_index: str = "gasdetect"
     # Thing name -> reading groupid, for devices whose groupid is not their thing name.
     device_groups: dict[str, str] = Field(default_factory=dict)
+    # The device registry (DeviceTable): e-mails name a registered device's group and location.
+    device_table: str = ""
 
     @field_validator("alert_reasons", mode="before")
     @classmethod
@@ -223,3 +228,10 @@ class SweepSettings(StoreSettings):
     # next hourly run goes on, so one run is bounded whatever the backlog.
     sweep_batch_size: int = Field(default=10_000, ge=100, le=1_000_000)
     sweep_max_batches: int = Field(default=100, ge=1, le=10_000)
+
+
+class AuthorizerSettings(_Settings):
+    """Settings of the REQUEST authorizer in front of the API (the device registry's table)."""
+
+    device_table: str = ""
+    aws_region: str = "ap-northeast-2"

@@ -62,7 +62,17 @@ class ReadingsDeviceDirectory:
 
 
 def build_device_directory(settings: PresenceSettings) -> DeviceDirectory:
-    """The directory the settings name (`DEVICE_DIRECTORY`: none, sqlite or opensearch)."""
+    """The registry (`DEVICE_TABLE`) first, then the readings the settings name (`DEVICE_DIRECTORY`)."""
+    readings = _readings_directory(settings)
+    if not settings.device_table:
+        return readings
+    from gasmon.adapters.dynamodb_registry import DynamoDbDeviceRegistry, RegistryDeviceDirectory
+
+    return RegistryDeviceDirectory(DynamoDbDeviceRegistry(settings.device_table, settings.aws_region), readings)
+
+
+def _readings_directory(settings: PresenceSettings) -> DeviceDirectory:
+    """The directory over readings (`DEVICE_DIRECTORY`: none, sqlite or opensearch)."""
     if settings.device_directory == "none":
         return NullDeviceDirectory()
     if settings.device_directory == "opensearch" and not settings.opensearch_endpoint:
