@@ -47,11 +47,21 @@ def build_spec() -> dict[str, Any]:
         "properties": {"message": {"type": "string"}},
         "required": ["message"],
     }
+    gateway = {"$ref": REF.format(model="GatewayError")}
     for methods in spec["paths"].values():
         for operation in methods.values():
-            operation["responses"]["403"] = {
-                "description": "Missing or wrong API key: API Gateway's own answer",
-                "content": {"application/json": {"schema": {"$ref": REF.format(model="GatewayError")}}},
+            responses = operation["responses"]
+            responses["401"] = {
+                "description": "No x-api-key: API Gateway's own answer, before the authorizer runs",
+                "content": {"application/json": {"schema": gateway}},
+            }
+            # The authorizer's Deny (a revoked or unknown key, or the other role's key) is API
+            # Gateway's answer too; a function's own 403 (a document of another device) keeps its body.
+            own = responses.get("403", {}).get("content", {}).get("application/json", {}).get("schema")
+            responses["403"] = {
+                "description": "The key may not call this route (API Gateway), or "
+                + (responses.get("403", {}).get("description") or "no function answer"),
+                "content": {"application/json": {"schema": {"anyOf": [own, gateway]} if own else gateway}},
             }
     return spec
 

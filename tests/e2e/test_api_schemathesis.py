@@ -27,7 +27,7 @@ import requests
 
 from gasmon_local.openapi import build_spec
 from gasmon_local.process import StackProcess
-from tests.e2e.conftest import WAIT, document, iso_time
+from tests.e2e.conftest import WAIT, document, iso_time, provision
 
 EXAMPLES_PER_OPERATION = 100
 CONFIG = f"""
@@ -40,9 +40,9 @@ positive_data_acceptance.expected-statuses = ["2xx", "422"]
 
 
 def api_credentials(stack: StackProcess) -> dict[str, str]:
-    """The headers a client of the query API sends (today the stack's API key): the one place
-    this test knows how the gateway authenticates."""
-    return {"x-api-key": str(stack.endpoints["api_key"])}
+    """The headers a client of the query API sends (the stack's viewer key): the one place this
+    test knows how the gateway authenticates readers."""
+    return {"x-api-key": str(stack.endpoints["viewer_key"])}
 
 
 @pytest.fixture(scope="module")
@@ -55,10 +55,11 @@ def api_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackProcess
 def test_bounds_and_cursors_hold_against_the_running_stack(api_stack: StackProcess) -> None:
     api, headers = api_stack.endpoints["api"], api_credentials(api_stack)
     now = datetime.now(UTC).replace(microsecond=0)
-    # Given a Pi posted NO2 over its threshold three times, the last one first
+    # Given a Pi (provisioned, with its own key) posted NO2 over its threshold three times, the last one first
+    device = {"x-api-key": provision(api_stack, "pi-b", "2")["api_key"]}
     for minutes in (1, 3, 2):
         body = document("pi-b", "2", now - timedelta(minutes=minutes), stamp=iso_time, no2=90 + minutes)
-        assert requests.post(f"{api}/readings", json=body, headers=headers, timeout=WAIT).status_code == 200
+        assert requests.post(f"{api}/readings", json=body, headers=device, timeout=WAIT).status_code == 200
     # When the warnings are paged one at a time
     first = requests.get(f"{api}/warnings", params={"limit": "1"}, headers=headers, timeout=WAIT).json()
     cursor = first["next_cursor"]

@@ -17,6 +17,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from gasmon_local.process import StackProcess
+from tests.e2e.conftest import provision
 from tests.e2e.test_local_stack import Subscriber
 
 FAULTS = "store-lost-reply=0.3,publish-error=0.3,alarm-store-error=0.2"
@@ -42,13 +43,14 @@ def test_the_device_agent_under_faults_gets_every_reading_stored_once_and_every_
         try:
             # Given a Pi agent replaying a recording where NO2 crosses 88 twice
             csv_path, times = recording(tmp_path / "recording.csv")
+            key = provision(stack, "e2e-faults-pi", "e2e-faults")["api_key"]
             config = tmp_path / "device.toml"
-            config.write_text('groupid = "e2e-faults"\ngps = "37.61, 126.99"\n')
+            config.write_text('thing_name = "e2e-faults-pi"\ngroupid = "e2e-faults"\ngps = "37.61, 126.99"\n')
             env = {
                 **os.environ,
                 "GASMON_CONFIG": str(config),
                 "GASMON_ENDPOINT": stack.endpoints["api"] + "/readings",
-                "GASMON_API_KEY": stack.endpoints["api_key"],
+                "GASMON_API_KEY": key,
                 "GASMON_QUEUE_PATH": str(tmp_path / "device" / "queue.sqlite3"),
                 "GASMON_BATCH_SIZE": "5",
                 "GASMON_INTERVAL": "0.01",
