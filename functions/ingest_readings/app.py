@@ -9,12 +9,11 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from gasmon.rest import APIGatewayRestResolver, RequestValidationError, Response
 from gasmon.adapters import build_alarm_store, build_reading_store
 from gasmon.adapters.iot_publisher import IotDataPublisher
 from gasmon.alarms import AlarmPolicy, Alarms
@@ -27,7 +26,9 @@ from gasmon.policies import alarm_policy, ingest_policy
 from gasmon.ports import AlarmStateStore, MessagePublisher, ReadingStore
 from gasmon.settings import IngestSettings
 
-app = APIGatewayRestResolver(enable_validation=True)
+# No route of this function has parameters for Powertools to validate (the body is validated per
+# document by the domain), so its validation middleware and OpenAPI compat layer are never loaded.
+app = APIGatewayRestResolver()
 
 
 @cache

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 
+from gasmon.rest import RequestValidationError, Response
 from gasmon.errors import GasmonError, InvalidReadingsError, MalformedJsonError
 from gasmon.models import ErrorBody, Problem
 
