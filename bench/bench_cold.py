@@ -62,7 +62,11 @@ print(json.dumps(answer))
 def _digest(*paths: Path, extra: str = "") -> str:
     h = hashlib.sha256(extra.encode())
     for path in paths:
-        files = sorted(p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts) if path.is_dir() else [path]
+        files = (
+            sorted(p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+            if path.is_dir()
+            else [path]
+        )
         for file in files:
             h.update(str(file.relative_to(ROOT)).encode())
             h.update(file.read_bytes())
@@ -84,7 +88,15 @@ def host_layer() -> Path:
         print(f"  building the layer for this machine (layers/gasmon/Makefile) in {scratch}", file=sys.stderr)
         subprocess.run(
             # The recipe sam build runs, with the host's platform in place of manylinux aarch64.
-            ["make", "-s", "-C", str(LAYER), "build-GasmonLayer", f"ARTIFACTS_DIR={scratch}", "PLATFORM=--only-binary=:all:"],
+            [
+                "make",
+                "-s",
+                "-C",
+                str(LAYER),
+                "build-GasmonLayer",
+                f"ARTIFACTS_DIR={scratch}",
+                "PLATFORM=--only-binary=:all:",
+            ],
             check=True,
             env=os.environ | {"PYENV_VERSION": os.environ.get("PYENV_VERSION", "3.13.0")},
         )
@@ -102,7 +114,9 @@ def clean_venv(name: str, packages: list[str]) -> Path:
     if not (home / ".ready").exists():
         shutil.rmtree(home, ignore_errors=True)
         print(f"  creating the {name} virtualenv {home}", file=sys.stderr)
-        subprocess.run([_python313(), "-m", "venv", *(["--without-pip"] if not packages else []), str(home)], check=True)
+        subprocess.run(
+            [_python313(), "-m", "venv", *(["--without-pip"] if not packages else []), str(home)], check=True
+        )
         if packages:
             pins = home / "constraints.txt"  # the layer's pins; pip's constraints take no extras
             pins.write_text(re.sub(r"\[[^\]]*\]", "", constraints.read_text()))
@@ -181,7 +195,9 @@ class SigV4Stub:
             return False
         if scheme != "AWS4-HMAC-SHA256" or region != self.region or service != "es":
             return False
-        request = AWSRequest(method=method, url=f"{self.url}{path}", data=body, headers={h: lower[h] for h in signed if h in lower})
+        request = AWSRequest(
+            method=method, url=f"{self.url}{path}", data=body, headers={h: lower[h] for h in signed if h in lower}
+        )
         request.context["timestamp"] = lower.get("x-amz-date", "")
         signer = SigV4Auth(self.credentials, service, region)
         expected = signer.signature(signer.string_to_sign(request, signer.canonical_request(request)), request)
@@ -193,7 +209,9 @@ class SigV4Stub:
         with self.lock:
             if signed and not self.signature_ok(method, path, headers, body):
                 self.counts["refused"] += 1
-                return 403, {"message": "The request signature we calculated does not match the signature you provided."}
+                return 403, {
+                    "message": "The request signature we calculated does not match the signature you provided."
+                }
             if not signed and not route.endswith("/_doc"):
                 self.counts["refused"] += 1
                 return 403, {"message": "no Authorization header"}
