@@ -141,7 +141,7 @@ class SigV4Stub:
 
         self.credentials = Credentials(credentials["AWS_ACCESS_KEY_ID"], credentials["AWS_SECRET_ACCESS_KEY"])
         self.region = region
-        self.counts = {"signed": 0, "unsigned": 0, "refused": 0, "bulk": 0, "documents": 0}
+        self.counts = {"signed": 0, "unsigned": 0, "refused": 0, "bulk": 0, "documents": 0, "bytes": 0}
         self.lock = threading.Lock()
         stub = self
 
@@ -216,6 +216,7 @@ class SigV4Stub:
                 self.counts["refused"] += 1
                 return 403, {"message": "no Authorization header"}
             self.counts["signed" if signed else "unsigned"] += 1
+            self.counts["bytes"] += len(body)
             if route.endswith("/_bulk"):
                 self.counts["bulk"] += 1
                 lines = [json.loads(line) for line in body.decode().splitlines() if line.strip()]
@@ -265,7 +266,7 @@ def lambda_environment(function_dir: Path, variables: dict[str, str], moto: str)
             "AWS_XRAY_CONTEXT_MISSING": "LOG_ERROR",
             # moto's server stands in for DynamoDB and IoT's data plane (boto3's standard variables).
             "AWS_ENDPOINT_URL_DYNAMODB": moto,
-            "AWS_ENDPOINT_URL_IOT_DATA": moto,
+            "AWS_ENDPOINT_URL_IOT_DATA_PLANE": moto,
             "AWS_ENDPOINT_URL_IOT": moto,
         }
     )

@@ -141,7 +141,7 @@ def warm(requests: int = 2000, batches: int = 200) -> list[dict[str, Any]]:
             "unit": "readings/s",
             "baseline": seed_rate,
             "baseline_label": "seed-style handler",
-            "target": ">= 20,000/s",
+            "target": ">= 60,000/s",
         },
         {
             "metric": "store requests per 1,000 readings (batched)",

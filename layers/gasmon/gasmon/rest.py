@@ -53,7 +53,7 @@ def lazy_package(name: str) -> ModuleType:
     state = {"initialised": False}
 
     def __getattr__(attribute: str) -> Any:
-        if attribute.startswith("__"):
+        if attribute.startswith("__") and attribute != "__all__":  # `import *` wants the real __all__
             raise AttributeError(attribute)
         if attribute in exports:
             value = getattr(importlib.import_module(exports[attribute]), attribute)
