@@ -140,7 +140,12 @@ def _gasmon(documents: list[dict[str, Any]], stub: Any, moto: str, region: str) 
 
 def _seed(documents: list[dict[str, Any]], stub: Any, moto: str) -> dict[str, float]:
     os.environ.update(
-        {"OPENSEARCH_ENDPOINT": stub.url, "AWS_ENDPOINT_URL_IOT_DATA_PLANE": moto, "SEED_STATUS_MESSAGE": "1", "AWS_DEFAULT_REGION": "us-east-1"}
+        {
+            "OPENSEARCH_ENDPOINT": stub.url,
+            "AWS_ENDPOINT_URL_IOT_DATA_PLANE": moto,
+            "SEED_STATUS_MESSAGE": "1",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
     )
     try:
         spec = importlib.util.spec_from_file_location("bench_seed003_app", ROOT / "bench" / "seed003" / "app.py")

@@ -13,7 +13,6 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from gasmon.rest import APIGatewayRestResolver, RequestValidationError, Response
 from gasmon.adapters import build_alarm_store, build_reading_store
 from gasmon.adapters.iot_publisher import IotDataPublisher
 from gasmon.alarms import AlarmPolicy, Alarms
@@ -24,6 +23,7 @@ from gasmon.models import AlarmOutcome, ErrorBody, IngestResponse
 from gasmon.observability import logger, metrics, tracer
 from gasmon.policies import alarm_policy, ingest_policy
 from gasmon.ports import AlarmStateStore, MessagePublisher, ReadingStore
+from gasmon.rest import APIGatewayRestResolver, RequestValidationError, Response
 from gasmon.settings import IngestSettings
 
 # No route of this function has parameters for Powertools to validate (the body is validated per

@@ -15,7 +15,6 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from gasmon.rest import APIGatewayRestResolver, RequestValidationError, Response
 from gasmon.adapters import build_alarm_store, build_device_status_source, build_reading_queries
 from gasmon.errors import GasmonError, InvalidQueryError, StoreUnavailableError
 from gasmon.http import error_response, problems_from_validation
@@ -25,6 +24,7 @@ from gasmon.policies import query_policy
 from gasmon.ports import AlarmStateStore, DeviceStatusSource, ReadingQueries
 from gasmon.query import QueryPolicy, QueryTime, alarm_page, alert_page, device_page, plan_series, series, warning_page
 from gasmon.query_models import AlarmHistoryPage, AlertPage, DevicePage, SeriesResponse, WarningPage
+from gasmon.rest import APIGatewayRestResolver, RequestValidationError, Response
 from gasmon.settings import QuerySettings
 
 app = APIGatewayRestResolver(enable_validation=True)

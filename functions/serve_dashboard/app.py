@@ -13,9 +13,9 @@ from typing import Any
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from gasmon.rest import APIGatewayRestResolver, Response
 from gasmon.models import ErrorBody
 from gasmon.observability import logger, tracer
+from gasmon.rest import APIGatewayRestResolver, Response
 
 app = APIGatewayRestResolver()
 
