@@ -30,6 +30,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -312,7 +313,8 @@ def measure(runs: int = RUNS, subsegments: bool = False) -> dict[str, Any]:
     seed_ms: list[float] = []
     try:
         with SigV4Stub(CREDENTIALS) as stub:
-            variables = ingest_environment(stub.url, moto_url, "bench")
+            # A stack name of its own: moto keeps tables for the whole process, across servers.
+            variables = ingest_environment(stub.url, moto_url, f"bench{uuid.uuid4().hex[:6]}")
             if subsegments:
                 variables["POWERTOOLS_TRACE_DISABLED"] = "false"
             env = lambda_environment(FUNCTION, variables, moto_url)

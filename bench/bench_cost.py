@@ -29,6 +29,7 @@ import os
 import sys
 import tempfile
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -111,7 +112,7 @@ def _gasmon(documents: list[dict[str, Any]], stub: Any, moto: str, region: str) 
 
     handler = load_handler("functions/ingest_readings")
     store = OpenSearchReadingStore(endpoint=stub.url, region=region)
-    alarms = DynamoDbAlarmStore("bench-cost-alarms", region=region, endpoint_url=moto)
+    alarms = DynamoDbAlarmStore(f"bench-cost-{uuid.uuid4().hex[:6]}", region=region, endpoint_url=moto)
     alarms.create_table()
     units = {"read_units": 0.0, "write_units": 0.0}
     _count_units(alarms.client, units)
