@@ -11,21 +11,29 @@ which is how `make local` points them at moto and the local broker.
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any
 
 _lock = threading.Lock()
 _session: Any = None
+_session_for: tuple[str | None, ...] = ()
+_CREDENTIAL_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE")
 
 
 def aws_session() -> Any:
-    """The process's botocore session (created on first use; thread-safe)."""
-    global _session
+    """The process's botocore session (created on first use; thread-safe).
+
+    A session keeps the credentials it resolved, so a new one is made when the credential
+    variables change (moto's mocks and the local stack set their own; in Lambda they never do).
+    """
+    global _session, _session_for
+    current = tuple(os.environ.get(name) for name in _CREDENTIAL_VARIABLES)
     with _lock:
-        if _session is None:
+        if _session is None or current != _session_for:
             import botocore.session
 
-            _session = botocore.session.get_session()
+            _session, _session_for = botocore.session.get_session(), current
         return _session
 
 
