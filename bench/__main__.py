@@ -56,10 +56,10 @@ def verdict(row: dict[str, Any]) -> str:
 def table(rows: list[dict[str, Any]]) -> list[str]:
     lines = ["| metric | gasmon | baseline (same run) | ratio | target | |", "|---|---|---|---|---|---|"]
     for row in rows:
-        ratio = row["value"] / row["baseline"] if row["baseline"] else float("nan")
+        ratio = f"{row['value'] / row['baseline']:.3f}x" if row["baseline"] else "-"
         lines.append(
             f"| {row['metric']} | {_fmt(row['value'])} {row['unit']} | {_fmt(row['baseline'])} {row['unit']} "
-            f"({row['baseline_label']}) | {ratio:.3f}x | {row['target']} | {verdict(row)} |"
+            f"({row['baseline_label']}) | {ratio} | {row['target']} | {verdict(row)} |"
         )
     return lines
 
