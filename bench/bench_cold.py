@@ -103,6 +103,9 @@ def host_layer() -> Path:
         )
         shutil.rmtree(built, ignore_errors=True)
         scratch.rename(built)
+        for stale in CACHE.glob("layer-*"):  # builds of older sources
+            if stale != built and stale.is_dir():
+                shutil.rmtree(stale, ignore_errors=True)
     return built / "python"
 
 
