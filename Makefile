@@ -79,8 +79,8 @@ test: $(STAMP) browser ## every check: lint, template, sam build, unit, integrat
 	$(MAKE) --no-print-directory build
 	$(BIN)/pytest -q
 
-bench: $(STAMP) ## benchmarks, each beside a baseline measured in the same run
-	$(BIN)/python -m bench $(ARGS)
+bench: $(STAMP) ## benchmarks beside same-run baselines; a full run rewrites the README table (ARGS="cold ingest")
+	$(BIN)/python -m bench --readme README.md $(ARGS)
 
 clean: ## remove build output (keeps the virtualenv and .local data)
 	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache

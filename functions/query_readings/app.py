@@ -10,8 +10,6 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Annotated, Any, Literal
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
@@ -27,6 +25,7 @@ from gasmon.policies import query_policy
 from gasmon.ports import AlarmStateStore, DeviceStatusSource, ReadingQueries
 from gasmon.query import QueryPolicy, QueryTime, alarm_page, alert_page, device_page, plan_series, series, warning_page
 from gasmon.query_models import AlarmHistoryPage, AlertPage, DevicePage, SeriesResponse, WarningPage
+from gasmon.rest import APIGatewayRestResolver, RequestValidationError, Response
 from gasmon.settings import QuerySettings
 
 app = APIGatewayRestResolver(enable_validation=True)

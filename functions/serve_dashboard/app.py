@@ -11,12 +11,12 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from gasmon.models import ErrorBody
 from gasmon.observability import logger, tracer
+from gasmon.rest import APIGatewayRestResolver, Response
 
 app = APIGatewayRestResolver()
 

@@ -5,7 +5,10 @@ Each maps to one HTTP status in the handlers; none of them is ever a 500.
 
 from __future__ import annotations
 
-from gasmon.models import Problem
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the models (pydantic) load with the first request that needs them, not with this
+    from gasmon.models import Problem
 
 
 class GasmonError(Exception):

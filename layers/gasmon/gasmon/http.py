@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
-
 from gasmon.errors import GasmonError, InvalidReadingsError, MalformedJsonError
 from gasmon.models import ErrorBody, Problem
+from gasmon.rest import RequestValidationError, Response
 
 
 def error_response(error: GasmonError, headers: dict[str, str] | None = None) -> Response[str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import re
 from datetime import datetime
+from functools import lru_cache
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -125,8 +126,13 @@ class ReadingDocument(GasmonModel):
         return dict(self.__pydantic_extra__ or {})
 
 
+@lru_cache(maxsize=4096)
 def parse_gps(value: str) -> tuple[float, float]:
-    """Parse the seed's `"lat, lon"` text into numbers, raising ValueError when out of range."""
+    """Parse the seed's `"lat, lon"` text into numbers, raising ValueError when out of range.
+
+    Cached: the document validator checks it and ingest then uses the numbers, and a Pi sends the
+    same position with every document (a pure function of an immutable string).
+    """
     parts = [p.strip() for p in value.split(",")]
     if len(parts) != 2:
         raise ValueError("must be 'latitude, longitude'")

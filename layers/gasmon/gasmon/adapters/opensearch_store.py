@@ -441,10 +441,11 @@ class OpenSearchReadingStore:
         parsed = urlparse(url)
         auth = None
         if self.sign_requests:
-            import boto3
             from opensearchpy import RequestsAWSV4SignerAuth
 
-            auth = RequestsAWSV4SignerAuth(boto3.Session().get_credentials(), self.region, "es")
+            from gasmon.adapters.aws import aws_credentials
+
+            auth = RequestsAWSV4SignerAuth(aws_credentials(), self.region, "es")
         return OpenSearch(
             hosts=[{"host": parsed.hostname, "port": parsed.port or (443 if parsed.scheme == "https" else 80)}],
             http_auth=auth,
