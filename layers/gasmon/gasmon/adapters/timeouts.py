@@ -59,4 +59,5 @@ FUNCTION_CLIENTS: dict[str, tuple[str, ...]] = {
     "RecordPresenceFunction": ("dynamodb", "sqs", "sns", "opensearch-search"),
     "CheckPresenceFunction": ("dynamodb", "sqs", "sns", "opensearch-search"),
     "QueryFunction": ("opensearch-search", "dynamodb"),
+    "AuthorizeRequestFunction": ("dynamodb",),  # one GetItem by key hash (and last_seen)
 }
