@@ -3,6 +3,7 @@
 gasmon-admin --local provision pi-kitchen --group 5 --location 37.61,126.99 --out ./pi-kitchen
 gasmon-admin --stack gasmon list
 gasmon-admin --stack gasmon revoke pi-kitchen
+gasmon-admin --stack gasmon reindex-seed --endpoint https://<OpenSearchEndpoint> [--delete-seed]
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from gasmon_admin import commands
+from gasmon_admin import commands, reindex_seed
 from gasmon_admin.target import DEFAULT_ENDPOINTS_FILE, AdminError, Target, from_endpoints, from_stack
 
 # Each adds one subcommand; a new command is one more function here.
@@ -23,6 +24,7 @@ SUBCOMMANDS: list[Callable[[Any], None]] = [
     commands.register_revoke,
     commands.register_rotate,
     commands.register_viewer,
+    reindex_seed.add_parser,  # talks to OpenSearch only: dispatched before a target is built
 ]
 
 
@@ -47,6 +49,8 @@ def target_of(args: argparse.Namespace) -> Target:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if getattr(args, "reindex_seed", None) is not None:
+        return int(args.reindex_seed(args))
     try:
         status: int = args.run(target_of(args), args)
     except AdminError as exc:

@@ -106,3 +106,18 @@ def test_no_old_index_is_a_clear_error(cluster: Any, capsys: pytest.CaptureFixtu
     add_parser(parser.add_subparsers(dest="command"))
     assert run(parser.parse_args(["reindex-seed", "--endpoint", url, "--no-sign"])) == 1
     assert "there is no index named gasdetect" in capsys.readouterr().err
+
+
+def test_gasmon_admin_runs_reindex_seed_as_one_of_its_commands(
+    cluster: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a seed index on the cluster
+    state, url = cluster
+    state.add_seed_index("gasdetect", {"s1": seed_document("52.00", "2021-09-03 18:14:49")})
+    # When the operator runs it through gasmon-admin (it needs the domain only, not the stack's registry)
+    from gasmon_admin.cli import main
+
+    code = main(["--stack", "gasmon", "reindex-seed", "--endpoint", url, "--no-sign"])
+    # Then the readings are copied and the command succeeds
+    assert code == 0
+    assert "1 readings copied" in capsys.readouterr().out
