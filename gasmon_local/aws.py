@@ -32,6 +32,7 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
+from moto.core.config import default_user_config
 from moto.server import ThreadedMotoServer
 
 from gasmon_local import moto_fixes
@@ -64,6 +65,9 @@ class MotoServer:
                 except OSError as exc:
                     raise OSError(exc.errno, f"moto cannot listen on {self.host}:{self.port}: {exc.strerror}") from None
         moto_fixes.install()  # transactions as cheap as one write, whatever the table's size
+        # AWS's certificate id is the SHA-256 of the DER certificate; moto hashes the PEM text
+        # unless told otherwise, and the broker looks certificates up by AWS's id.
+        default_user_config.setdefault("iot", {})["use_valid_cert"] = True
         self._server.start()
         self.host, self.port = self._server.get_host_and_port()
         return self.url

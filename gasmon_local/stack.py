@@ -22,15 +22,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gasmon_local import aws, lifecycle, schedules
-from gasmon_local.broker import IotCore
+from gasmon_local import aws, iot_policy, lifecycle, schedules
+from gasmon_local.broker import IotCore, TlsListener
 from gasmon_local.functions import ROOT, FunctionNotFoundError, FunctionRuntime
 from gasmon_local.gateway import ApiGateway, load_api_key
 from gasmon_local.iot_data import IotDataApp
+from gasmon_local.iot_identity import MotoIotRegistry, create_policies
+from gasmon_local.local_ca import LocalCA
 from gasmon_local.rules import Rule, RuleEngine, load_rules
 from gasmon_local.servers import ServerThread
 from gasmon_local.shadows import ShadowStore
-from gasmon_local.template import REGION, SnsEventSource, Stack, StackContext, load
+from gasmon_local.template import ACCOUNT_ID, REGION, SnsEventSource, Stack, StackContext, load
 
 log = logging.getLogger("local")
 GRACE_VARIABLE = "GRACE_SECONDS"
@@ -46,6 +48,8 @@ class Options:
     host: str = "127.0.0.1"
     http_port: int = 3000
     mqtt_port: int = 1883
+    mqtts_port: int = 8883
+    strict: bool = False  # no plain (unauthenticated) MQTT listener
     iot_data_port: int = 3001
     aws_port: int = 4566
     devices: int = 3
@@ -221,7 +225,10 @@ class LocalStack:
             ShadowStore(self.data_dir / "shadows.json"),
             lifecycle.VersionCounter(self.data_dir / "lifecycle-versions.json"),
             options.host,
-            options.mqtt_port,
+            None if options.strict else options.mqtt_port,
+            tls=self._tls_listener(),
+            registry=MotoIotRegistry(aws_url, REGION),
+            arns=iot_policy.Arns(REGION, ACCOUNT_ID),
         )
         await core.start()
         started.push_async_callback(core.stop)
@@ -237,6 +244,11 @@ class LocalStack:
         os.environ.update(common)
         snapshot_dir = self.data_dir / "dynamodb"
         problems = await asyncio.to_thread(aws.create_resources, stack, aws_url, snapshot_dir)
+        iot_policies = stack.iot_policies()
+        iot = aws.client("iot", aws_url, region)
+        problems += await asyncio.to_thread(create_policies, iot, iot_policies)
+        # A policy the broker cannot read is never silently allowed: it is left out, and said here.
+        problems += iot_policy.readable_policies(iot_policies.items())[1]
         started.push_async_callback(asyncio.to_thread, aws.save_tables, stack, aws_url, snapshot_dir)
 
         functions = stack.functions()
@@ -285,7 +297,9 @@ class LocalStack:
 
         self.endpoints = {
             "api": gateway.url,
-            "mqtt": f"mqtt://{options.host}:{core.port}",
+            **({} if options.strict else {"mqtt": f"mqtt://{options.host}:{core.port}"}),
+            "mqtts": f"mqtts://{options.host}:{core.tls_port}",
+            "ca_file": str(LocalCA(self.data_dir).ca_file),
             "iot_data": iot_data.url,
             "aws": aws_url,
             "api_key": api_key,
@@ -300,7 +314,9 @@ class LocalStack:
         scratch.rename(endpoints_file)
 
         fleet_thread = None
-        if options.devices > 0 and self.fleet is not None:
+        if options.devices > 0 and self.fleet is not None and options.strict:
+            log.warning("the simulated fleet speaks plain MQTT; with --strict it does not run")
+        elif options.devices > 0 and self.fleet is not None:
             fleet_thread = threading.Thread(
                 target=self.fleet,
                 kwargs={
@@ -317,6 +333,18 @@ class LocalStack:
             )
             fleet_thread.start()
         started.push_async_callback(self._settle, fleet_thread, runtime)
+
+    def _tls_listener(self) -> TlsListener:
+        """The broker's TLS certificate, issued by the local CA at each start (the CA itself is kept)."""
+        ca = LocalCA(self.data_dir)
+        ca_file = ca.ensure()
+        issued = ca.issue_server_certificate((self.options.host, "localhost"))
+        certfile, keyfile = ca.directory / "broker.pem", ca.directory / "broker.key"
+        certfile.write_text(issued.certificate_pem)
+        descriptor = os.open(keyfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(issued.private_key_pem)
+        return TlsListener(self.options.mqtts_port, certfile, keyfile, ca_file)
 
     async def _settle(self, fleet_thread: threading.Thread | None, runtime: FunctionRuntime) -> None:
         """First step of stopping: devices disconnect cleanly, queued invocations finish."""
@@ -348,9 +376,18 @@ class LocalStack:
             for r in routes
         ]
         lines += [
-            f"  mqtt      {e['mqtt']}  (AWS IoT Core: lifecycle events, rules, shadows)",
+            f"  mqtts     {e['mqtts']}  (AWS IoT Core: X.509 client certificates from the local CA, "
+            "the template's IoT policies, lifecycle events, rules, shadows)",
+            f"            root CA {e['ca_file']}; certificates: gasmon-admin --local provision",
+        ]
+        if "mqtt" in e:
+            lines.append(
+                f"  mqtt      {e['mqtt']}  UNAUTHENTICATED, local only: no certificates or policies (--strict: off)"
+            )
+        lines += [
+            f"  iot-policies {', '.join(stack.iot_policies()) or 'none in the template'} (enforced on mqtts)",
             f"  iot-data  {e['iot_data']}",
-            f"  aws       {e['aws']}  (moto: SNS, SQS, DynamoDB)",
+            f"  aws       {e['aws']}  (moto: SNS, SQS, DynamoDB, the IoT registry)",
             f"  mail      {e['mail_dir']}  ({mail_count} email subscription(s))",
             f"  rules     {', '.join(rule.name for rule in self.rules) or 'none in the template'}",
             f"  functions {', '.join(stack.functions())}",

@@ -285,6 +285,7 @@ class Stack:
             "AWS::DynamoDB::Table": "TableName",
             "AWS::Serverless::SimpleTable": "TableName",
             "AWS::IoT::TopicRule": "RuleName",
+            "AWS::IoT::Policy": "PolicyName",
         }.get(kind)
         if name_property and name_property in raw:
             return str(self.resolve(raw[name_property]))
@@ -607,6 +608,13 @@ class Stack:
                 )
             )
         return rules
+
+    def iot_policies(self) -> dict[str, Any]:
+        """Every active `AWS::IoT::Policy`: its name and its resolved policy document."""
+        return {
+            self.physical_name(logical_id): self.properties(logical_id).get("PolicyDocument") or {}
+            for logical_id in self.of_type("AWS::IoT::Policy")
+        }
 
     def queues(self) -> list[QueueSpec]:
         """Every active `AWS::SQS::Queue`."""
