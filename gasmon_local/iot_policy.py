@@ -86,11 +86,14 @@ class Decision:
     allowed: bool
     policy: str | None = None
     statement: str | None = None
+    considered: tuple[str, ...] = ()  # the policies evaluated, named in an implicit deny
 
     @property
     def because(self) -> str:
         if self.policy is None:
-            return "no policy allows it (implicit deny)"
+            if not self.considered:
+                return "no policy is attached (implicit deny)"
+            return f"no statement of {', '.join(self.considered)} allows it (implicit deny)"
         verb = "allowed" if self.allowed else "explicitly denied"
         return f"{verb} by {self.policy}" + (f" ({self.statement})" if self.statement else "")
 
@@ -232,7 +235,7 @@ def evaluate(policies: Sequence[Policy], action: str, resource: str, connection:
                 return Decision(False, policy.name, statement.sid or None)
             if allowed is None:
                 allowed = Decision(True, policy.name, statement.sid or None)
-    return allowed or Decision(False)
+    return allowed or Decision(False, considered=tuple(policy.name for policy in policies))
 
 
 @dataclass(frozen=True)

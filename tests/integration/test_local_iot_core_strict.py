@@ -157,7 +157,7 @@ def test_a_client_id_that_is_not_its_thing_name_is_refused_at_connect(strict: St
 
 
 def test_publishing_to_another_things_shadow_disconnects_with_auth_error_and_sends_the_will(
-    strict: Strict, watcher: Subscriber
+    strict: Strict, watcher: Subscriber, caplog: pytest.LogCaptureFixture
 ) -> None:
     mine, other = strict.device(), strict.device()
     device = TlsDevice(mine, strict.tls_port, will=WILL)
@@ -172,6 +172,13 @@ def test_publishing_to_another_things_shadow_disconnects_with_auth_error_and_sen
     assert accepted["state"] == WILL["state"]
     assert not any(t.startswith(f"$aws/things/{other.thing}/") for t, _ in watcher.messages)
     device.client.loop_stop()
+    # And the denial is one log line naming the client, the action, the resource and the policy
+    denials = [
+        r.getMessage() for r in caplog.records if r.getMessage().startswith("DENIED") and mine.thing in r.getMessage()
+    ]
+    assert len(denials) == 1, denials
+    assert "iot:Publish" in denials[0] and f"topic/$aws/things/{other.thing}/shadow/update" in denials[0]
+    assert "gasmon-device" in denials[0]
 
 
 def test_subscribing_to_lifecycle_events_without_a_policy_for_them_gets_suback_0x80(strict: Strict) -> None:
@@ -376,7 +383,7 @@ def test_an_unsubscribed_or_gone_member_gets_nothing_more(strict: Strict) -> Non
     publisher.loop_stop()
 
 
-def test_mqtt_5_is_refused_with_a_connack(strict: Strict) -> None:
+def test_mqtt_5_is_refused_with_a_connack_and_a_log_line(strict: Strict, caplog: pytest.LogCaptureFixture) -> None:
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=unique("v5"), protocol=MQTTProtocolVersion.MQTTv5)
     answered = threading.Event()
     codes: list[Any] = []
@@ -392,3 +399,4 @@ def test_mqtt_5_is_refused_with_a_connack(strict: Strict) -> None:
     assert answered.wait(WAIT)
     client.loop_stop()
     assert codes[0] != 0  # "Unsupported protocol version" (MQTT 3.1.1's CONNACK 0x01)
+    assert any("MQTT 5 is not supported" in r.getMessage() for r in caplog.records)
