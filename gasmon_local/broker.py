@@ -489,9 +489,10 @@ class IotCore:
 
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
-        listeners: dict[str, Any] = {}
+        # amqtt needs a "default" listener entry; one without `bind` is not started (--strict).
+        listeners: dict[str, Any] = {PLAIN_LISTENER: {"type": "tcp"}}
         if self.requested_port is not None:
-            listeners[PLAIN_LISTENER] = {"type": "tcp", "bind": f"{self.host}:{self.requested_port}"}
+            listeners[PLAIN_LISTENER]["bind"] = f"{self.host}:{self.requested_port}"
         if self.tls is not None:
             listeners[TLS_LISTENER] = {
                 "type": "tcp",
@@ -501,7 +502,7 @@ class IotCore:
                 "keyfile": str(self.tls.keyfile),
                 "cafile": str(self.tls.cafile),
             }
-        if not listeners:
+        if self.requested_port is None and self.tls is None:
             raise ValueError("the broker needs a plain or a TLS listener")
         config = {
             "listeners": listeners,
