@@ -1,8 +1,8 @@
-"""SNS, SQS and DynamoDB on this machine: moto's server, the template's resources, and delivery.
+"""SNS, SQS, DynamoDB and IoT's registry on this machine: moto's server, the template's resources, and delivery.
 
 - `MotoServer` runs moto's server in-process (a thread); functions reach it through
   AWS_ENDPOINT_URL with fake credentials, exactly as they would reach AWS.
-- `create_resources` creates the template's tables, queues, topics and subscriptions in it, with
+- `create_resources` creates the template's tables, queues, topics, subscriptions and IoT policies in it, with
   their properties (key schema, indexes, TTL, DelaySeconds, redrive policies, filter policies...).
   Table items are saved to the data directory on stop and loaded on start, so presence state
   survives a restart like the readings do.
@@ -160,6 +160,12 @@ def create_resources(stack: Stack, endpoint: str, snapshot_dir: Path | None = No
         topic_name = subscription.topic_arn.rsplit(":", 1)[-1]
         if attempt(f"subscription {subscription.protocol} to {topic_name}", subscribe):
             log.info("subscription %s %s -> %s", subscription.protocol, topic_name, subscription.endpoint)
+    iot = client("iot", endpoint, region)
+    for iot_policy in stack.iot_policies():
+        document = json.dumps(iot_policy.document)
+        create = functools.partial(iot.create_policy, policyName=iot_policy.name, policyDocument=document)
+        if attempt(f"IoT policy {iot_policy.name}", create):
+            log.info("iot policy %s", iot_policy.name)
     return problems
 
 

@@ -10,7 +10,6 @@ for the connection, as AWS caches a connection's policies).
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -106,26 +105,3 @@ class MotoIotRegistry:
             documents.append((name, document))
         policies, problems = iot_policy.readable_policies(documents)
         return RegisteredCertificate(certificate_id, description["status"], things, tuple(policies), tuple(problems))
-
-
-def create_policies(iot: Any, documents: dict[str, Any]) -> list[str]:
-    """Create (or bring up to date) IoT policies in moto, as CloudFormation would; return problems."""
-    problems = []
-    for name, document in documents.items():
-        text = document if isinstance(document, str) else json.dumps(document)
-        try:
-            try:
-                current = iot.get_policy(policyName=name)["policyDocument"]
-            except iot.exceptions.ResourceNotFoundException:
-                iot.create_policy(policyName=name, policyDocument=text)
-                continue
-            if json.loads(current) != json.loads(text):
-                versions = iot.list_policy_versions(policyName=name)["policyVersions"]
-                for version in versions:  # IoT keeps at most five versions
-                    if not version["isDefaultVersion"] and len(versions) >= 5:
-                        iot.delete_policy_version(policyName=name, policyVersionId=version["versionId"])
-                        break
-                iot.create_policy_version(policyName=name, policyDocument=text, setAsDefault=True)
-        except Exception as exc:  # moto refusing one policy must not stop the stack
-            problems.append(f"IoT policy {name}: {exc}")
-    return problems

@@ -27,7 +27,7 @@ from gasmon_local.broker import IotCore, TlsListener
 from gasmon_local.functions import ROOT, FunctionNotFoundError, FunctionRuntime
 from gasmon_local.gateway import ApiGateway, load_api_key
 from gasmon_local.iot_data import IotDataApp
-from gasmon_local.iot_identity import MotoIotRegistry, create_policies
+from gasmon_local.iot_identity import MotoIotRegistry
 from gasmon_local.local_ca import LocalCA
 from gasmon_local.rules import Rule, RuleEngine, load_rules
 from gasmon_local.servers import ServerThread
@@ -244,11 +244,8 @@ class LocalStack:
         os.environ.update(common)
         snapshot_dir = self.data_dir / "dynamodb"
         problems = await asyncio.to_thread(aws.create_resources, stack, aws_url, snapshot_dir)
-        iot_policies = stack.iot_policies()
-        iot = aws.client("iot", aws_url, region)
-        problems += await asyncio.to_thread(create_policies, iot, iot_policies)
         # A policy the broker cannot read is never silently allowed: it is left out, and said here.
-        problems += iot_policy.readable_policies(iot_policies.items())[1]
+        problems += iot_policy.readable_policies((p.name, p.document) for p in stack.iot_policies())[1]
         started.push_async_callback(asyncio.to_thread, aws.save_tables, stack, aws_url, snapshot_dir)
 
         functions = stack.functions()
@@ -385,7 +382,7 @@ class LocalStack:
                 f"  mqtt      {e['mqtt']}  UNAUTHENTICATED, local only: no certificates or policies (--strict: off)"
             )
         lines += [
-            f"  iot-policies {', '.join(stack.iot_policies()) or 'none in the template'} (enforced on mqtts)",
+            f"  iot-policies {', '.join(p.name for p in stack.iot_policies()) or 'none'} (enforced on mqtts)",
             f"  iot-data  {e['iot_data']}",
             f"  aws       {e['aws']}  (moto: SNS, SQS, DynamoDB, the IoT registry)",
             f"  mail      {e['mail_dir']}  ({mail_count} email subscription(s))",

@@ -175,6 +175,16 @@ class SubscriptionSpec:
 
 
 @dataclass(frozen=True)
+class IotPolicySpec:
+    """An `AWS::IoT::Policy`: its name and document (policy variables such as
+    `${iot:Connection.Thing.ThingName}` kept for IoT to fill in)."""
+
+    logical_id: str
+    name: str
+    document: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class TopicSpec:
     """An `AWS::SNS::Topic`."""
 
@@ -609,13 +619,6 @@ class Stack:
             )
         return rules
 
-    def iot_policies(self) -> dict[str, Any]:
-        """Every active `AWS::IoT::Policy`: its name and its resolved policy document."""
-        return {
-            self.physical_name(logical_id): self.properties(logical_id).get("PolicyDocument") or {}
-            for logical_id in self.of_type("AWS::IoT::Policy")
-        }
-
     def queues(self) -> list[QueueSpec]:
         """Every active `AWS::SQS::Queue`."""
         names = {
@@ -700,6 +703,17 @@ class Stack:
             name = self.physical_name(logical_id)
             attributes = {key: _env_string(value) for key, value in props.items() if key in keys}
             specs.append(TopicSpec(logical_id, name, self.arn("sns", name), attributes))
+        return specs
+
+    def iot_policies(self) -> list[IotPolicySpec]:
+        """Every active `AWS::IoT::Policy` (the device policy provisioning attaches to certificates)."""
+        specs = []
+        for logical_id in self.of_type("AWS::IoT::Policy"):
+            props = self.properties(logical_id)
+            document = props.get("PolicyDocument") or {}
+            if isinstance(document, str):
+                document = json.loads(document)
+            specs.append(IotPolicySpec(logical_id, self.physical_name(logical_id), document))
         return specs
 
     def subscriptions(self) -> list[SubscriptionSpec]:

@@ -166,7 +166,7 @@ def test_the_templates_device_policy_is_readable() -> None:
     from gasmon_local.template import Stack, StackContext, load
 
     stack = Stack(load(Path(__file__).resolve().parents[2] / "template.yaml"), StackContext(), {})
-    readable, problems = readable_policies(stack.iot_policies().items())
+    readable, problems = readable_policies((p.name, p.document) for p in stack.iot_policies())
     assert problems == []
     device = next(p for p in readable if p.name.endswith("-device"))
     arns = Arns(StackContext().region, StackContext().account_id)
