@@ -423,6 +423,23 @@ class IotBroker(Broker):  # type: ignore[misc]
         deleted: int = super()._del_subscription(a_filter, session)
         return deleted
 
+    async def _publish_retained_messages_for_subscription(
+        self, subscription: tuple[str, int], session: Session
+    ) -> None:
+        if parse_shared(subscription[0]) is not None:
+            return  # AWS sends no retained message to a shared subscription
+        if session.client_id not in self.grants:
+            await super()._publish_retained_messages_for_subscription(subscription, session)
+            return
+        # A certificate client gets a retained message only where its policies allow iot:Receive.
+        handler = self._get_handler(session)
+        topic_filter, qos = subscription
+        if handler is None:
+            return
+        for topic, retained in list(self._retained_messages.items()):
+            if self._matches(topic, topic_filter) and self._may(session, iot_policy.RECEIVE, topic):
+                await handler.mqtt_publish(retained.topic, retained.data, min(qos, retained.qos or qos), retain=True)
+
     async def _del_all_subscriptions(self, session: Session) -> None:
         self.shared.drop_client(session.client_id or "")
         await super()._del_all_subscriptions(session)
@@ -531,6 +548,8 @@ class IotCore:
             return Refusal("", iot_policy.CONNECT, self.arns.client(client_id), "no client certificate")
         certificate_id = certificate_id_of_der(certificate_der)
         registered = await asyncio.to_thread(self.registry.lookup, certificate_id)
+        for problem in registered.problems if registered is not None else ():
+            log.warning("NOT APPLIED   %s (certificate %s): %s", client_id, certificate_id[:12], problem)
         return authorize_connect(registered, certificate_id, client_id, self.arns)
 
     # ---- what the broker reports ----

@@ -401,3 +401,62 @@ def test_mqtt_5_is_refused_with_a_connack_and_a_log_line(strict: Strict, caplog:
     client.loop_stop()
     assert codes[0] != 0  # "Unsupported protocol version" (MQTT 3.1.1's CONNACK 0x01)
     assert any("MQTT 5 is not supported" in r.getMessage() for r in caplog.records)
+
+
+def test_receive_is_checked_for_retained_and_live_messages(strict: Strict) -> None:
+    # Given a policy that lets a client subscribe to r/# but receive only r/open
+    prefix = uuid.uuid4().hex[:6]
+    arn = f"arn:aws:iot:{REGION}:{ACCOUNT_ID}"
+    document = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": "iot:Connect", "Resource": f"{arn}:client/${{iot:ClientId}}"},
+            {"Effect": "Allow", "Action": "iot:Subscribe", "Resource": f"{arn}:topicfilter/{prefix}/#"},
+            {"Effect": "Allow", "Action": "iot:Receive", "Resource": f"{arn}:topic/{prefix}/open"},
+        ],
+    }
+    strict.iot.create_policy(policyName=f"receive-{prefix}", policyDocument=json.dumps(document))
+    files = provision(strict.iot, strict.ca, unique("reader"), strict.files, policy=f"receive-{prefix}")
+    # And retained messages on both topics, published on the plain listener
+    publisher = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=unique("retainer"))
+    publisher.connect("127.0.0.1", strict.plain_port)
+    publisher.loop_start()
+    for topic in (f"{prefix}/open", f"{prefix}/secret"):
+        publisher.publish(topic, b"retained", qos=1, retain=True).wait_for_publish(WAIT)
+    reader = TlsDevice(files, strict.tls_port)
+    got: list[tuple[str, bool]] = []
+    arrived = threading.Condition()
+
+    def on_message(client: Any, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        with arrived:
+            got.append((message.topic, bool(message.retain)))
+            arrived.notify_all()
+
+    reader.client.on_message = on_message
+    assert reader.connect() == 0
+    # When it subscribes to r/# and live messages follow on both topics
+    assert reader.subscribe(f"{prefix}/#") == [1]
+    for topic in (f"{prefix}/secret", f"{prefix}/open"):
+        publisher.publish(topic, b"live", qos=1).wait_for_publish(WAIT)
+    with arrived:
+        assert arrived.wait_for(lambda: (f"{prefix}/open", False) in got, WAIT)
+    # Then only r/open arrived, retained and live; r/secret never did
+    assert sorted(got) == [(f"{prefix}/open", False), (f"{prefix}/open", True)]
+    for topic in (f"{prefix}/open", f"{prefix}/secret"):
+        publisher.publish(topic, b"", qos=1, retain=True).wait_for_publish(WAIT)
+    reader.close()
+    publisher.disconnect()
+    publisher.loop_stop()
+
+
+def test_an_attached_policy_the_evaluator_cannot_read_is_reported_and_not_applied(
+    strict: Strict, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given a certificate whose only policy uses NotAction (allow everything but Publish)
+    odd = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "NotAction": "iot:Publish", "Resource": "*"}]}
+    name = f"odd-{uuid.uuid4().hex[:6]}"
+    strict.iot.create_policy(policyName=name, policyDocument=json.dumps(odd))
+    files = provision(strict.iot, strict.ca, unique("odd"), strict.files, policy=name)
+    # When it connects, Then it is not let in on a guess, and the log says why
+    assert TlsDevice(files, strict.tls_port).connect() == "Not authorized"
+    assert any("NOT APPLIED" in r.getMessage() and name in r.getMessage() for r in caplog.records)
