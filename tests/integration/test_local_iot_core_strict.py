@@ -138,6 +138,11 @@ def test_a_provisioned_device_connects_with_paho_tls_set_and_is_known_by_its_cer
     # And what its policy allows works: its own update topic, subscribing to its shadow and pi/1
     assert device.subscribe(f"$aws/things/{files.thing}/shadow/update/accepted") == [1]
     assert device.subscribe("pi/1") == [1]
+    warnings: list[bytes] = []
+    warned = threading.Event()
+    device.client.on_message = lambda c, u, m: (warnings.append(m.payload), warned.set())
+    strict.core.publish_threadsafe("pi/1", b'{"warning": "no2 warning"}', qos=1)  # as ingest's iot-data publish
+    assert warned.wait(WAIT) and warnings == [b'{"warning": "no2 warning"}']
     device.client.publish(f"my/things/{files.thing}/update", json.dumps(WILL), qos=1)
     watcher.wait_for(lambda t, _: t == f"$aws/things/{files.thing}/shadow/update/accepted")
     device.close()
