@@ -18,6 +18,18 @@ behaviour, so `IotBroker` subclasses it at four narrow seams:
   while AWS drops it after 1.5 x the keep-alive. `ActivityPlugin` (a regular amqtt plugin) notes
   every packet received, and a watchdog closes connections that stay silent longer, which also
   makes amqtt deliver their Last Will.
+
+Strict like AWS on the TLS listener (`mqtts`; the plain one stays open for local scripts):
+
+- the client certificate is required (`_create_ssl_context`) and read per connection
+  (`_client_connected`); `_initialize_client_session` authorizes CONNECT against the registry
+  and the certificate's policies before amqtt touches any stored session, and refuses with
+  CONNACK 0x05 and AWS's `connect_failed` event;
+- the connection's grant then decides PUBLISH (`_handle_message_delivery`: denied -> disconnect,
+  AUTH_ERROR), SUBSCRIBE and RECEIVE (`_topic_filtering`, retained messages included) and the
+  Last Will; every denial is one `DENIED` log line;
+- `$share/<group>/<filter>` subscriptions are kept beside amqtt's (`add_subscription`,
+  `_del_subscription`) and served in `_broadcast_message`, one member per group.
 """
 
 from __future__ import annotations
