@@ -14,11 +14,15 @@ STAMP  := $(VENV)/.installed
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-$(STAMP): requirements-dev.txt layers/gasmon/requirements.txt device/requirements.txt pyproject.toml device/pyproject.toml
+$(STAMP): requirements-dev.txt requirements-sdk.txt layers/gasmon/requirements.txt device/requirements.txt pyproject.toml device/pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (pyenv install 3.13.0, or set PYTHON=)"; exit 1; }
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -r requirements-dev.txt -e . -e device
+	@test -x $(BIN)/python || { echo "make venv: creating $(VENV) with $$($(PYTHON) --version)"; $(PYTHON) -m venv $(VENV); }
+	@echo "make venv: installing the pinned dependencies of the layer, the device agent and the tools"
+	@echo "           (requirements-dev.txt; about a minute the first time, seconds after that)"
+	@$(BIN)/python -m pip install -q --upgrade pip
+	@$(BIN)/python -m pip install -q -r requirements-dev.txt -e . -e device
+	@$(BIN)/python -m pip install -q --no-deps -r requirements-sdk.txt
+	@echo "make venv: ready ($(VENV)/bin has gasmon-local, gasmon-device, pytest, sam, cfn-lint)"
 	@touch $@
 
 venv: $(STAMP) ## create the virtualenv (Python 3.13) with every dependency
@@ -41,9 +45,9 @@ openapi: $(STAMP) ## write the API's OpenAPI spec to docs/openapi.json
 local: $(STAMP) ## the whole system on this machine, no AWS account, no Docker (ARGS="--no-devices --grace 5 ...")
 	$(BIN)/gasmon-local $(ARGS)
 
-invoke: $(STAMP) ## one function with one event, like sam local invoke (FUNCTION=IngestFunction EVENT=events/x.json)
+invoke: $(STAMP) ## one function with one event, like sam local invoke (FUNCTION=IngestFunction EVENT=events/x.json [DATA_DIR=.local])
 	@test -n "$(FUNCTION)" -a -n "$(EVENT)" || { echo "usage: make invoke FUNCTION=<LogicalId> EVENT=events/<file>.json"; exit 2; }
-	$(BIN)/python -m gasmon_local.invoke $(FUNCTION) $(EVENT)
+	$(BIN)/python -m gasmon_local.invoke $(FUNCTION) $(EVENT) --data-dir "$(or $(DATA_DIR),.local)"
 
 unit: $(STAMP) ## unit tests only (fast)
 	$(BIN)/pytest -q tests/unit device/tests

@@ -2,7 +2,7 @@
 
     gasmon-local [--no-devices] [--grace SECONDS] [--data-dir DIR] [--http-port N] [--mqtt-port N]
                  [--mqtts-port N] [--strict] [--iot-data-port N] [--aws-port N] [--template FILE]
-                 [--parameter KEY=VALUE ...]
+                 [--parameter KEY=VALUE ...] [--quiet | --log-level LEVEL] [-v]
 
 Ports may be 0 (a free one is picked; `<data-dir>/endpoints.json` says which). One log stream on
 stdout; Ctrl-C (or SIGTERM) stops everything cleanly.
@@ -20,10 +20,13 @@ from pathlib import Path
 
 from gasmon_device.simulator import run_fleet
 from gasmon_local.functions import ROOT
+from gasmon_local.guard import StackGuardError
+from gasmon_local.logs import FunctionLogs
 from gasmon_local.stack import LocalStack, Options
 from gasmon_local.template import TemplateError
 
 DEMO_GRACE = 30.0
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 QUIET_LOGGERS = ("amqtt", "transitions", "werkzeug", "moto", "botocore", "boto3", "urllib3", "asyncio")
 
 
@@ -57,7 +60,16 @@ def parse_args(argv: list[str] | None = None) -> Options:
         metavar="KEY=VALUE",
         help="template parameter override, as sam --parameter-overrides (repeatable)",
     )
+    talk = parser.add_mutually_exclusive_group()
+    talk.add_argument("--quiet", "-q", action="store_true", help="only the banner, warnings and errors")
+    talk.add_argument("--log-level", choices=LEVELS, help="the stack's and the functions' log level (INFO)")
+    parser.add_argument(
+        "--verbose", "-v", action="store_true", help="function logs as the JSON Lambda writes, not one line each"
+    )
     args = parser.parse_args(argv)
+    level = logging.WARNING if args.quiet else getattr(logging, args.log_level or "INFO")
+    # Functions keep the template's POWERTOOLS_LOG_LEVEL unless a level was asked for.
+    FunctionLogs.configure("json" if args.verbose else "readable", level if args.quiet or args.log_level else None)
     overrides = {}
     for item in args.parameter:
         key, sep, value = item.partition("=")
@@ -78,21 +90,26 @@ def parse_args(argv: list[str] | None = None) -> Options:
         grace=DEMO_GRACE if args.grace is None else args.grace,
         grace_explicit=args.grace is not None,
         parameter_overrides=overrides,
+        log_level=level,
     )
 
 
-def configure_logging() -> None:
-    """One readable stream on stdout, flushed per line so pipes and tests see it at once."""
+def configure_logging(level: int = logging.INFO) -> None:
+    """One readable stream on stdout, flushed per line so pipes and tests see it at once.
+
+    The banner and the stack's start and stop (logger "local") are shown whatever the level.
+    """
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(line_buffering=True)
     logging.basicConfig(
-        level=logging.INFO,
+        level=level,
         format="%(asctime)s.%(msecs)03d %(name)-8s %(message)s",
         datefmt="%H:%M:%S",
         stream=sys.stdout,
     )
     for name in QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(logging.WARNING)
+        logging.getLogger(name).setLevel(max(level, logging.WARNING))
+    logging.getLogger("local").setLevel(min(level, logging.INFO))
 
 
 async def _serve(options: Options) -> None:
@@ -112,12 +129,15 @@ async def _serve(options: Options) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     options = parse_args(argv)
-    configure_logging()
+    configure_logging(options.log_level)
     try:
         asyncio.run(_serve(options))
     except TemplateError as exc:
         logging.getLogger("local").error("%s", exc)
         return 2
+    except StackGuardError as exc:  # the data dir is another stack's, or ports are taken
+        logging.getLogger("local").error("cannot start: %s", exc)
+        return 1
     except OSError as exc:  # a port in use, most often
         logging.getLogger("local").error("cannot start: %s (is another gasmon-local running? try other ports)", exc)
         return 1

@@ -50,6 +50,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gasmon_local.logs import FunctionLogs
+
 if TYPE_CHECKING:
     from gasmon_local.template import FunctionSpec
 
@@ -179,6 +181,8 @@ def _name_the_service(variables: Mapping[str, str]) -> None:
     """Give the layer's shared Logger and Metrics this function's service name (see above)."""
     observability = sys.modules.get("gasmon.observability")
     service = variables.get("POWERTOOLS_SERVICE_NAME")
+    if observability is not None:
+        FunctionLogs.dress(observability.logger)
     if observability is not None and service:
         observability.logger.append_keys(service=service)
         observability.metrics.service = service

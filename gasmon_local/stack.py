@@ -26,6 +26,7 @@ from gasmon_local import aws, iot_policy, lifecycle, schedules
 from gasmon_local.broker import IotCore, TlsListener
 from gasmon_local.functions import ROOT, FunctionNotFoundError, FunctionRuntime
 from gasmon_local.gateway import ApiGateway, load_api_key
+from gasmon_local.guard import DataDirLock, check_ports
 from gasmon_local.iot_data import IotDataApp
 from gasmon_local.iot_identity import MotoIotRegistry
 from gasmon_local.local_ca import LocalCA
@@ -57,6 +58,7 @@ class Options:
     grace: float | None = None
     grace_explicit: bool = True  # False when `grace` is gasmon-local's demo default
     parameter_overrides: dict[str, str] = field(default_factory=dict)
+    log_level: int = 20  # logging.INFO
 
 
 def local_parameter_overrides(template: Mapping[str, Any], options: Options) -> tuple[dict[str, str], bool]:
@@ -210,11 +212,25 @@ class LocalStack:
             log.info("stopping...")
         log.info("stopped; data kept in %s", self.data_dir)
 
+    def ports(self) -> list[tuple[str, int]]:
+        """Every port this stack will listen on, with the flag that sets it."""
+        options = self.options
+        return [
+            ("--http-port", options.http_port),
+            *([] if options.strict else [("--mqtt-port", options.mqtt_port)]),
+            ("--mqtts-port", options.mqtts_port),
+            ("--iot-data-port", options.iot_data_port),
+            ("--aws-port", options.aws_port),
+        ]
+
     async def _start(self, started: contextlib.AsyncExitStack) -> None:
         options = self.options
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        # The lock first: until it is ours, another stack may own everything in the data dir.
+        lock = DataDirLock(self.data_dir).acquire()
+        started.callback(lock.release)
+        check_ports(options.host, self.ports())
         endpoints_file = self.data_dir / "endpoints.json"
-        endpoints_file.unlink(missing_ok=True)
+        endpoints_file.unlink(missing_ok=True)  # a stale one from a stack that was killed
         started.callback(endpoints_file.unlink, missing_ok=True)
         api_key, key_source = load_api_key(self.data_dir)
 
