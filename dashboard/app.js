@@ -1,5 +1,6 @@
 // gasmon dashboard: plain JavaScript, no build step. Reads the query API (GET series, devices,
-// warnings, alerts, alarms) with the API key kept in localStorage, and redraws every 10 seconds.
+// warnings, alerts, alarms) on its own origin with the API key kept in localStorage (given once, or
+// by a `#key=` viewer link), and redraws every 10 seconds.
 "use strict";
 
 (() => {
@@ -17,7 +18,6 @@
   const ALARMS_PAGE = 20;
   const OPEN_ALARMS_MAX = 200;
   const KEY_STORE = "gasmon.apiKey";
-  const BASE_STORE = "gasmon.apiBase";
   const RANGE_STORE = "gasmon.range";
 
   const $ = (selector) => document.querySelector(selector);
@@ -33,26 +33,44 @@
     refreshes: 0,
   };
 
-  // ---- configuration: API key and base, kept in this browser ----
+  // ---- configuration: the API key, kept in this browser for this origin only ----
+  // The API is always the page's own origin and path: the key is never sent anywhere else (the
+  // CSP says `connect-src 'self'` too). An `?api=` base is no longer read, and one kept by an
+  // older version of the page is forgotten.
 
-  const params = new URLSearchParams(location.search);
-  if (params.has("api")) localStorage.setItem(BASE_STORE, params.get("api"));
+  localStorage.removeItem("gasmon.apiBase");
+
+  // A viewer link `https://<dashboard>/#key=<key>` hands the page its key: a fragment is never sent
+  // over the network. The key is kept for this origin and the fragment leaves the address bar.
+  function takeKeyFromFragment() {
+    if (!location.hash.startsWith("#")) return false;
+    const fragment = new URLSearchParams(location.hash.slice(1));
+    const key = (fragment.get("key") || "").trim();
+    if (!fragment.has("key")) return false;
+    if (key) localStorage.setItem(KEY_STORE, key);
+    history.replaceState(history.state, "", location.pathname + location.search);
+    return Boolean(key);
+  }
+  takeKeyFromFragment();
+  window.addEventListener("hashchange", () => {
+    if (takeKeyFromFragment()) {
+      const dialog = $("#settings");
+      if (dialog.open) dialog.close();
+      refreshSoon(0);
+    }
+  });
 
   function apiKey() {
     return localStorage.getItem(KEY_STORE) || "";
   }
 
   function apiBase() {
-    // Empty: the API is on the page's own origin and path (make local, or the API serving the page).
-    const base = localStorage.getItem(BASE_STORE) || "";
-    if (!base) return new URL(".", location.href);
-    return new URL(base.endsWith("/") ? base : `${base}/`, location.href);
+    return new URL(".", location.href);
   }
 
   function askForSettings(problem) {
     const dialog = $("#settings");
     $("#api-key").value = apiKey();
-    $("#api-base").value = localStorage.getItem(BASE_STORE) || "";
     const box = $("#settings-problem");
     box.textContent = problem || "";
     box.hidden = !problem;
@@ -62,9 +80,6 @@
 
   $("#settings-form").addEventListener("submit", () => {
     localStorage.setItem(KEY_STORE, $("#api-key").value.trim());
-    const base = $("#api-base").value.trim();
-    if (base) localStorage.setItem(BASE_STORE, base);
-    else localStorage.removeItem(BASE_STORE);
     refreshSoon(0);
   });
   $("#settings-button").addEventListener("click", () => askForSettings());
@@ -82,6 +97,7 @@
 
   async function api(path, query) {
     const url = new URL(path, apiBase());
+    if (url.origin !== location.origin) throw new ApiError(`${path} is not on this site; not sent`, 0);
     for (const [name, value] of Object.entries(query || {})) {
       if (value !== undefined && value !== null && value !== "") url.searchParams.set(name, value);
     }

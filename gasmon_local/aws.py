@@ -4,8 +4,9 @@
   AWS_ENDPOINT_URL with fake credentials, exactly as they would reach AWS.
 - `create_resources` creates the template's tables, queues, topics, subscriptions and IoT policies in it, with
   their properties (key schema, indexes, TTL, DelaySeconds, redrive policies, filter policies...).
-  Table items are saved to the data directory on stop and loaded on start, so presence state
-  survives a restart like the readings do.
+  Table items are saved to the data directory on stop and loaded on start, and every write in
+  between is journaled before moto answers it (`dynamodb_journal`), so alarm and presence state
+  survive a restart, even a `kill -9`, like the readings do.
 - `SqsPoller` polls a queue and invokes its function with real SQS Lambda events, deleting
   only what succeeded (honouring ReportBatchItemFailures), as Lambda's event source mapping does.
 - `SnsBridge` delivers what moto's SNS cannot: each email subscription, and each function's SNS
@@ -17,13 +18,16 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import json
 import logging
+import os
 import re
 import socket
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime
@@ -33,9 +37,11 @@ from typing import Any
 import boto3
 from botocore.config import Config
 from moto.core.config import default_user_config
-from moto.server import ThreadedMotoServer
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+from werkzeug.serving import BaseWSGIServer, make_server
 
 from gasmon_local import moto_fixes
+from gasmon_local.dynamodb_journal import DynamoDbJournal
 from gasmon_local.template import ACCOUNT_ID, SqsEventSource, Stack, SubscriptionSpec, TableSpec
 
 log = logging.getLogger("aws")
@@ -47,17 +53,19 @@ POLL_SECONDS = 0.2
 
 
 class MotoServer:
-    """moto's server on 127.0.0.1 in a background thread."""
+    """moto's server on 127.0.0.1 in a background thread, DynamoDB writes journaled when given one."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 4566) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 4566, journal: DynamoDbJournal | None = None) -> None:
         for name in ("werkzeug", "moto"):
             logging.getLogger(name).setLevel(logging.WARNING)
-        self._server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
         self.host = host
         self.port = port
+        self.journal = journal
+        self._server: BaseWSGIServer | None = None
+        self._thread: threading.Thread | None = None
 
     def start(self) -> str:
-        if self.port:  # moto's server thread would die on a taken port and leave start() waiting
+        if self.port:  # a clear error for a taken port, not a traceback from the server thread
             with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
                 probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 try:
@@ -68,8 +76,14 @@ class MotoServer:
         # AWS's certificate id is the SHA-256 of the DER certificate; moto hashes the PEM text
         # unless told otherwise, and the broker looks certificates up by AWS's id.
         default_user_config.setdefault("iot", {})["use_valid_cert"] = True
-        self._server.start()
-        self.host, self.port = self._server.get_host_and_port()
+        # What moto's ThreadedMotoServer does, with the journal (if any) between the socket and moto.
+        app: Any = DomainDispatcherApplication(create_backend_app)
+        if self.journal is not None:
+            app = self.journal.middleware(app)
+        self._server = make_server(self.host, self.port, app, threaded=True, request_handler=MotoRequestHandler)
+        self.host, self.port = str(self._server.server_address[0]), int(self._server.server_address[1])
+        self._thread = threading.Thread(target=self._server.serve_forever, name="moto", daemon=True)
+        self._thread.start()
         return self.url
 
     @property
@@ -77,7 +91,13 @@ class MotoServer:
         return f"http://{self.host}:{self.port}"
 
     def stop(self) -> None:
-        self._server.stop()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join()
+        if self.journal is not None:
+            self.journal.close()
 
 
 def client(service: str, endpoint: str, region: str) -> Any:
@@ -92,12 +112,15 @@ def client(service: str, endpoint: str, region: str) -> Any:
     )
 
 
-def create_resources(stack: Stack, endpoint: str, snapshot_dir: Path | None = None) -> list[str]:
+def create_resources(
+    stack: Stack, endpoint: str, snapshot_dir: Path | None = None, journal: DynamoDbJournal | None = None
+) -> list[str]:
     """Create the template's queues, tables, topics and subscriptions in moto.
 
     A resource moto refuses is logged and skipped, so one odd property does not stop the stack;
     the problems are returned for the banner. Subscriptions with protocol `lambda` are left to
-    the stack (moto would look for the function in its own Lambda service).
+    the stack (moto would look for the function in its own Lambda service). Tables get the items
+    of the snapshot in `snapshot_dir`, then `journal`'s writes newer than it.
     """
     region = stack.context.region
     problems: list[str] = []
@@ -126,6 +149,7 @@ def create_resources(stack: Stack, endpoint: str, snapshot_dir: Path | None = No
 
             attempt(f"redrive policy of {queue.name}", set_redrive)
     dynamodb = client("dynamodb", endpoint, region)
+    snapshot = load_snapshot(snapshot_dir, [table.name for table in stack.tables()])
     for table in stack.tables():
 
         def create_table(table: TableSpec = table) -> None:
@@ -135,10 +159,15 @@ def create_resources(stack: Stack, endpoint: str, snapshot_dir: Path | None = No
                     TableName=table.name,
                     TimeToLiveSpecification={"Enabled": True, "AttributeName": table.ttl_attribute},
                 )
-            restored = _restore_table(dynamodb, table.name, snapshot_dir)
+            with journal.suspended() if journal is not None else contextlib.nullcontext():
+                restored = _restore_table(dynamodb, table.name, snapshot.tables.get(table.name, []))
             log.info("table  %s%s", table.name, f" ({restored} items restored)" if restored else "")
 
         attempt(f"table {table.name}", create_table)
+    if journal is not None:
+        replayed = journal.recover(snapshot.journal_seq)
+        if replayed:
+            log.info("dynamodb journal: replayed %d writes made after the last clean stop", replayed)
     sns = client("sns", endpoint, region)
     for topic in stack.topics():
         attributes = {key: value for key, value in topic.attributes.items() if key != "KmsMasterKeyId"}
@@ -173,26 +202,66 @@ def _summary(attributes: dict[str, str]) -> str:
     return " ".join(f"{key}={value}" for key, value in sorted(attributes.items()))
 
 
-def _restore_table(dynamodb: Any, name: str, snapshot_dir: Path | None) -> int:
-    path = snapshot_dir / f"{name}.json" if snapshot_dir else None
-    if path is None or not path.exists():
-        return 0
-    items = json.loads(path.read_text())
+SNAPSHOT_FILE = "snapshot.json"
+
+
+@dataclass(frozen=True)
+class TableSnapshot:
+    """Every table's items at a clean stop, and the last journal record they include."""
+
+    tables: dict[str, list[dict[str, Any]]]
+    journal_seq: int = 0
+
+
+def load_snapshot(snapshot_dir: Path | None, table_names: Sequence[str]) -> TableSnapshot:
+    """The snapshot in `snapshot_dir` (`snapshot.json`, or an older stack's `<table>.json` files)."""
+    if snapshot_dir is None:
+        return TableSnapshot({})
+    path = snapshot_dir / SNAPSHOT_FILE
+    if path.exists():
+        saved = json.loads(path.read_text())
+        return TableSnapshot(dict(saved["tables"]), int(saved.get("journal_seq", 0)))
+    legacy = {name: snapshot_dir / f"{name}.json" for name in table_names}
+    return TableSnapshot({name: json.loads(file.read_text()) for name, file in legacy.items() if file.exists()})
+
+
+def _restore_table(dynamodb: Any, name: str, items: Sequence[dict[str, Any]]) -> int:
     for start in range(0, len(items), 25):
         chunk = [{"PutRequest": {"Item": item}} for item in items[start : start + 25]]
         dynamodb.batch_write_item(RequestItems={name: chunk})
     return len(items)
 
 
-def save_tables(stack: Stack, endpoint: str, snapshot_dir: Path) -> None:
-    """Write every table's items to `<snapshot_dir>/<table>.json` (loaded again on start)."""
+def save_tables(stack: Stack, endpoint: str, snapshot_dir: Path, journal: DynamoDbJournal | None = None) -> None:
+    """Write every table's items to `<snapshot_dir>/snapshot.json` (loaded again on start).
+
+    The file is replaced atomically (written aside, flushed, renamed), so a crash leaves the old
+    snapshot or the new one. With a journal, writes wait while the tables are read, the snapshot
+    records the journal's last sequence number, and the journal is emptied once it is on disk.
+    """
     dynamodb = client("dynamodb", endpoint, stack.context.region)
     snapshot_dir.mkdir(parents=True, exist_ok=True)
-    for table in stack.tables():
-        items: list[dict[str, Any]] = []
-        for page in dynamodb.get_paginator("scan").paginate(TableName=table.name):
-            items.extend(page["Items"])
-        (snapshot_dir / f"{table.name}.json").write_text(json.dumps(items))
+    with journal.compacting() if journal is not None else contextlib.nullcontext(0) as journal_seq:
+        tables: dict[str, list[dict[str, Any]]] = {}
+        for table in stack.tables():
+            items: list[dict[str, Any]] = []
+            for page in dynamodb.get_paginator("scan").paginate(TableName=table.name):
+                items.extend(page["Items"])
+            tables[table.name] = items
+        path = snapshot_dir / SNAPSHOT_FILE
+        scratch = path.with_suffix(".tmp")
+        with scratch.open("w") as file:
+            json.dump({"journal_seq": journal_seq, "tables": tables}, file)
+            file.flush()
+            os.fsync(file.fileno())
+        scratch.replace(path)
+        directory = os.open(snapshot_dir, os.O_RDONLY)
+        try:
+            os.fsync(directory)  # the rename itself survives a power cut
+        finally:
+            os.close(directory)
+    for table in stack.tables():  # an older stack's per-table files: now in snapshot.json
+        (snapshot_dir / f"{table.name}.json").unlink(missing_ok=True)
 
 
 class Delivery:

@@ -24,6 +24,7 @@ from typing import Any
 
 from gasmon_local import aws, iot_policy, lifecycle, schedules
 from gasmon_local.broker import IotCore, TlsListener
+from gasmon_local.dynamodb_journal import DynamoDbJournal
 from gasmon_local.functions import ROOT, FunctionNotFoundError, FunctionRuntime
 from gasmon_local.gateway import ApiGateway, load_api_key
 from gasmon_local.guard import DataDirLock, check_ports
@@ -234,7 +235,9 @@ class LocalStack:
         started.callback(endpoints_file.unlink, missing_ok=True)
         api_key, key_source = load_api_key(self.data_dir)
 
-        moto = aws.MotoServer(options.host, options.aws_port)
+        snapshot_dir = self.data_dir / "dynamodb"
+        journal = DynamoDbJournal(snapshot_dir / "journal.jsonl")
+        moto = aws.MotoServer(options.host, options.aws_port, journal=journal)
         aws_url = moto.start()
         started.callback(moto.stop)
         core = IotCore(
@@ -258,11 +261,10 @@ class LocalStack:
         region = stack.context.region
         common = process_environment(aws_url, iot_data.url, region)
         os.environ.update(common)
-        snapshot_dir = self.data_dir / "dynamodb"
-        problems = await asyncio.to_thread(aws.create_resources, stack, aws_url, snapshot_dir)
+        problems = await asyncio.to_thread(aws.create_resources, stack, aws_url, snapshot_dir, journal)
         # A policy the broker cannot read is never silently allowed: it is left out, and said here.
         problems += iot_policy.readable_policies((p.name, p.document) for p in stack.iot_policies())[1]
-        started.push_async_callback(asyncio.to_thread, aws.save_tables, stack, aws_url, snapshot_dir)
+        started.push_async_callback(asyncio.to_thread, aws.save_tables, stack, aws_url, snapshot_dir, journal)
 
         functions = stack.functions()
         environments = function_environments(stack, common, self.data_dir, options.grace)

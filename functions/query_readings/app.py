@@ -20,7 +20,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from gasmon.adapters import build_alarm_store, build_device_status_source, build_reading_queries
 from gasmon.errors import GasmonError, InvalidQueryError, StoreUnavailableError
 from gasmon.http import error_response, problems_from_validation
-from gasmon.models import GAS_NAME_PATTERN, ErrorBody
+from gasmon.models import GAS_NAME_PATTERN, SAFE_ID_MAX_LENGTH, SAFE_ID_PATTERN, ErrorBody
 from gasmon.observability import logger, metrics, tracer
 from gasmon.policies import query_policy
 from gasmon.ports import AlarmStateStore, DeviceStatusSource, ReadingQueries
@@ -78,7 +78,8 @@ def _answers(model: type[Any], text: str) -> dict[int, Any]:
     return {200: {"description": text, "content": {"application/json": {"model": model}}}, **ERRORS}
 
 
-Id = Annotated[str | None, Query(min_length=1, max_length=64)]
+# Ids are checked against the alphabet ingest accepts: none that it would refuse reaches a store query.
+Id = Annotated[str | None, Query(min_length=1, max_length=SAFE_ID_MAX_LENGTH, pattern=SAFE_ID_PATTERN)]
 Cursor = Annotated[str | None, Query(min_length=1, max_length=512, description="`next_cursor` of the previous page")]
 
 
@@ -208,6 +209,10 @@ def _gasmon_error(error: GasmonError) -> Response[str]:
 PATTERN_HINTS = {
     "gas": "must be a gas name in lower case, such as no2, co, c2h5oh or h2",
     "interval": "must be a bucket width such as 30s, 5m, 1h or 1d, or auto",
+    **dict.fromkeys(
+        ("groupid", "sensorid", "deviceid", "device"),
+        "may hold only letters, digits and . _ : - (1-64 characters, not only dots)",
+    ),
 }
 
 

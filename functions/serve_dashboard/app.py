@@ -1,6 +1,7 @@
 """GET /, /{file}, /vendor/{file}: the dashboard's static files, served by the API itself.
 
-The page is public (the API key is asked for in the browser and sent only to the query API), so
+The page is public (the API key is asked for in the browser, or handed over in a `#key=` viewer
+link, and sent only to the query API on the page's own origin), so
 these routes need no key. Only files that ship in `static/` (a link to the repository's
 `dashboard/` folder, copied into the artifact by `sam build`) are served; anything else is 404.
 """
@@ -27,12 +28,12 @@ CONTENT_TYPES = {
     ".txt": "text/plain; charset=utf-8",
     ".svg": "image/svg+xml",
 }  # text only: binary bodies would need BinaryMediaTypes on the REST API
-# Scripts and styles come from this origin only; the page may call an API on another HTTPS origin
-# when an operator configures one.
+# Scripts, styles and API calls stay on this origin: the viewer key the page holds can never be
+# sent to another one, whatever a crafted link or an injected script asks for.
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        "connect-src 'self' https:; frame-ancestors 'none'; base-uri 'self'; form-action 'self'"
+        "connect-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'"
     ),
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",

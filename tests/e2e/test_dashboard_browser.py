@@ -8,7 +8,9 @@ as deployed (alarms, real presence) is tested against `gasmon-local` in
 test_dashboard_local_stack.py.
 """
 
+import threading
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -108,3 +110,123 @@ def test_a_wrong_api_key_asks_for_the_key_again(dashboard_stack: Any, browser: A
     # Then it asks for the key again and says why
     page.wait_for_selector("#settings[open]")
     assert "refused the key (HTTP 403)" in page.inner_text("#settings-problem")
+
+
+# ---- The key never leaves the page's origin ----
+
+
+class Recorder:
+    """A tiny HTTP server on 127.0.0.1 that records every request and welcomes any origin (CORS),
+    so that nothing but the page itself could keep a request from reaching it."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, str, dict[str, str]]] = []
+        recorder = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def _record(self) -> None:
+                recorder.requests.append((self.command, self.path, dict(self.headers)))
+                body = b'{"devices": [], "warnings": [], "alerts": [], "items": []}'
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Access-Control-Allow-Origin", "*")
+                self.send_header("Access-Control-Allow-Headers", "*")
+                self.send_header("Access-Control-Allow-Private-Network", "true")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = do_OPTIONS = _record
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
+        self.thread = threading.Thread(target=self.server.serve_forever, name="recorder", daemon=True)
+
+    def __enter__(self) -> "Recorder":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+
+def wait_for_refreshes(page: Any, count: int) -> None:
+    page.wait_for_function(f"() => Number(document.body.dataset.refreshes || 0) >= {count}", timeout=30_000)
+
+
+@pytest.mark.parametrize("bypass_csp", [False, True], ids=["csp-as-served", "page-code-alone"])
+def test_a_crafted_api_link_sends_nothing_to_the_other_server(
+    dashboard_stack: Any, browser: Any, bypass_csp: bool
+) -> None:
+    # Given a browser that holds the viewer key, and another server on 127.0.0.1 that would accept
+    # anything from anyone (with `page-code-alone`, the CSP is switched off: only app.js guards)
+    post(dashboard_stack.url, dashboard_stack.api_key, document("pi-1", "2", datetime.now(UTC), no2=50))
+    with Recorder() as elsewhere:
+        context = browser.new_context(bypass_csp=bypass_csp)
+        page = context.new_page()
+        page.goto(f"{dashboard_stack.url}#key={dashboard_stack.api_key}")
+        wait_for_refreshes(page, 1)
+
+        # When the user follows a crafted link naming the other server as the API, and the page refreshes
+        page.goto(f"{dashboard_stack.url}?api={elsewhere.url}")
+        wait_for_refreshes(page, 2)
+        page.click("[data-range='1h']")
+        wait_for_refreshes(page, 3)
+
+        # Then the other server heard nothing at all, and the page still shows its own API's data
+        assert elsewhere.requests == []
+        assert page.locator("#error").is_hidden()
+        assert page.locator("tr[data-device='pi-1']").count() == 1
+        assert page.evaluate("localStorage.getItem('gasmon.apiBase')") is None
+        context.close()
+
+
+def test_the_served_csp_blocks_any_other_origin(dashboard_stack: Any, browser: Any) -> None:
+    # Given the page as served, and another server on 127.0.0.1
+    with Recorder() as elsewhere:
+        page = browser.new_page()
+        page.goto(dashboard_stack.url)
+        # When a script on the page (an injected one, say) tries to send the key elsewhere
+        outcome = page.evaluate(
+            """async (url) => {
+                try { await fetch(url, {headers: {"x-api-key": "k"}}); return "sent"; }
+                catch (error) { return "blocked"; }
+            }""",
+            elsewhere.url,
+        )
+        # Then the browser refuses, and the other server heard nothing
+        assert outcome == "blocked"
+        assert elsewhere.requests == []
+
+
+def test_a_viewer_link_stores_the_key_and_leaves_no_fragment(dashboard_stack: Any, browser: Any) -> None:
+    # Given a reading, and a fresh browser given the viewer link `<dashboard>/#key=<key>`
+    post(dashboard_stack.url, dashboard_stack.api_key, document("pi-1", "2", datetime.now(UTC), no2=50))
+    context = browser.new_context()
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda error: problems.append(f"uncaught: {error}"))
+
+    # When it is opened
+    page.goto(f"{dashboard_stack.url}#key={dashboard_stack.api_key}")
+    wait_for_refreshes(page, 1)
+
+    # Then the page shows the data without asking for the key, the key is kept for this origin,
+    # and the address bar no longer holds it
+    assert not page.locator("#settings").evaluate("dialog => dialog.open")
+    assert page.locator("tr[data-device='pi-1']").count() == 1
+    assert page.evaluate("localStorage.getItem('gasmon.apiKey')") == dashboard_stack.api_key
+    assert page.evaluate("location.hash") == ""
+    assert page.url == dashboard_stack.url
+
+    # And the key dialog says where a key comes from
+    page.click("#settings-button")
+    assert "gasmon-admin viewer NAME" in page.inner_text("#settings")
+    assert "#key=" in page.inner_text("#settings")
+    assert problems == []
+    context.close()

@@ -61,3 +61,17 @@ def test_the_page_files_are_served_with_their_types(
 def test_anything_else_is_a_404(api_event: Callable[..., dict[str, Any]], lambda_context: Any, path: str) -> None:
     result = get(api_event, lambda_context, path)
     assert result["statusCode"] == 404
+
+
+@pytest.mark.parametrize("path", ["/", "/app.js", "/index.html"])
+def test_the_page_may_connect_to_its_own_origin_only(
+    api_event: Callable[..., dict[str, Any]], lambda_context: Any, path: str
+) -> None:
+    # Given any file of the dashboard
+    result = get(api_event, lambda_context, path)
+    # Then its CSP lets scripts connect to this origin and nowhere else: the key cannot leave
+    directives = dict(
+        part.strip().split(" ", 1) for part in header(result, "Content-Security-Policy").split(";") if part.strip()
+    )
+    assert directives["connect-src"] == "'self'"
+    assert directives["default-src"] == "'self'"

@@ -18,6 +18,8 @@ from pydantic import ConfigDict, Field, ValidationError
 
 from gasmon.errors import InvalidReadingsError, MalformedJsonError, PublishError, RequestTooLargeError
 from gasmon.models import (
+    GAS_NAME_PATTERN,
+    SAFE_ID_PATTERN,
     AlarmOutcome,
     DocumentOutcome,
     GasmonModel,
@@ -120,7 +122,7 @@ PROBLEM_TEXT: dict[str, str] = {
     "finite_number": "must be a finite number (NaN and Infinity are not readings)",
     "greater_than_equal": "must not be negative",
     "less_than_equal": "must be at most 1000000",
-    "string_pattern_mismatch": "must not contain control characters",
+    "string_pattern_mismatch": "must not contain control characters",  # unless PATTERN_TEXT says better
     "float_parsing": "must be a number (for example 26.20)",
     "float_type": "must be a number (for example 26.20)",
     "string_type": "must be text or a number",
@@ -129,11 +131,21 @@ PROBLEM_TEXT: dict[str, str] = {
 }
 
 
+# What each pattern of the models admits, said the way a device owner can act on.
+PATTERN_TEXT: dict[str, str] = {
+    SAFE_ID_PATTERN: "may hold only letters, digits and . _ : - (1-64 characters, not only dots)",
+    GAS_NAME_PATTERN: "is not a gas name (lower-case letters, digits and _, such as co, no2, c2h5oh, h2)",
+}
+
+
 def _problems_from(error: ValidationError, prefix: str) -> list[Problem]:
     problems = []
     for item in error.errors(include_url=False):
         path = ".".join(str(part) for part in item["loc"])
-        message = PROBLEM_TEXT.get(item["type"]) or item["msg"].removeprefix("Value error, ")
+        pattern = str((item.get("ctx") or {}).get("pattern", ""))
+        message = (
+            PATTERN_TEXT.get(pattern, "") or PROBLEM_TEXT.get(item["type"]) or item["msg"].removeprefix("Value error, ")
+        )
         problems.append(Problem(path=f"{prefix}{path}".rstrip("."), problem=message))
     return problems
 
@@ -291,7 +303,8 @@ def _publish_status(
     """The seed's per-POST `{"msg": ...}` message, for devices that still listen for it."""
     groupids = {r.groupid for doc in validated for r in doc.readings[:1]}
     msg = "success" if rejected == 0 else f"fail: {rejected} of {len(validated)} documents rejected"
-    for groupid in sorted(groupids) or [""]:
+    # A per-group topic needs a group; a batch with none valid has no one to tell.
+    for groupid in sorted(groupids) or ([] if "{groupid}" in policy.warning_topic else [""]):
         try:
             publisher.publish(warning_topic(policy.warning_topic, groupid), {"msg": msg})
         except PublishError:

@@ -16,13 +16,36 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 KNOWN_GASES: tuple[str, ...] = ("co", "no2", "c2h5oh", "h2")
+# Gas names: lower case so that `CO` and `co` are never two alarms; a subset of the safe alphabet.
 GAS_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
+# Ids that reach MQTT topics, table keys, paths and ARNs (groupid, deviceid, sensorid, thing
+# names): only `A-Z a-z 0-9 . _ : -`, 1-64 characters, and not only dots (no `.`/`..` path
+# segments). No `/`, `#`, `+`, `$`, `*`, `?`, space or control character can get through.
+SAFE_ID_PATTERN = r"^[A-Za-z0-9._:-]*[A-Za-z0-9_:-][A-Za-z0-9._:-]*$"
+SAFE_ID_MAX_LENGTH = 64
+# The warning topic a deployment may configure (template.yaml's WarningTopic AllowedPattern is this
+# exact text; a test pins it): 1-7 levels of safe characters or `{groupid}`, a level never starting
+# with a dot, so no `$aws/...` reserved topic, no `#`/`+` wildcard, no empty or `..` level.
+_TOPIC_LEVEL = r"(?:[A-Za-z0-9_:-]|\{groupid\})(?:[A-Za-z0-9._:-]|\{groupid\})*"
+WARNING_TOPIC_PATTERN = rf"^{_TOPIC_LEVEL}(?:/{_TOPIC_LEVEL}){{0,6}}$"
 # Top-level keys of a reading document that describe the device, not a gas.
 DEVICE_FIELDS: frozenset[str] = frozenset({"groupid", "gps", "deviceid"})
 
 
-# Ids and names: 1-64 characters, no control characters.
-Text = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$")]
+# Free text (a sensor's type): 1-64 characters, no control characters.
+TEXT_PATTERN = r"^[^\x00-\x1f\x7f]+$"
+Text = Annotated[str, Field(min_length=1, max_length=64, pattern=TEXT_PATTERN)]
+# An id validated once, here, before it can reach a topic, a key or a path.
+SafeId = Annotated[str, Field(min_length=1, max_length=SAFE_ID_MAX_LENGTH, pattern=SAFE_ID_PATTERN)]
+GasName = Annotated[str, Field(pattern=GAS_NAME_PATTERN)]  # the pattern bounds the length
+
+
+def is_safe_id(value: str) -> bool:
+    """Whether `value` is an id gasmon lets reach a topic, a key or a path (see SAFE_ID_PATTERN)."""
+    return len(value) <= SAFE_ID_MAX_LENGTH and _SAFE_ID.fullmatch(value) is not None
+
+
+_SAFE_ID = re.compile(SAFE_ID_PATTERN)
 # Above a million (ppm: 100 %) a value is a broken sensor or a unit mistake, and it would
 # overflow the index's float field.
 MAX_VALUE = 1_000_000.0
@@ -47,7 +70,7 @@ class GasSample(GasmonModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True, coerce_numbers_to_str=True)
 
-    sensorid: Text
+    sensorid: SafeId
     sensortype: Text
     value: Annotated[float, Field(ge=0, le=MAX_VALUE, allow_inf_nan=False)]
     createdtime: str = Field(min_length=1, max_length=64)
@@ -77,11 +100,12 @@ class ReadingDocument(GasmonModel):
     """
 
     model_config = ConfigDict(extra="allow", frozen=True, coerce_numbers_to_str=True)
-    __pydantic_extra__: dict[str, GasSample] = Field(init=False)  # type: ignore[assignment]
+    # The key type validates each gas name, so a bad one is reported under its own path.
+    __pydantic_extra__: dict[GasName, GasSample] = Field(init=False)  # type: ignore[assignment]
 
-    groupid: Text
+    groupid: SafeId
     gps: str | None = Field(default=None, max_length=64, examples=["37.61002501514269, 126.99636868892937"])
-    deviceid: Text | None = None
+    deviceid: SafeId | None = None
 
     @field_validator("gps")
     @classmethod
@@ -91,13 +115,9 @@ class ReadingDocument(GasmonModel):
         return value
 
     @model_validator(mode="after")
-    def _has_gases_with_valid_names(self) -> ReadingDocument:
-        gases = self.gases
-        if not gases:
+    def _has_gases(self) -> ReadingDocument:
+        if not self.__pydantic_extra__:
             raise ValueError("has no gas readings (expected keys such as co, no2, c2h5oh, h2)")
-        for name in gases:
-            if not re.fullmatch(GAS_NAME_PATTERN, name):
-                raise ValueError(f"'{name}' is not a gas name (lower-case letters, digits, _)")
         return self
 
     @property

@@ -6,11 +6,17 @@ Apart from gasmon.models so that the ingest and query functions do not build the
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, field_validator
 
-from gasmon.models import GasmonModel
+from gasmon.models import SAFE_ID_PATTERN, GasmonModel
+
+# AWS IoT client ids and thing names reach table keys (`alert#<client id>#<episode>`) and e-mails:
+# the safe id alphabet, up to AWS IoT's 128 characters. gasmon's devices connect as their thing
+# name (`[A-Za-z0-9:_-]`), so only a foreign client's event, with `#`, `/` or `$` in its id, is
+# dropped as malformed instead of writing a key that could pose as another device's item.
+DeviceName = Annotated[str, Field(min_length=1, max_length=128, pattern=SAFE_ID_PATTERN)]
 
 # ---- Presence --------------------------------------------------------------------------------
 # The AWS IoT lifecycle event (`$aws/events/presence/{connected,disconnected}/<clientId>`), the
@@ -32,7 +38,7 @@ class LifecycleEvent(GasmonModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True, validate_by_name=True, validate_by_alias=True)
 
-    client_id: str = Field(alias="clientId", min_length=1, max_length=128)
+    client_id: DeviceName = Field(alias="clientId")
     timestamp: int = Field(ge=0, le=10**15, description="epoch milliseconds")
     event_type: Literal["connected", "disconnected"] = Field(alias="eventType")
     version_number: int = Field(default=0, alias="versionNumber", ge=0)
@@ -41,7 +47,7 @@ class LifecycleEvent(GasmonModel):
     client_initiated_disconnect: bool | None = Field(default=None, alias="clientInitiatedDisconnect")
     disconnect_reason: str | None = Field(default=None, alias="disconnectReason", min_length=1, max_length=64)
     ip_address: str | None = Field(default=None, alias="ipAddress", max_length=64)
-    thing_name: str | None = Field(default=None, alias="thingName", min_length=1, max_length=128)
+    thing_name: DeviceName | None = Field(default=None, alias="thingName")
 
     @field_validator("timestamp", "version_number", mode="before")
     @classmethod
@@ -140,8 +146,8 @@ class CheckRequest(GasmonModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    client_id: str = Field(min_length=1, max_length=128)
-    thing_name: str = Field(min_length=1, max_length=128)
+    client_id: DeviceName
+    thing_name: DeviceName
     episode_id: str = Field(min_length=1, max_length=128)
     disconnected_at_ms: int = Field(ge=0)
     due_at_ms: int = Field(ge=0)

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 from gasmon.defaults import DEFAULT_CRITICAL_THRESHOLDS, DEFAULT_THRESHOLDS
-from gasmon.models import Reading, WarningMessage
+from gasmon.models import Reading, WarningMessage, is_safe_id
 
 __all__ = [
     "DEFAULT_CRITICAL_THRESHOLDS",
@@ -61,8 +61,20 @@ def warnings_for(readings: Sequence[Reading], thresholds: Mapping[str, float]) -
     return warnings
 
 
+class UnsafeIdError(ValueError):
+    """An id outside the safe alphabet was about to become part of a topic (a bug: models validate ids)."""
+
+
 def warning_topic(template: str, groupid: str) -> str:
-    """The topic a warning goes to: the template with `{groupid}` filled in."""
+    """The topic a warning goes to: the template with `{groupid}` filled in.
+
+    Only a safe id (`gasmon.models.SAFE_ID_PATTERN`) is ever put into a topic: the models validate
+    every posted id, and this check keeps any other caller from building a topic out of anything else.
+    """
+    if "{groupid}" not in template:
+        return template
+    if not is_safe_id(groupid):
+        raise UnsafeIdError(f"{groupid!r} is not a safe id; it cannot name a topic")
     return template.replace("{groupid}", groupid)
 
 

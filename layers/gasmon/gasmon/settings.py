@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AliasChoices, ConfigDict, Field, field_validator, model_validator
 
 from gasmon.defaults import DEFAULT_CRITICAL_THRESHOLDS, DEFAULT_THRESHOLDS
-from gasmon.models import ANY_REASON, MAX_CHECK_DELAY_SECONDS, GasmonModel
+from gasmon.models import ANY_REASON, MAX_CHECK_DELAY_SECONDS, WARNING_TOPIC_PATTERN, GasmonModel
 
 
 def environment_values(model: type[GasmonModel], environ: Mapping[str, str]) -> dict[str, Any]:
@@ -97,7 +97,7 @@ class ThresholdSettings(StoreSettings):
 class IngestSettings(ThresholdSettings):
     """Settings of the ingest function (environment variable = field name, upper case)."""
 
-    warning_topic: str = "pi/1"
+    warning_topic: str = Field(default="pi/1", max_length=128, pattern=WARNING_TOPIC_PATTERN)
     # boto3's own AWS_ENDPOINT_URL_IOT_DATA is honoured too: that is how `make local` points it home.
     iot_data_endpoint: str = Field(
         default="", validation_alias=AliasChoices("IOT_DATA_ENDPOINT", "AWS_ENDPOINT_URL_IOT_DATA")
