@@ -17,13 +17,14 @@ CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-$(STAMP): requirements-dev.txt layers/gasmon/requirements.txt device/requirements.txt pyproject.toml device/pyproject.toml
+$(STAMP): requirements-dev.txt requirements-sdk.txt layers/gasmon/requirements.txt device/requirements.txt pyproject.toml device/pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (pyenv install 3.13.0, or set PYTHON=)"; exit 1; }
 	@test -x $(BIN)/python || { echo "make venv: creating $(VENV) with $$($(PYTHON) --version)"; $(PYTHON) -m venv $(VENV); }
 	@echo "make venv: installing the pinned dependencies of the layer, the device agent and the tools"
 	@echo "           (requirements-dev.txt; about a minute the first time, seconds after that)"
 	@$(BIN)/python -m pip install -q --upgrade pip
 	@$(BIN)/python -m pip install -q -r requirements-dev.txt -e . -e device
+	@$(BIN)/python -m pip install -q --no-deps -r requirements-sdk.txt
 	@echo "make venv: ready ($(VENV)/bin has gasmon-local, gasmon-device, pytest, sam, cfn-lint)"
 	@touch $@
 

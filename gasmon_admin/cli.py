@@ -18,7 +18,7 @@ from gasmon_admin import commands, reindex_seed
 from gasmon_admin.target import DEFAULT_ENDPOINTS_FILE, AdminError, Target, from_endpoints, from_stack
 
 # Each adds one subcommand; a new command is one more function here.
-SUBCOMMANDS: list[Callable[[Any], None]] = [
+SUBCOMMANDS: list[Callable[[Any], object]] = [
     commands.register_provision,
     commands.register_list,
     commands.register_revoke,

@@ -1,8 +1,8 @@
 """`gasmon-local` (`make local`): the whole gasmon system on this machine, in the foreground.
 
     gasmon-local [--no-devices] [--grace SECONDS] [--data-dir DIR] [--http-port N] [--mqtt-port N]
-                 [--iot-data-port N] [--aws-port N] [--template FILE] [--parameter KEY=VALUE ...]
-                 [--quiet | --log-level LEVEL] [-v]
+                 [--mqtts-port N] [--strict] [--iot-data-port N] [--aws-port N] [--template FILE]
+                 [--parameter KEY=VALUE ...] [--quiet | --log-level LEVEL] [-v]
                  [--faults KIND=PROBABILITY,... [--fault-seed N]]
 
 Ports may be 0 (a free one is picked; `<data-dir>/endpoints.json` says which). One log stream on
@@ -38,6 +38,12 @@ def parse_args(argv: list[str] | None = None) -> Options:
     parser.add_argument("--data-dir", type=Path, default=Path(".local"), help="where data lives (.local)")
     parser.add_argument("--http-port", type=int, default=3000, help="API gateway port (3000)")
     parser.add_argument("--mqtt-port", type=int, default=1883, help="MQTT broker port (1883)")
+    parser.add_argument(
+        "--mqtts-port", type=int, default=8883, help="MQTT over TLS with X.509 client certificates (8883)"
+    )
+    parser.add_argument(
+        "--strict", action="store_true", help="no plain MQTT listener: only certificate clients on the TLS port"
+    )
     parser.add_argument("--iot-data-port", type=int, default=3001, help="iot-data HTTP endpoint port (3001)")
     parser.add_argument("--aws-port", type=int, default=4566, help="moto server port for SNS/SQS/DynamoDB (4566)")
     parser.add_argument("--no-devices", action="store_true", help="do not run the simulated fleet")
@@ -88,6 +94,8 @@ def parse_args(argv: list[str] | None = None) -> Options:
         data_dir=args.data_dir,
         http_port=args.http_port,
         mqtt_port=args.mqtt_port,
+        mqtts_port=args.mqtts_port,
+        strict=args.strict,
         iot_data_port=args.iot_data_port,
         aws_port=args.aws_port,
         devices=0 if args.no_devices else args.devices,

@@ -36,6 +36,7 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
+from moto.core.config import default_user_config
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import BaseWSGIServer, make_server
 
@@ -73,6 +74,9 @@ class MotoServer:
                     raise OSError(exc.errno, f"moto cannot listen on {self.host}:{self.port}: {exc.strerror}") from None
         moto_fixes.install()  # transactions as cheap as one write, whatever the table's size
         firehose.install()  # S3 delivery as Firehose does it: buffered, prefix expressions, gzip
+        # AWS's certificate id is the SHA-256 of the DER certificate; moto hashes the PEM text
+        # unless told otherwise, and the broker looks certificates up by AWS's id.
+        default_user_config.setdefault("iot", {})["use_valid_cert"] = True
         # What moto's ThreadedMotoServer does, with the journal (if any) between the socket and moto.
         app: Any = DomainDispatcherApplication(create_backend_app)
         if self.journal is not None:

@@ -18,33 +18,63 @@ behaviour, so `IotBroker` subclasses it at four narrow seams:
   while AWS drops it after 1.5 x the keep-alive. `ActivityPlugin` (a regular amqtt plugin) notes
   every packet received, and a watchdog closes connections that stay silent longer, which also
   makes amqtt deliver their Last Will.
+
+Strict like AWS on the TLS listener (`mqtts`; the plain one stays open for local scripts):
+
+- the client certificate is required (`_create_ssl_context`) and read per connection
+  (`_client_connected`); `_initialize_client_session` authorizes CONNECT against the registry
+  and the certificate's policies before amqtt touches any stored session, and refuses with
+  CONNACK 0x05 and AWS's `connect_failed` event;
+- the connection's grant then decides PUBLISH (`_handle_message_delivery`: denied -> disconnect,
+  AUTH_ERROR), SUBSCRIBE and RECEIVE (`_topic_filtering`, retained messages included) and the
+  Last Will; every denial is one `DENIED` log line;
+- `$share/<group>/<filter>` subscriptions are kept beside amqtt's (`add_subscription`,
+  `_del_subscription`) and served in `_broadcast_message`, one member per group.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
+import contextvars
 import json
 import logging
+import ssl
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from amqtt.broker import Broker
-from amqtt.contexts import BaseContext
-from amqtt.errors import BrokerError
+from amqtt.contexts import Action, BaseContext
+from amqtt.errors import BrokerError, MQTTError
+from amqtt.mqtt.connack import NOT_AUTHORIZED, ConnackPacket
 from amqtt.mqtt.disconnect import DisconnectPacket
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.plugins.base import BaseAuthPlugin, BasePlugin
 from amqtt.session import Session
+from amqtt.utils import gen_client_id
 
-from gasmon_local import lifecycle
+from gasmon_local import iot_policy, lifecycle
+from gasmon_local.iot_identity import (
+    CertificateRegistry,
+    Grant,
+    Refusal,
+    authorize_connect,
+    certificate_id_of_der,
+)
+from gasmon_local.iot_policy import Arns
 from gasmon_local.rules import RuleEngine
 from gasmon_local.shadows import ShadowRejectedError, ShadowStore, UpdateResult, client_token_of, parse_request_topic
+from gasmon_local.shared_subscriptions import SharedSubscriptions, parse_shared
 
 log = logging.getLogger("mqtt")
+PLAIN_LISTENER = "default"
+TLS_LISTENER = "mqtts"
+SUBACK_FAILURE = 0x80
 KEEP_ALIVE_FACTOR = 1.5  # AWS IoT drops a client silent for 1.5 x its keep-alive
 WATCHDOG_SECONDS = 0.25
 
@@ -74,6 +104,22 @@ class ActivityPlugin(BasePlugin[BaseContext]):  # type: ignore[misc]
             self.listener(session)
 
 
+@dataclass(frozen=True)
+class TlsListener:
+    """The TLS listener: port, the broker's certificate and key, and the CA its clients must come from."""
+
+    port: int
+    certfile: Path
+    keyfile: Path
+    cafile: Path
+
+
+# Set per connection task: what the listener learnt before CONNECT (which listener, the client's
+# certificate) and what CONNECT decided; the amqtt methods it passes through share the task.
+_peer: contextvars.ContextVar[tuple[str, bytes | None]] = contextvars.ContextVar("peer", default=(PLAIN_LISTENER, None))
+_verdict: contextvars.ContextVar[Grant | Refusal | None] = contextvars.ContextVar("verdict", default=None)
+
+
 @dataclass
 class Connection:
     """One live MQTT connection as the lifecycle events describe it."""
@@ -84,6 +130,7 @@ class Connection:
     session_id: str
     principal: str
     keep_alive: int
+    grant: Grant | None = None  # None on the plain (unauthenticated) listener
     last_seen: float = field(default_factory=time.monotonic)
     reason: str | None = None
     closed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -97,6 +144,10 @@ class IotBroker(Broker):  # type: ignore[misc]
         self.core = core
         self.connections: dict[str, Connection] = {}
         self.session_ids: dict[str, str] = {}
+        # The grant of each TLS client id, kept while its session lives (queued messages are
+        # checked against it too); plain-listener clients have none and are not checked.
+        self.grants: dict[str, Grant] = {}
+        self.shared: SharedSubscriptions[Session] = SharedSubscriptions()
         self.shutting_down = False
         plugin = self.plugins_manager.get_plugin("ActivityPlugin")
         if isinstance(plugin, ActivityPlugin):
@@ -112,6 +163,82 @@ class IotBroker(Broker):  # type: ignore[misc]
         if self._watchdog is not None:
             self._watchdog.cancel()
         await super().shutdown()
+
+    @staticmethod
+    def _create_ssl_context(listener: Any) -> ssl.SSLContext:
+        # amqtt asks for a client certificate but accepts a client without one; AWS IoT requires it.
+        context: ssl.SSLContext = Broker._create_ssl_context(listener)
+        context.verify_mode = ssl.CERT_REQUIRED
+        return context
+
+    async def _client_connected(self, listener_name: str, reader: Any, writer: Any) -> None:
+        certificate = None
+        ssl_object = writer.get_ssl_info() if listener_name == TLS_LISTENER else None
+        if ssl_object is not None:
+            certificate = ssl_object.getpeercert(binary_form=True)
+        _peer.set((listener_name, certificate))
+        _verdict.set(None)
+        await super()._client_connected(listener_name, reader, writer)
+
+    async def _initialize_client_session(
+        self, reader: Any, writer: Any, remote_address: str, remote_port: int
+    ) -> tuple[BrokerProtocolHandler, Session]:
+        """Read CONNECT, authorize it (TLS listener), and only then touch any existing session.
+
+        amqtt's own version resets or takes over the stored session of the client id before
+        authentication, so a refused impostor could wipe a connected device's subscriptions or
+        replace its Last Will. Here a refusal is answered (CONNACK 0x05) before anything changes.
+        """
+        try:
+            handler, session = await BrokerProtocolHandler.init_from_connect(reader, writer, self.plugins_manager)
+        except MQTTError as exc:
+            if "Invalid protocol" in str(exc):
+                log.warning(
+                    "refused       %s:%s: MQTT 5 is not supported by the local broker (CONNACK 0x01); "
+                    "connect with MQTT 3.1.1",
+                    remote_address,
+                    remote_port,
+                )
+            with contextlib.suppress(OSError):
+                await writer.close()
+            raise
+        listener, certificate = _peer.get()
+        client_id = session.client_id or ""
+        if listener == TLS_LISTENER:
+            verdict = await self.core.authorize(client_id, certificate)
+            _verdict.set(verdict)
+            if isinstance(verdict, Refusal):
+                log.warning(
+                    "DENIED        %s %s %s: %s (certificate %s)",
+                    client_id,
+                    verdict.action,
+                    verdict.resource,
+                    verdict.reason,
+                    verdict.principal[:12] or "none",
+                )
+                await self.core.connect_failed(client_id, verdict.principal, remote_address)
+                with contextlib.suppress(OSError):  # the client may hang up first
+                    await ConnackPacket.build(0, NOT_AUTHORIZED).to_stream(writer)
+                    await writer.close()
+                return handler, session
+        # MQTT session bookkeeping, as amqtt does it, once the client is let in.
+        if session.clean_session:
+            if client_id:
+                await self._delete_session(client_id)
+            else:
+                session.client_id = gen_client_id()
+            session.parent = 0
+        elif client_id in self._sessions:
+            existing: Session = self._sessions[client_id][0]
+            for attribute in ("will_flag", "will_message", "will_topic", "will_qos", "will_retain"):
+                setattr(existing, attribute, getattr(session, attribute))
+            for attribute in ("keep_alive", "username", "password"):
+                setattr(existing, attribute, getattr(session, attribute))
+            session = existing
+            session.parent = 1
+        else:
+            session.parent = 0
+        return handler, session
 
     def _touch(self, session: Session) -> None:
         connection = self.connections.get(session.client_id or "")
@@ -137,6 +264,8 @@ class IotBroker(Broker):  # type: ignore[misc]
         server: Any,
         listener_name: str,
     ) -> None:
+        if isinstance(_verdict.get(), Refusal):
+            return  # already answered with CONNACK 0x05
         previous = self.connections.get(client_session.client_id or "")
         if previous is not None:
             # AWS drops the older connection of a client id that connects again.
@@ -157,13 +286,21 @@ class IotBroker(Broker):  # type: ignore[misc]
             session_id = str(uuid.uuid4())
         else:
             session_id = self.session_ids.setdefault(client_id, str(uuid.uuid4()))
+        verdict = _verdict.get()
+        grant = verdict if isinstance(verdict, Grant) else None
+        if grant is not None:
+            self.grants[client_id] = grant
+        else:
+            self.grants.pop(client_id, None)
         connection = Connection(
             client_id=client_id,
             handler=handler,
             session=client_session,
             session_id=session_id,
-            principal=client_session.username or "anonymous",
+            # AWS's principalIdentifier of a certificate connection is the certificate id.
+            principal=grant.certificate_id if grant else client_session.username or "anonymous",
             keep_alive=client_session.keep_alive,
+            grant=grant,
         )
         self.connections[client_id] = connection
         await self.core.client_connected(connection, client_session.remote_address or "127.0.0.1")
@@ -188,6 +325,9 @@ class IotBroker(Broker):  # type: ignore[misc]
         reason = lifecycle.CLIENT_INITIATED_DISCONNECT if clean else lifecycle.CONNECTION_LOST
         if connection is not None and connection.reason is not None:
             reason = connection.reason
+        if not clean and client_session.will_flag and client_session.will_topic:
+            if not self._may(client_session, iot_policy.PUBLISH, client_session.will_topic):
+                client_session.will_flag = False  # AWS publishes a Last Will only where the policy allows
         await super()._handle_disconnect(client_session, handler, disconnect_waiter)  # sends the Last Will
         if connection is not None:
             if self.connections.get(client_id) is connection:
@@ -204,6 +344,13 @@ class IotBroker(Broker):  # type: ignore[misc]
     ) -> bool:
         message = wait_deliver.result()
         topic = getattr(message, "topic", None) or ""
+        if topic and "+" not in topic and "#" not in topic and not self._may(client_session, iot_policy.PUBLISH, topic):
+            # AWS IoT (MQTT 3.1.1) disconnects a client whose PUBLISH its policies deny.
+            connection = self.connections.get(client_session.client_id or "")
+            if connection is not None and connection.handler is handler:
+                connection.reason = lifecycle.AUTH_ERROR
+            await handler.handle_connection_closed()
+            return True
         if topic.startswith("$") and "+" not in topic and "#" not in topic:
             if parse_request_topic(topic) is not None:
                 await self._broadcast_message(client_session, topic, message.data)
@@ -229,14 +376,103 @@ class IotBroker(Broker):  # type: ignore[misc]
         force_qos: int | None = None,
     ) -> None:
         await super()._broadcast_message(session, topic, data, force_qos)
+        if topic is not None and data is not None and self.shared.groups:
+            for member, qos in self.shared.pick(topic, self._matches, lambda s: self._can_take(s, topic)):
+                handler = self._get_handler(member)
+                if handler is not None:
+                    delivery = handler.mqtt_publish(topic, data, qos if force_qos is None else force_qos, retain=False)
+                    self._tasks_queue.append(asyncio.ensure_future(delivery))
         if topic is not None and data is not None and not self.shutting_down:
             await self.core.on_message(topic, bytes(data), session.client_id if session else None)
 
-    @property
-    def port(self) -> int:
-        server = self._servers["default"].instance
-        sockets = getattr(server, "sockets", None) or []
+    def _can_take(self, session: Session, topic: str) -> bool:
+        connected = session.transitions.state == "connected"
+        return connected and self._may(session, iot_policy.RECEIVE, topic)
+
+    # ---- policies ----
+    def _may(self, session: Session, action: str, topic: str) -> bool:
+        """Whether the session's policies allow `action` on a topic (or filter); logs a denial."""
+        grant = self.grants.get(session.client_id or "")
+        if grant is None:
+            return True  # the plain listener: unauthenticated, local only
+        arns = grant.arns
+        resource = arns.topic_filter(topic) if action == iot_policy.SUBSCRIBE else arns.topic(topic)
+        decision = grant.decide(action, resource)
+        if not decision.allowed:
+            log.warning("DENIED        %s %s %s: %s", session.client_id, action, resource, decision.because)
+        return decision.allowed
+
+    async def _topic_filtering(self, session: Session, topic: str, action: Action) -> bool:
+        # amqtt asks before each SUBSCRIBE and each delivery; PUBLISH is checked earlier, where a
+        # denial can disconnect the client as AWS does.
+        if action == Action.SUBSCRIBE:
+            return self._may(session, iot_policy.SUBSCRIBE, topic)
+        if action == Action.RECEIVE:
+            return self._may(session, iot_policy.RECEIVE, topic)
+        return True
+
+    # ---- shared subscriptions ----
+    async def add_subscription(self, subscription: tuple[str, int], session: Session) -> int:
+        topic_filter, qos = subscription
+        if not topic_filter.startswith("$share/"):
+            result: int = await super().add_subscription(subscription, session)
+            return result
+        shared = parse_shared(topic_filter)
+        if shared is None or not _valid_filter(shared[1]):
+            return SUBACK_FAILURE
+        # AWS authorizes a shared subscription on its whole filter, $share/<group>/ included.
+        if not self._may(session, iot_policy.SUBSCRIBE, topic_filter):
+            return SUBACK_FAILURE
+        max_qos = self.config.get("max-qos", qos)
+        qos = min(qos, max_qos) if isinstance(max_qos, int) else qos
+        self.shared.subscribe(shared[0], shared[1], session.client_id or "", session, qos)
+        return qos
+
+    def _del_subscription(self, a_filter: str, session: Session) -> int:
+        shared = parse_shared(a_filter)
+        if shared is not None:
+            return self.shared.unsubscribe(shared[0], shared[1], session.client_id or "")
+        deleted: int = super()._del_subscription(a_filter, session)
+        return deleted
+
+    async def _publish_retained_messages_for_subscription(
+        self, subscription: tuple[str, int], session: Session
+    ) -> None:
+        if parse_shared(subscription[0]) is not None:
+            return  # AWS sends no retained message to a shared subscription
+        if session.client_id not in self.grants:
+            await super()._publish_retained_messages_for_subscription(subscription, session)
+            return
+        # A certificate client gets a retained message only where its policies allow iot:Receive.
+        handler = self._get_handler(session)
+        topic_filter, qos = subscription
+        if handler is None:
+            return
+        for topic, retained in list(self._retained_messages.items()):
+            if self._matches(topic, topic_filter) and self._may(session, iot_policy.RECEIVE, topic):
+                await handler.mqtt_publish(retained.topic, retained.data, min(qos, retained.qos or qos), retain=True)
+
+    async def _del_all_subscriptions(self, session: Session) -> None:
+        self.shared.drop_client(session.client_id or "")
+        await super()._del_all_subscriptions(session)
+
+    def listener_port(self, name: str) -> int:
+        """The port a listener is bound to (0 when it is not running)."""
+        server = self._servers.get(name)
+        if server is None:
+            return 0
+        sockets = getattr(server.instance, "sockets", None) or []
         return int(sockets[0].getsockname()[1]) if sockets else 0
+
+
+def _valid_filter(topic_filter: str) -> bool:
+    levels = topic_filter.split("/")
+    for index, level in enumerate(levels):
+        if "#" in level and (level != "#" or index != len(levels) - 1):
+            return False
+        if "+" in level and level != "+":
+            return False
+    return True
 
 
 class IotCore:
@@ -247,24 +483,58 @@ class IotCore:
         shadows: ShadowStore,
         versions: lifecycle.VersionCounter,
         host: str = "127.0.0.1",
-        port: int = 1883,
+        port: int | None = 1883,
+        tls: TlsListener | None = None,
+        registry: CertificateRegistry | None = None,
+        arns: Arns | None = None,
     ) -> None:
+        """`port` None: no plain listener (`--strict`). `tls` needs the `registry` it checks clients in."""
+        if tls is not None and registry is None:
+            raise ValueError("a TLS listener needs a certificate registry")
         self.shadows = shadows
         self.versions = versions
         self.host = host
         self.requested_port = port
+        self.tls = tls
+        self.registry = registry
+        self.arns = arns or Arns("ap-northeast-2", "123456789012")
         self.rules: RuleEngine | None = None
         self.broker: IotBroker | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def port(self) -> int:
-        return self.broker.port if self.broker is not None else self.requested_port
+        """The plain listener's port (0 when there is none)."""
+        if self.broker is not None:
+            return self.broker.listener_port(PLAIN_LISTENER)
+        return self.requested_port or 0
+
+    @property
+    def tls_port(self) -> int:
+        """The TLS listener's port (0 when there is none)."""
+        if self.broker is not None:
+            return self.broker.listener_port(TLS_LISTENER)
+        return self.tls.port if self.tls is not None else 0
 
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
+        # amqtt needs a "default" listener entry; one without `bind` is not started (--strict).
+        listeners: dict[str, Any] = {PLAIN_LISTENER: {"type": "tcp"}}
+        if self.requested_port is not None:
+            listeners[PLAIN_LISTENER]["bind"] = f"{self.host}:{self.requested_port}"
+        if self.tls is not None:
+            listeners[TLS_LISTENER] = {
+                "type": "tcp",
+                "bind": f"{self.host}:{self.tls.port}",
+                "ssl": True,
+                "certfile": str(self.tls.certfile),
+                "keyfile": str(self.tls.keyfile),
+                "cafile": str(self.tls.cafile),
+            }
+        if self.requested_port is None and self.tls is None:
+            raise ValueError("the broker needs a plain or a TLS listener")
         config = {
-            "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.requested_port}"}},
+            "listeners": listeners,
             "plugins": {
                 "gasmon_local.broker.AllowAllAuthPlugin": {},
                 "gasmon_local.broker.ActivityPlugin": {},
@@ -276,13 +546,30 @@ class IotCore:
         try:
             await self.broker.start()
         except BrokerError as exc:  # amqtt wraps the OSError of a port in use
-            raise OSError(f"MQTT broker cannot listen on {self.host}:{self.requested_port}: {exc}") from None
+            ports = [str(p) for p in (self.requested_port, self.tls.port if self.tls else None) if p is not None]
+            raise OSError(f"MQTT broker cannot listen on {self.host}:{'/'.join(ports)}: {exc}") from None
 
     async def stop(self) -> None:
         if self.broker is not None:
             await self.broker.shutdown()
 
+    # ---- what the broker asks ----
+    async def authorize(self, client_id: str, certificate_der: bytes | None) -> Grant | Refusal:
+        """AWS IoT's CONNECT check for a TLS client (the registry is read off the event loop)."""
+        if certificate_der is None or self.registry is None:
+            return Refusal("", iot_policy.CONNECT, self.arns.client(client_id), "no client certificate")
+        certificate_id = certificate_id_of_der(certificate_der)
+        registered = await asyncio.to_thread(self.registry.lookup, certificate_id)
+        for problem in registered.problems if registered is not None else ():
+            log.warning("NOT APPLIED   %s (certificate %s): %s", client_id, certificate_id[:12], problem)
+        return authorize_connect(registered, certificate_id, client_id, self.arns)
+
     # ---- what the broker reports ----
+    async def connect_failed(self, client_id: str, principal: str, ip_address: str) -> None:
+        if lifecycle.has_lifecycle_events(client_id):
+            topic, event = lifecycle.connect_failed_event(client_id, principal, ip_address, now_ms())
+            await self.publish(topic, json.dumps(event).encode())
+
     async def client_connected(self, connection: Connection, ip_address: str) -> None:
         log.info("connected     %s (keep-alive %ss)", connection.client_id, connection.keep_alive)
         if lifecycle.has_lifecycle_events(connection.client_id):

@@ -46,7 +46,7 @@ class DataDirLock:
             raise StackGuardError(
                 f"{data_dir} is in use by another gasmon-local (pid {holder}); stop it (Ctrl-C), or run a "
                 f'second stack with its own data dir and free ports: make local ARGS="--data-dir {data_dir}-2 '
-                '--http-port 0 --mqtt-port 0 --iot-data-port 0 --aws-port 0"'
+                '--http-port 0 --mqtt-port 0 --mqtts-port 0 --iot-data-port 0 --aws-port 0"'
             ) from None
         os.ftruncate(descriptor, 0)
         os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)

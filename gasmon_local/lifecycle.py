@@ -26,6 +26,8 @@ MQTT_KEEP_ALIVE_TIMEOUT = "MQTT_KEEP_ALIVE_TIMEOUT"
 DUPLICATE_CLIENTID = "DUPLICATE_CLIENTID"
 CLIENT_ERROR = "CLIENT_ERROR"
 SERVER_INITIATED_DISCONNECT = "SERVER_INITIATED_DISCONNECT"
+AUTH_ERROR = "AUTH_ERROR"  # a request the client's policies deny (a PUBLISH, here)
+AUTHORIZATION_FAILED = "AUTHORIZATION_FAILED"  # connect_failed's failureType
 
 
 def has_lifecycle_events(client_id: str) -> bool:
@@ -61,6 +63,20 @@ def disconnected_event(
         "clientInitiatedDisconnect": reason == CLIENT_INITIATED_DISCONNECT,
         "disconnectReason": reason,
         "versionNumber": version,
+    }
+
+
+def connect_failed_event(
+    client_id: str, principal: str, ip_address: str, timestamp_ms: int
+) -> tuple[str, dict[str, Any]]:
+    """Topic and payload of AWS's "connect failure" event: a CONNECT refused by authorization."""
+    return f"$aws/events/presence/connect_failed/{client_id}", {
+        "clientId": client_id,
+        "timestamp": timestamp_ms,
+        "eventType": "connect_failed",
+        "failureType": AUTHORIZATION_FAILED,
+        "principalIdentifier": principal,
+        "ipAddress": ip_address,
     }
 
 

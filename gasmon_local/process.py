@@ -19,7 +19,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-PORT_FLAGS = ("--http-port", "0", "--mqtt-port", "0", "--iot-data-port", "0", "--aws-port", "0")
+PORT_FLAGS = ("--http-port", "0", "--mqtt-port", "0", "--mqtts-port", "0", "--iot-data-port", "0", "--aws-port", "0")
 
 
 class StackProcessError(RuntimeError):
@@ -60,6 +60,10 @@ class StackProcess:
 
     def mqtt_address(self) -> tuple[str, int]:
         host, port = str(self.endpoints["mqtt"]).removeprefix("mqtt://").rsplit(":", 1)
+        return host, int(port)
+
+    def mqtts_address(self) -> tuple[str, int]:
+        host, port = str(self.endpoints["mqtts"]).removeprefix("mqtts://").rsplit(":", 1)
         return host, int(port)
 
     def log_tail(self, lines: int = 60) -> str:

@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from gasmon_admin.target import Target
-from gasmon_local import aws, lifecycle, schedules
-from gasmon_local.broker import IotCore
+from gasmon_local import aws, iot_policy, lifecycle, schedules
+from gasmon_local.broker import IotCore, TlsListener
 from gasmon_local.dynamodb_journal import DynamoDbJournal
 from gasmon_local.faults import FaultPlan, fault_adapters
 from gasmon_local.functions import ROOT, FunctionNotFoundError, FunctionRuntime
@@ -33,10 +33,12 @@ from gasmon_local.gateway import API_KEY_ENV, ApiGateway
 from gasmon_local.guard import DataDirLock, check_ports
 from gasmon_local.identities import ensure_credentials
 from gasmon_local.iot_data import IotDataApp
+from gasmon_local.iot_identity import MotoIotRegistry
+from gasmon_local.local_ca import LocalCA
 from gasmon_local.rules import Rule, RuleEngine, load_rules
 from gasmon_local.servers import ServerThread
 from gasmon_local.shadows import ShadowStore
-from gasmon_local.template import REGION, SnsEventSource, Stack, StackContext, load
+from gasmon_local.template import ACCOUNT_ID, REGION, SnsEventSource, Stack, StackContext, load
 
 log = logging.getLogger("local")
 GRACE_VARIABLE = "GRACE_SECONDS"
@@ -52,6 +54,8 @@ class Options:
     host: str = "127.0.0.1"
     http_port: int = 3000
     mqtt_port: int = 1883
+    mqtts_port: int = 8883
+    strict: bool = False  # no plain (unauthenticated) MQTT listener
     iot_data_port: int = 3001
     aws_port: int = 4566
     devices: int = 3
@@ -239,7 +243,8 @@ class LocalStack:
         options = self.options
         return [
             ("--http-port", options.http_port),
-            ("--mqtt-port", options.mqtt_port),
+            *([] if options.strict else [("--mqtt-port", options.mqtt_port)]),
+            ("--mqtts-port", options.mqtts_port),
             ("--iot-data-port", options.iot_data_port),
             ("--aws-port", options.aws_port),
         ]
@@ -263,7 +268,10 @@ class LocalStack:
             ShadowStore(self.data_dir / "shadows.json"),
             lifecycle.VersionCounter(self.data_dir / "lifecycle-versions.json"),
             options.host,
-            options.mqtt_port,
+            None if options.strict else options.mqtt_port,
+            tls=self._tls_listener(),
+            registry=MotoIotRegistry(aws_url, REGION),
+            arns=iot_policy.Arns(REGION, ACCOUNT_ID),
         )
         await core.start()
         started.push_async_callback(core.stop)
@@ -279,6 +287,8 @@ class LocalStack:
         os.environ.update(common)
         bucket_dir = self.data_dir / "s3"
         problems = await asyncio.to_thread(aws.create_resources, stack, aws_url, snapshot_dir, journal, bucket_dir)
+        # A policy the broker cannot read is never silently allowed: it is left out, and said here.
+        problems += iot_policy.readable_policies((p.name, p.document) for p in stack.iot_policies())[1]
         started.push_async_callback(asyncio.to_thread, aws.save_tables, stack, aws_url, snapshot_dir, journal)
         started.push_async_callback(asyncio.to_thread, aws.save_buckets, stack, aws_url, bucket_dir)
 
@@ -352,7 +362,9 @@ class LocalStack:
 
         self.endpoints = {
             "api": gateway.url,
-            "mqtt": f"mqtt://{options.host}:{core.port}",
+            **({} if options.strict else {"mqtt": f"mqtt://{options.host}:{core.port}"}),
+            "mqtts": f"mqtts://{options.host}:{core.tls_port}",
+            "ca_file": str(LocalCA(self.data_dir).ca_file),
             "iot_data": iot_data.url,
             "aws": aws_url,
             "api_key": api_key,
@@ -373,7 +385,9 @@ class LocalStack:
         scratch.rename(endpoints_file)
 
         fleet_thread = None
-        if options.devices > 0 and self.fleet is not None:
+        if options.devices > 0 and self.fleet is not None and options.strict:
+            log.warning("the simulated fleet speaks plain MQTT; with --strict it does not run")
+        elif options.devices > 0 and self.fleet is not None:
             fleet_thread = threading.Thread(
                 target=self.fleet,
                 kwargs={
@@ -390,6 +404,18 @@ class LocalStack:
             )
             fleet_thread.start()
         started.push_async_callback(self._settle, fleet_thread, runtime)
+
+    def _tls_listener(self) -> TlsListener:
+        """The broker's TLS certificate, issued by the local CA at each start (the CA itself is kept)."""
+        ca = LocalCA(self.data_dir)
+        ca_file = ca.ensure()
+        issued = ca.issue_server_certificate((self.options.host, "localhost"))
+        certfile, keyfile = ca.directory / "broker.pem", ca.directory / "broker.key"
+        certfile.write_text(issued.certificate_pem)
+        descriptor = os.open(keyfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(issued.private_key_pem)
+        return TlsListener(self.options.mqtts_port, certfile, keyfile, ca_file)
 
     async def _settle(self, fleet_thread: threading.Thread | None, runtime: FunctionRuntime) -> None:
         """First step of stopping: devices disconnect cleanly, queued invocations finish."""
@@ -421,9 +447,18 @@ class LocalStack:
             f"            {r.method} {r.path} -> {r.function}{'' if _needs_key(r) else ' (no key)'}" for r in routes
         ]
         lines += [
-            f"  mqtt      {e['mqtt']}  (AWS IoT Core: lifecycle events, rules, shadows)",
+            f"  mqtts     {e['mqtts']}  (AWS IoT Core: X.509 client certificates from the local CA, "
+            "the template's IoT policies, lifecycle events, rules, shadows)",
+            f"            root CA {e['ca_file']}; certificates: gasmon-admin --local provision",
+        ]
+        if "mqtt" in e:
+            lines.append(
+                f"  mqtt      {e['mqtt']}  UNAUTHENTICATED, local only: no certificates or policies (--strict: off)"
+            )
+        lines += [
+            f"  iot-policies {', '.join(p.name for p in stack.iot_policies()) or 'none'} (enforced on mqtts)",
             f"  iot-data  {e['iot_data']}",
-            f"  aws       {e['aws']}  (moto: SNS, SQS, DynamoDB, S3, Firehose)",
+            f"  aws       {e['aws']}  (moto: SNS, SQS, DynamoDB, S3, Firehose, the IoT registry)",
             f"  archive   s3://{e['archive_bucket']}/readings/  (gzip JSON lines; {_relative(self.data_dir)}/s3)"
             if e.get("archive_bucket")
             else "  archive   none in the template",
