@@ -226,8 +226,10 @@ class SigV4Stub:
                 lines = [json.loads(line) for line in body.decode().splitlines() if line.strip()]
                 actions = lines[0::2]
                 self.counts["documents"] += len(actions)
-                items = [{"create": {"_id": a["create"]["_id"], "status": 201}} for a in actions]
+                items = [{kind: {"_id": meta["_id"], "status": 201}} for a in actions for kind, meta in a.items()]
                 return 200, {"took": 1, "errors": False, "items": items}
+            if method == "GET" and route.startswith("/_plugins/_ism/policies/"):
+                return 404, {"error": {"type": "status_exception", "reason": "Policy not found"}, "status": 404}
             if route.endswith("/_doc"):
                 self.counts["documents"] += 1
                 return 201, {"_id": "x", "result": "created"}

@@ -540,6 +540,10 @@ class OpenSearchReadingStore:
             return
         # RETENTION_DAYS changed: update in place, guarded by the version we read. A conflict means
         # another cold start just did the same.
+        if "_seq_no" not in current or "_primary_term" not in current:  # not the answer the API specifies
+            log.warning("retention policy %s answered without its version: replaced unguarded", policy_id)
+            self._call(lambda: ism.put_policy(policy_id, body=wanted))
+            return
         params = {"if_seq_no": current["_seq_no"], "if_primary_term": current["_primary_term"]}
         try:
             self._call(lambda: ism.put_policy(policy_id, body=wanted, params=params))
