@@ -167,8 +167,8 @@ def device_toml(
         lines.append(f"gps = {_toml(location)}")
     lines += ["", "[api]", f"endpoint = {_toml(readings)}", f"api_key = {_toml(api_key)}", "", "[mqtt]"]
     lines += [f"host = {_toml(target.mqtt_host)}", f"port = {target.mqtt_port}"]
-    # The local broker's TLS listener is a later issue: plain MQTT there, the same files kept.
-    lines += [f"tls = {_toml(not target.local)}", f"warning_topic = {_toml(target.warning_topic)}"]
+    # TLS with the device's certificate, in AWS and on the local broker's TLS listener alike.
+    lines += [f"tls = {_toml(True)}", f"warning_topic = {_toml(target.warning_topic)}"]
     lines += [f"{name} = {_toml(str(folder / file))}" for name, file in (("root_ca", ROOT_CA_FILE),)]
     lines += [f"cert = {_toml(str(folder / CERT_FILE))}", f"key = {_toml(str(folder / KEY_FILE))}"]
     for index, (gas, sensorid, sensortype) in enumerate(SEED_SENSORS):

@@ -90,7 +90,9 @@ def from_endpoints(path: Path = DEFAULT_ENDPOINTS_FILE) -> Target:
             aws_secret_access_key="testing",
         )
 
-    host, _, port = str(endpoints.get("mqtt", "mqtt://127.0.0.1:1883")).removeprefix("mqtt://").rpartition(":")
+    # Devices connect to the TLS listener, as to AWS IoT Core (the plain one is for the seed's scripts).
+    broker = str(endpoints.get("mqtts") or endpoints.get("mqtt", "mqtt://127.0.0.1:1883"))
+    host, _, port = broker.removeprefix("mqtts://").removeprefix("mqtt://").rpartition(":")
     return Target(
         iot=client("iot"),
         dynamodb=client("dynamodb"),

@@ -186,6 +186,14 @@ def _name_the_service(variables: Mapping[str, str]) -> None:
         FunctionLogs.dress(observability.logger)
     if observability is not None and service:
         observability.logger.append_keys(service=service)
+        # Handlers log with `inject_lambda_context(clear_state=True)`, which resets the keys to
+        # those the Logger was built with: the first function's service. Make this one's the base.
+        defaults = getattr(observability.logger, "_default_log_keys", None)
+        if isinstance(defaults, dict):
+            defaults["service"] = service
+        combined = getattr(observability.logger.registered_formatter, "keys_combined", None)
+        if isinstance(combined, dict):
+            combined["service"] = service
         observability.metrics.service = service
 
 

@@ -23,7 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gasmon_admin.devices import CERT_FILE, KEY_FILE, ROOT_CA_FILE
 from gasmon_admin.target import Target
+from gasmon_device.config import DEFAULT_PRESENCE_TOPIC, MqttSettings
 from gasmon_local import aws, iot_policy, lifecycle, schedules
 from gasmon_local.broker import IotCore, TlsListener
 from gasmon_local.dynamodb_journal import DynamoDbJournal
@@ -66,6 +68,29 @@ class Options:
     log_level: int = 20  # logging.INFO
     faults: str = ""  # --faults: KIND=PROBABILITY,... (gasmon_local.faults)
     fault_seed: int = 0
+
+
+def fleet_mqtt(data_dir: Path, host: str, tls_port: int, things: list[str]) -> list[MqttSettings]:
+    """The simulated Pis' MQTT settings: the TLS listener, each with its provisioned certificate
+    and key from `<data-dir>/fleet/<thing>/`, and the local CA as the root, as a Pi holds them."""
+    settings = []
+    for thing in things:
+        folder = data_dir / "fleet" / thing
+        settings.append(
+            MqttSettings(
+                host=host,
+                port=tls_port,
+                tls=True,
+                root_ca=folder / ROOT_CA_FILE,
+                cert=folder / CERT_FILE,
+                key=folder / KEY_FILE,
+                clean_session=True,
+                presence_topic=DEFAULT_PRESENCE_TOPIC,
+                reconnect_base_seconds=1.0,
+                reconnect_cap_seconds=30.0,
+            )
+        )
+    return settings
 
 
 def local_parameter_overrides(template: Mapping[str, Any], options: Options) -> tuple[dict[str, str], bool]:
@@ -351,7 +376,7 @@ class LocalStack:
             device_policy=outputs.get("DevicePolicyName", ""),
             api_url=gateway.url,
             mqtt_host=options.host,
-            mqtt_port=core.port,
+            mqtt_port=core.tls_port,  # devices connect as in AWS: TLS, their own certificate
             warning_topic=outputs.get("WarningTopic", "pi/1"),
             data_dir=self.data_dir,
         )
@@ -385,19 +410,20 @@ class LocalStack:
         scratch.rename(endpoints_file)
 
         fleet_thread = None
-        if options.devices > 0 and self.fleet is not None and options.strict:
-            log.warning("the simulated fleet speaks plain MQTT; with --strict it does not run")
-        elif options.devices > 0 and self.fleet is not None:
+        if options.devices > 0 and self.fleet is not None:
+            # Each simulated Pi connects as AWS IoT Core expects: TLS, its provisioned certificate,
+            # its thing name as client id, the stack's device policy enforced.
             fleet_thread = threading.Thread(
                 target=self.fleet,
                 kwargs={
                     "api_url": gateway.url,
                     "api_key": credentials.device_keys,
                     "mqtt_host": options.host,
-                    "mqtt_port": core.port,
+                    "mqtt_port": core.tls_port,
                     "devices": options.devices,
                     "interval": options.interval,
                     "stop_event": self.stop_threads,
+                    "mqtt_settings": fleet_mqtt(self.data_dir, options.host, core.tls_port, credentials.things),
                 },
                 name="fleet",
                 daemon=True,

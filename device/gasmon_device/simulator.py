@@ -249,7 +249,7 @@ class Fleet:
         seed: int | None = None,
         thing_prefix: str = "sim-pi",
         spike_probability: float | None = None,
-        mqtt_settings: MqttSettings | None = None,
+        mqtt_settings: MqttSettings | Sequence[MqttSettings] | None = None,
         clock: Clock | None = None,
     ) -> None:
         if devices < 1:
@@ -263,16 +263,25 @@ class Fleet:
         plans = list(plans) if plans is not None else default_plans(devices)
         if len(plans) < devices:
             plans += [DevicePlan("steady")] * (devices - len(plans))
+        # One MQTT connection setting for every device, or one per device (each with its own
+        # certificate, as provisioned devices on a TLS listener need).
+        per_device = list(mqtt_settings) if isinstance(mqtt_settings, Sequence) else None
+        if per_device is not None and len(per_device) < devices:
+            raise ValueError(f"{devices} devices need {devices} MQTT settings, got {len(per_device)}")
         mqtt: MqttSettings | None = None
-        if mqtt_host:
-            mqtt = mqtt_settings or MqttSettings(
-                host=mqtt_host,
-                port=mqtt_port,
-                tls=False,
-                clean_session=True,
-                presence_topic=DEFAULT_PRESENCE_TOPIC,
-                reconnect_base_seconds=1.0,
-                reconnect_cap_seconds=30.0,
+        if mqtt_host and per_device is None:
+            mqtt = (
+                mqtt_settings
+                if isinstance(mqtt_settings, MqttSettings)
+                else MqttSettings(
+                    host=mqtt_host,
+                    port=mqtt_port,
+                    tls=False,
+                    clean_session=True,
+                    presence_topic=DEFAULT_PRESENCE_TOPIC,
+                    reconnect_base_seconds=1.0,
+                    reconnect_cap_seconds=30.0,
+                )
             )
         profiles = dict(DEFAULT_PROFILES)
         if spike_probability is not None:
@@ -284,7 +293,7 @@ class Fleet:
                 number,
                 api_url=api_url,
                 api_key=keys[number - 1],
-                mqtt=mqtt,
+                mqtt=per_device[number - 1] if per_device is not None and mqtt_host else mqtt,
                 interval=interval,
                 plan=plans[number - 1],
                 seed=rng.randrange(2**32),
@@ -333,14 +342,16 @@ def run_fleet(
     thing_prefix: str = "sim-pi",
     spike_probability: float | None = None,
     duration: float | None = None,
+    mqtt_settings: MqttSettings | Sequence[MqttSettings] | None = None,
 ) -> list[DeviceReport]:
     """Run `devices` virtual Pis until `stop_event` is set (or `duration` seconds pass); blocks.
 
     - `api_url`: the API's base URL (`http://127.0.0.1:3000`) or the full `.../readings` URL;
       `api_key` goes in `x-api-key`: one key per device (device n uses the n-th; a device's key
       only posts its own group), or one key for all.
-    - `mqtt_host`/`mqtt_port`: the broker (plain TCP, as the local stack runs it); None for a
-      fleet that only posts readings.
+    - `mqtt_host`/`mqtt_port`: the broker (plain TCP); None for a fleet that only posts readings.
+      `mqtt_settings`: instead, the connection settings (one for all, or one per device: the
+      local stack gives each device its provisioned certificate on the TLS listener).
     - `interval`: seconds between readings of each device (below 1 s, `createdtime` carries
       milliseconds so readings stay distinct).
     - `plans`: one `DevicePlan` per device; by default device 2 drops unexpectedly after 15 s for
@@ -363,6 +374,7 @@ def run_fleet(
         seed=seed,
         thing_prefix=thing_prefix,
         spike_probability=spike_probability,
+        mqtt_settings=mqtt_settings,
     )
     stop = stop_event or threading.Event()
     fleet.start()
