@@ -55,9 +55,27 @@ def registry(stack: StackProcess) -> Any:
 
 
 def provisioned(stack: StackProcess, thing: str, policy: str = "gasmon-device") -> DeviceFiles:
+    """A Pi as an operator provisions it (`gasmon-admin provision`: the stack's device policy);
+    other policies (a monitor console, seed 004's test client) through the same IoT calls."""
     ca = LocalCA(stack.data_dir)
     assert ca.ca_file == Path(stack.endpoints["ca_file"])
-    return provision(registry(stack), ca, thing, stack.data_dir / "devices", policy)
+    if policy != "gasmon-device":
+        return provision(registry(stack), ca, thing, stack.data_dir / "devices", policy)
+    out = stack.data_dir / "devices" / thing
+    command = [str(Path(sys.executable).with_name("gasmon-admin")), "--endpoints-file"]
+    command += [str(stack.data_dir / "endpoints.json"), "provision", thing, "--group", "5", "--out", str(out)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)
+    described = registry(stack).describe_certificate(certificateId=answer["certificate_id"])["certificateDescription"]
+    return DeviceFiles(
+        thing=thing,
+        certificate_id=answer["certificate_id"],
+        certificate_arn=described["certificateArn"],
+        cert=out / "certificate.pem.crt",
+        key=out / "private.pem.key",
+        ca=out / "root-CA.pem",
+    )
 
 
 class Monitor:
