@@ -22,7 +22,7 @@ from gasmon.identity import Identity
 from gasmon.models import GAS_NAME_PATTERN, SAFE_ID_MAX_LENGTH, SAFE_ID_PATTERN, ErrorBody
 from gasmon.observability import logger, metrics, tracer
 from gasmon.policies import query_policy
-from gasmon.ports import AlarmStateStore, DeviceStatusSource, ReadingQueries
+from gasmon.ports import AlarmStateStore, DeviceNames, DeviceStatusSource, ReadingQueries
 from gasmon.query import QueryPolicy, QueryTime, alarm_page, alert_page, device_page, plan_series, series, warning_page
 from gasmon.query_models import AlarmHistoryPage, AlertPage, DevicePage, SeriesResponse, WarningPage
 from gasmon.rest import APIGatewayRestResolver, RequestValidationError, Response
@@ -125,7 +125,15 @@ def get_devices(
 ) -> DevicePage:
     context = app.context
     metrics.add_metric("DeviceQueries", MetricUnit.Count, 1)
-    return device_page(context["queries"], context["presence"], _policy(), limit, cursor=cursor, groupid=groupid)
+    return device_page(
+        context["queries"],
+        context["presence"],
+        _policy(),
+        limit,
+        cursor=cursor,
+        groupid=groupid,
+        registry=context["registry"],
+    )
 
 
 @app.get(
@@ -202,6 +210,17 @@ def get_alarms(
     )
 
 
+@cache
+def _registry() -> DeviceNames | None:
+    """The device registry when DEVICE_TABLE is set (devices are named from it), else None."""
+    settings = _settings()
+    if not settings.device_table:
+        return None
+    from gasmon.adapters.dynamodb_registry import DynamoDbDeviceRegistry
+
+    return DynamoDbDeviceRegistry(settings.device_table, region=settings.aws_region)
+
+
 @app.exception_handler(GasmonError)  # type: ignore[untyped-decorator]  # Powertools leaves it unannotated
 def _gasmon_error(error: GasmonError) -> Response[str]:
     if isinstance(error, StoreUnavailableError):
@@ -251,6 +270,7 @@ def lambda_handler(
     presence: DeviceStatusSource | None = None,
     clock: Callable[[], datetime] | None = None,
     alarm_store: AlarmStateStore | None = None,
+    registry: DeviceNames | None = None,
 ) -> dict[str, Any]:
     """Lambda entry point; tests and `make local` may hand in their own adapters and clock.
 
@@ -267,5 +287,6 @@ def lambda_handler(
         presence=presence or _presence(),
         clock=clock or _utc_now,
         alarms=alarm_store if alarm_store is not None else _alarm_store(),
+        registry=registry if registry is not None else _registry(),
     )
     return app.resolve(event, context)

@@ -148,3 +148,17 @@ def test_the_cli_lists_devices_as_json(
     assert (entry["kind"], entry["name"], entry["group"], entry["state"]) == ("device", "pi-x", "5", "active")
     assert main(["--local", "provision", "pi-x", "--group", "5", "--out", str(tmp_path / "again")]) == 1
     assert "already provisioned" in capsys.readouterr().err
+
+
+def test_the_query_api_names_a_pages_devices_with_one_batch_read(target: Target, tmp_path: Path) -> None:
+    # Given two provisioned devices
+    devices.provision(target, "pi-a", "5", tmp_path / "pi-a", location="37.5, 127.0")
+    devices.provision(target, "pi-b", "6", tmp_path / "pi-b")
+    registry = DynamoDbDeviceRegistry(target.device_table, client=target.dynamodb)
+    # When a page's devices are looked up, one the registry does not know among them
+    found = registry.devices_named(["pi-a", "pi-b", "nobody"])
+    # Then the registered ones come back with their group and place
+    assert {thing: (r.groupid, r.location) for thing, r in found.items()} == {
+        "pi-a": ("5", "37.5, 127.0"),
+        "pi-b": ("6", None),
+    }

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from gasmon.errors import InvalidQueryError
+from gasmon.identity import DeviceRecord
 from gasmon.models import BucketStats, DeviceLatest, GasValue, Reading, SeriesQuery, device_key
 from gasmon.query import (
     QueryPolicy,
@@ -308,6 +309,49 @@ def test_without_presence_every_device_is_unknown() -> None:
     page = device_page(store, MemoryPresence(configured=False), POLICY, limit=10)
     assert page.presence is False
     assert page.devices[0].status == "unknown"
+
+
+class MemoryRegistry:
+    """The registry as the query API reads it; counts its reads."""
+
+    def __init__(self, records: list[DeviceRecord]) -> None:
+        self.records = {r.thing: r for r in records}
+        self.reads: list[list[str]] = []
+
+    def devices_named(self, things: list[str]) -> dict[str, DeviceRecord]:
+        self.reads.append(list(things))
+        return {t: self.records[t] for t in things if t in self.records}
+
+
+def registered(thing: str, group: str, location: str | None = None) -> DeviceRecord:
+    return DeviceRecord(thing=thing, groupid=group, location=location, created_at=NOW)
+
+
+def test_a_registered_device_is_shown_with_the_registrys_group_and_location() -> None:
+    # Given the seed's RPI registered in group 2 at the seed's place, whose readings carry no gps,
+    # and a device the registry does not know
+    store = MemoryQueries([reading(NOW, deviceid="RPI", groupid="2"), reading(NOW, deviceid="pi-x")])
+    registry = MemoryRegistry([registered("RPI", "2", "37.61, 126.99")])
+    # When the device table is read
+    page = device_page(store, MemoryPresence(configured=False), POLICY, limit=10, registry=registry)
+    # Then RPI has its group and location from the registry, the other keeps what readings say,
+    # and the page cost one registry read
+    rows = {d.device: d for d in page.devices}
+    assert (rows["RPI"].groupid, rows["RPI"].gps, rows["RPI"].lat, rows["RPI"].lon) == (
+        "2",
+        "37.61, 126.99",
+        37.61,
+        126.99,
+    )
+    assert rows["pi-x"].gps == reading(NOW).gps
+    assert registry.reads == [["RPI", "pi-x"]]
+
+
+def test_the_registry_is_read_once_per_hundred_devices_shown() -> None:
+    store = MemoryQueries([reading(NOW, deviceid=f"pi-{n:03d}") for n in range(250)])
+    registry = MemoryRegistry([])
+    device_page(store, MemoryPresence(configured=False), POLICY, limit=250, registry=registry)
+    assert [len(batch) for batch in registry.reads] == [100, 100, 50]
 
 
 # ---- warnings ----

@@ -310,6 +310,15 @@ class DeviceRegistry(Protocol):
         ...
 
 
+class DeviceNames(Protocol):
+    """What the query API reads of the registry: the devices of one page, by thing name."""
+
+    def devices_named(self, things: Sequence[str]) -> Mapping[str, DeviceRecord]:
+        """The registered devices among `things` (at most 100: one batch read); raises
+        `StoreUnavailableError` when the registry cannot answer."""
+        ...
+
+
 class RateLimiter(Protocol):
     """Per-device throttling: how many requests one credential may make per minute."""
 

@@ -25,8 +25,8 @@ from gasmon.errors import (
     InvalidQueryError,
     StoreUnavailableError,
 )
-from gasmon.models import AlarmEpisode, Problem, SeriesQuery
-from gasmon.ports import AlarmStateStore, DeviceStatusSource, ReadingQueries
+from gasmon.models import AlarmEpisode, Problem, SeriesQuery, parse_gps
+from gasmon.ports import AlarmStateStore, DeviceNames, DeviceStatusSource, ReadingQueries
 from gasmon.query_models import (
     AlarmHistoryPage,
     AlarmStateFilter,
@@ -311,12 +311,15 @@ def device_page(
     limit: int,
     cursor: str | None = None,
     groupid: str | None = None,
+    registry: DeviceNames | None = None,
 ) -> DevicePage:
     """One page of the device table, sorted by device key: latest values joined with presence.
 
     A device presence knows but that never posted a reading is listed too (without values),
     unless the page is filtered by group, which presence does not record. A device joins presence
-    where its key (`deviceid`, else `groupid`) equals the MQTT client id.
+    where its key (`deviceid`, else `groupid`) equals the MQTT client id. With the device
+    `registry`, a registered device is named from it: its group and, where it has one, its
+    location (one batch read per 100 devices shown, so at most 5 for the largest page).
     """
     position = decode_cursor("d", cursor, policy.cursor_key)
     after = position.get("d") if position else None
@@ -342,9 +345,16 @@ def device_page(
     # the union are complete; anything past them belongs to the next page.
     ordered = sorted(rows)
     shown = ordered[:limit]
+    registered: dict[str, Any] = {}
+    if registry is not None:
+        for start in range(0, len(shown), REGISTRY_BATCH):
+            registered.update(registry.devices_named(shown[start : start + REGISTRY_BATCH]))
     devices = []
     for key in shown:
         row = rows[key]
+        record = registered.get(key)
+        if record is not None:
+            row = row.model_copy(update=_named(record.groupid, record.location))
         status = statuses.get(key)
         if status is not None:
             row = row.model_copy(
@@ -357,6 +367,21 @@ def device_page(
         devices.append(row)
     next_cursor = encode_cursor("d", {"d": shown[-1]}, policy.cursor_key) if len(ordered) > limit and shown else None
     return DevicePage(devices=devices, presence=presence.configured, next_cursor=next_cursor)
+
+
+REGISTRY_BATCH = 100  # devices per registry read (DynamoDB's BatchGetItem limit)
+
+
+def _named(groupid: str, location: str | None) -> dict[str, object]:
+    """A device row's group and place as the registry states them (its location only if it parses)."""
+    update: dict[str, object] = {"groupid": groupid}
+    if location:
+        try:
+            lat, lon = parse_gps(location)
+        except ValueError:
+            return update
+        update.update(gps=location, lat=lat, lon=lon)
+    return update
 
 
 # ---- warnings (threshold crossings) ----

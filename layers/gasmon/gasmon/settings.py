@@ -216,6 +216,8 @@ class QuerySettings(ThresholdSettings):
     # The alarm table ingest writes; empty means no alarm history: GET /alarms says `configured: false`.
     alarm_table: str = ""
     max_buckets: int = Field(default=2000, ge=10, le=10_000)
+    # The device registry (DeviceTable): devices in /devices are named from it; empty: from readings.
+    device_table: str = ""
     # Signs the cursors the API gives out (HMAC-SHA256); empty: a key in the source, which still
     # catches edited cursors. `make local` sets one per data directory.
     cursor_key: str = Field(default="", repr=False)

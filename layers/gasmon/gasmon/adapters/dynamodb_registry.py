@@ -13,12 +13,12 @@ the Lambda side and the admin side agree on one format.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from gasmon.adapters.aws import aws_client
-from gasmon.errors import RegistryUnavailableError
+from gasmon.errors import RegistryUnavailableError, StoreUnavailableError
 from gasmon.identity import Credential, DeviceRecord
 from gasmon.presence_models import DeviceInfo
 
@@ -80,6 +80,9 @@ def device_of_item(item: Mapping[str, Any]) -> DeviceRecord:
     return DeviceRecord.model_validate(fields)
 
 
+MAX_BATCH_KEYS = 100  # DynamoDB's BatchGetItem limit
+
+
 class DynamoDbDeviceRegistry:
     """The `DeviceRegistry` port over `DeviceTable` (reads, plus the authorizer's last-seen touch)."""
 
@@ -112,6 +115,29 @@ class DynamoDbDeviceRegistry:
     def device(self, thing: str) -> DeviceRecord | None:
         item = self._get(THING_PREFIX + thing)
         return device_of_item(item) if item else None
+
+    def devices_named(self, things: Sequence[str]) -> dict[str, DeviceRecord]:
+        """One BatchGetItem of up to 100 `thing#` items (what one /devices page shows); keys the
+        first answer left unprocessed are asked once more, then reported unavailable."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        names = list(dict.fromkeys(things))[:MAX_BATCH_KEYS]
+        if not names:
+            return {}
+        request = {self.table: {"Keys": [{"pk": {"S": THING_PREFIX + name}} for name in names]}}
+        found: dict[str, DeviceRecord] = {}
+        for _ in range(2):
+            try:
+                answer = self.client.batch_get_item(RequestItems=request)
+            except (BotoCoreError, ClientError) as exc:
+                raise StoreUnavailableError(f"device registry {self.table}: {exc}", retry_after_seconds=2) from exc
+            for item in answer.get("Responses", {}).get(self.table, []):
+                record = device_of_item(item)
+                found[record.thing] = record
+            request = answer.get("UnprocessedKeys") or {}
+            if not request:
+                return found
+        raise StoreUnavailableError(f"device registry {self.table} is throttling reads", retry_after_seconds=2)
 
     def touch(self, thing: str, now: datetime) -> None:
         from botocore.exceptions import BotoCoreError, ClientError
