@@ -63,8 +63,18 @@ def _documents(start: datetime) -> list[dict[str, Any]]:
 
 
 def _event(document: dict[str, Any]) -> dict[str, Any]:
+    """The sample API event carrying `document`, with what the authorizer hands ingest for the
+    device of the document's group (each simulated Pi posts with its own key)."""
     sample = json.loads((ROOT / "events" / "ingest_seed_document.json").read_text())
-    return sample | {"path": "/readings", "resource": "/readings", "body": json.dumps(document)}
+    group = str(document["groupid"])
+    identity = {"role": "device", "name": group, "groupid": group, "principalId": f"device:{group}"}
+    context = sample["requestContext"] | {"authorizer": identity}
+    return sample | {
+        "path": "/readings",
+        "resource": "/readings",
+        "body": json.dumps(document),
+        "requestContext": context,
+    }
 
 
 class _CountingPublisher:
