@@ -134,28 +134,16 @@ def _per_reading_requests(region: str = "ap-northeast-2") -> tuple[int, int]:
 
 
 def run() -> list[dict[str, Any]]:
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "bench",
-        "AWS_SECRET_ACCESS_KEY": "bench",
-        "AWS_DEFAULT_REGION": "ap-northeast-2",
-        "POWERTOOLS_TRACE_DISABLED": "true",
-        "POWERTOOLS_METRICS_NAMESPACE": "gasmon",
-        "POWERTOOLS_LOG_LEVEL": "WARNING",
-    }.items():
-        os.environ.setdefault(name, value)
     os.environ.pop("ALARM_TABLE", None)
     import contextlib
     import io
 
     from moto import mock_aws
 
+    from bench.in_process import load_function
     from gasmon.adapters.dynamodb_alarms import DynamoDbAlarmStore
-    from gasmon.observability import metrics
-    from gasmon_local.functions import load_handler
 
-    if metrics.namespace is None:
-        metrics.namespace = "gasmon"
-    handler = load_handler("functions/ingest_readings")
+    handler = load_function("functions/ingest_readings")
     with tempfile.TemporaryDirectory() as tmp, mock_aws(), contextlib.redirect_stdout(io.StringIO()):
         plain = _serve(handler, None, Path(tmp), "plain")
         memory = _serve(handler, _MemoryAlarmStore(), Path(tmp), "memory")

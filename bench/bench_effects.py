@@ -39,7 +39,14 @@ def _event(value: float, at: datetime) -> dict[str, Any]:
         "path": "/readings",
         "httpMethod": "POST",
         "headers": {"Content-Type": "application/json"},
-        "requestContext": {"resourcePath": "/readings", "httpMethod": "POST", "stage": "Prod", "requestId": "bench"},
+        "requestContext": {
+            "resourcePath": "/readings",
+            "httpMethod": "POST",
+            "stage": "Prod",
+            "requestId": "bench",
+            # What the REQUEST authorizer hands ingest for the device that owns group 7's key.
+            "authorizer": {"role": "device", "name": "7", "groupid": "7", "principalId": "device:7"},
+        },
         "body": json.dumps(doc),
         "isBase64Encoded": False,
     }
@@ -65,26 +72,14 @@ def _p50(values: list[float]) -> float:
 
 
 def run() -> list[dict[str, Any]]:
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "bench",
-        "AWS_SECRET_ACCESS_KEY": "bench",
-        "AWS_DEFAULT_REGION": "ap-northeast-2",
-        "POWERTOOLS_TRACE_DISABLED": "true",
-        "POWERTOOLS_METRICS_NAMESPACE": "gasmon",
-        "POWERTOOLS_LOG_LEVEL": "WARNING",
-    }.items():
-        os.environ.setdefault(name, value)
     os.environ.pop("ALARM_TABLE", None)
     from moto import mock_aws
 
+    from bench.in_process import load_function
     from gasmon.adapters.dynamodb_alarms import DynamoDbAlarmStore
     from gasmon.adapters.sqlite_store import SqliteReadingStore
-    from gasmon.observability import metrics
-    from gasmon_local.functions import load_handler
 
-    if metrics.namespace is None:
-        metrics.namespace = "gasmon"
-    handler = load_handler("functions/ingest_readings")
+    handler = load_function("functions/ingest_readings")
     quiet = [(T0 + timedelta(seconds=5 * i), _event(20.0, T0 + timedelta(seconds=5 * i))) for i in range(POSTS)]
     open_hour = [(T0 + timedelta(seconds=5 * i), _event(90.0, T0 + timedelta(seconds=5 * i))) for i in range(120)]
     with tempfile.TemporaryDirectory() as tmp, mock_aws(), contextlib.redirect_stdout(io.StringIO()):

@@ -163,23 +163,11 @@ def _raw_series(store: Any) -> Callable[[], Any]:
 
 
 def run() -> list[dict[str, Any]]:
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "bench",
-        "AWS_SECRET_ACCESS_KEY": "bench",
-        "AWS_DEFAULT_REGION": "ap-northeast-2",
-        "POWERTOOLS_TRACE_DISABLED": "true",
-        "POWERTOOLS_METRICS_NAMESPACE": "gasmon",
-        "POWERTOOLS_LOG_LEVEL": "WARNING",
-    }.items():
-        os.environ.setdefault(name, value)
     from moto import mock_aws
 
-    from gasmon.observability import metrics
-    from gasmon_local.functions import load_handler
+    from bench.in_process import load_function
 
-    if metrics.namespace is None:
-        metrics.namespace = "gasmon"
-    handler = load_handler("functions/query_readings")
+    handler = load_function("functions/query_readings")
     figures: dict[int, dict[str, float]] = {SMALL: {}, LARGE: {}}
     with tempfile.TemporaryDirectory() as tmp, mock_aws(), contextlib.redirect_stdout(io.StringIO()):
         stores = {}
