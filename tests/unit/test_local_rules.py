@@ -3,10 +3,11 @@
 import asyncio
 import base64
 import json
+from pathlib import Path
 from typing import Any
 
 from gasmon_local.rules import RuleEngine, load_rules
-from gasmon_local.template import TopicRuleSpec
+from gasmon_local.template import Stack, StackContext, TopicRuleSpec, load
 
 LAMBDA_ARN = "arn:aws:lambda:ap-northeast-2:123456789012:function:gasmon-RecordPresenceFunction"
 
@@ -166,3 +167,19 @@ def test_a_rule_with_unsupported_sql_is_reported_and_not_loaded() -> None:
     rules = load_rules([rule("Odd", "SELECT parse_time('yyyy', timestamp()) AS t FROM 'a'"), LIFECYCLE], problems)
     assert [r.name for r in rules] == ["Lifecycle"]
     assert len(problems) == 1 and problems[0].startswith("rule Odd:")
+
+
+def test_the_template_lifecycle_rule_passes_connects_and_disconnects_but_not_refused_connects() -> None:
+    # Given template.yaml's own presence rule in the local rules engine
+    stack = Stack(load(Path(__file__).resolve().parents[2] / "template.yaml"), StackContext(), {})
+    (presence_rule,) = [spec for spec in stack.topic_rules() if spec.logical_id == "PresenceLifecycleRule"]
+    targets = FakeTargets()
+    engine = RuleEngine(load_rules([presence_rule]), targets)
+    # When a refused CONNECT's connect_failed event arrives, Then the presence function is not invoked
+    refused = {"clientId": "rpi-7", "eventType": "connect_failed", "failureType": "AUTHORIZATION_FAILED"}
+    assert fire(engine, "$aws/events/presence/connect_failed/rpi-7", refused) == []
+    # When a connect and an unexpected disconnect arrive, Then both reach the function unchanged
+    connected = {"clientId": "rpi-7", "eventType": "connected"}
+    fire(engine, "$aws/events/presence/connected/rpi-7", connected)
+    fire(engine, "$aws/events/presence/disconnected/rpi-7", DISCONNECT)
+    assert [event for _, event in targets.invoked] == [connected, DISCONNECT]

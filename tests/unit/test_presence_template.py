@@ -50,7 +50,9 @@ def test_code_uri_holds_the_handler(logical_id: str) -> None:
 
 def test_lifecycle_rule_feeds_every_connect_and_disconnect_to_the_record_function() -> None:
     payload = RESOURCES["PresenceLifecycleRule"]["Properties"]["TopicRulePayload"]
-    assert payload["Sql"] == "SELECT * FROM '$aws/events/presence/+/+'"
+    assert payload["Sql"] == (
+        "SELECT * FROM '$aws/events/presence/+/+' WHERE eventType = 'connected' OR eventType = 'disconnected'"
+    )
     assert payload["Actions"][0]["Lambda"]["FunctionArn"] == {"Fn::GetAtt": ["RecordPresenceFunction", "Arn"]}
     assert "ErrorAction" in payload
 
