@@ -176,36 +176,38 @@ def validate_document(raw: Any, index: int, prefix: str, policy: IngestPolicy, n
     lat_lon = parse_gps(document.gps) if document.gps else (None, None)
     fields: list[dict[str, Any]] = []
     problems: list[Problem] = []
+    latest, earliest, zone = now + policy.max_future, now - policy.max_age, policy.local_timezone
     for gas, sample in document.gases.items():
-        path = f"{prefix}{gas}.createdtime"
         try:
-            created_at = parse_device_time(sample.createdtime, policy.local_timezone)
+            created_at = parse_device_time(sample.createdtime, zone)
         except ValueError:
-            problems.append(Problem(path=path, problem="is not a time (use 'YYYY-MM-DD HH:MM:SS' or ISO-8601)"))
-            continue
-        if created_at > now + policy.max_future:
-            problems.append(Problem(path=path, problem=f"is more than {_human(policy.max_future)} in the future"))
-            continue
-        if created_at < now - policy.max_age:
-            problems.append(Problem(path=path, problem=f"is older than {_human(policy.max_age)}"))
-            continue
-        fields.append(
-            {
-                "reading_id": reading_id(document.groupid, sample.sensorid, gas, created_at, document.deviceid),
-                "groupid": document.groupid,
-                "deviceid": document.deviceid,
-                "gps": document.gps,
-                "lat": lat_lon[0],
-                "lon": lat_lon[1],
-                "gas": gas,
-                "sensorid": sample.sensorid,
-                "sensortype": sample.sensortype,
-                "value": sample.value,
-                "createdtime": sample.createdtime,
-                "created_at": created_at,
-                "received_at": now,
-            }
-        )
+            problem = "is not a time (use 'YYYY-MM-DD HH:MM:SS' or ISO-8601)"
+        else:
+            if earliest <= created_at <= latest:
+                fields.append(
+                    {
+                        "reading_id": reading_id(document.groupid, sample.sensorid, gas, created_at, document.deviceid),
+                        "groupid": document.groupid,
+                        "deviceid": document.deviceid,
+                        "gps": document.gps,
+                        "lat": lat_lon[0],
+                        "lon": lat_lon[1],
+                        "gas": gas,
+                        "sensorid": sample.sensorid,
+                        "sensortype": sample.sensortype,
+                        "value": sample.value,
+                        "createdtime": sample.createdtime,
+                        "created_at": created_at,
+                        "received_at": now,
+                    }
+                )
+                continue
+            problem = (
+                f"is more than {_human(policy.max_future)} in the future"
+                if created_at > latest
+                else f"is older than {_human(policy.max_age)}"
+            )
+        problems.append(Problem(path=f"{prefix}{gas}.createdtime", problem=problem))
     if problems:
         return ValidatedDocument(index=index, problems=problems)
     # One call into pydantic-core for the document's readings (cheaper than one model each).
