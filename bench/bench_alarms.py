@@ -100,8 +100,13 @@ def _serve(handler: Any, alarm_store: Any, workdir: Path, name: str) -> dict[str
     }
 
 
-def _per_reading_requests(region: str = "ap-northeast-2") -> tuple[int, int]:
-    """The obvious alarm store, run over the same hour: per gas reading, read its state, write it back.
+def _per_reading_requests(
+    events: list[tuple[datetime, dict[str, Any]]] | None = None,
+    region: str = "ap-northeast-2",
+    table: str = "bench-naive-alarms",
+) -> tuple[int, int]:
+    """The obvious alarm store, run over the same POSTs (default: the same hour): per gas reading,
+    read its state, write it back.
 
     The baseline for the request rows, measured on moto like gasmon's (reads, writes).
     """
@@ -109,7 +114,7 @@ def _per_reading_requests(region: str = "ap-northeast-2") -> tuple[int, int]:
 
     client = boto3.client("dynamodb", region_name=region)
     client.create_table(
-        TableName="bench-naive-alarms",
+        TableName=table,
         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
         BillingMode="PAY_PER_REQUEST",
@@ -121,15 +126,15 @@ def _per_reading_requests(region: str = "ap-northeast-2") -> tuple[int, int]:
     client.meta.events.register(
         "before-call.dynamodb.PutItem", lambda **_: calls.__setitem__("writes", calls["writes"] + 1)
     )
-    for _at, event in _events():
+    for _at, event in _events() if events is None else events:
         document = json.loads(event["body"])
         for gas in ("co", "no2", "c2h5oh", "h2"):
             if gas not in document:
                 continue
             key = {"pk": {"S": f"{document['groupid']}|{gas}"}}
-            client.get_item(TableName="bench-naive-alarms", Key=key)
+            client.get_item(TableName=table, Key=key)
             item = key | {"value": {"N": str(float(document[gas]["value"]))}}
-            client.put_item(TableName="bench-naive-alarms", Item=item)
+            client.put_item(TableName=table, Item=item)
     return calls["reads"], calls["writes"]
 
 

@@ -147,35 +147,35 @@ def run() -> list[dict[str, Any]]:
             "DynamoDB PutItem, journaled + fdatasync (p50)",
             median(puts["journaled"]),
             median(puts["plain"]),
-            "no journal",
+            "moto server without the journal, interleaved, same run",
             "reported: the disk flush per write",
         ),  # fmt: skip
         row(
             "DynamoDB PutItem, journaled + fdatasync (p99)",
             _p(puts["journaled"], 99),
             _p(puts["plain"], 99),
-            "no journal",
+            "moto server without the journal, interleaved, same run",
             "reported",
         ),  # fmt: skip
         row(
             "DynamoDB PutItem, journal flushed to the OS only (p50)",
             median(puts["flushed"]),
             median(puts["plain"]),
-            "no journal",
+            "moto server without the journal, interleaved, same run",
             "reported: kill -9 safe, not power-cut safe",
         ),  # fmt: skip
         row(
             "DynamoDB conditional UpdateItem, journaled + fdatasync (p50)",
             median(updates["journaled"]),
             median(updates["plain"]),
-            "no journal",
+            "moto server without the journal, interleaved, same run",
             "reported",
         ),  # fmt: skip
         row(
             f"snapshot after each write instead, {SNAPSHOT_ITEMS:,}-item table (p50)",
             median(snapshots),
             median(puts["journaled"]),
-            "a journaled PutItem",
+            "a journaled PutItem, same run",
             f"rejected if dearer than the journal: {cheaper}",
         ),  # fmt: skip
     ]

@@ -120,3 +120,22 @@ def test_deleting_old_readings_takes_their_rollups_and_latest_rows_along(tmp_pat
     for filters in ({}, {"deviceid": "pi-1"}):
         query = SeriesQuery(gas="no2", start=T0, end=T0 + timedelta(minutes=10), interval_seconds=60, **filters)
         assert shown(store.bucket_stats(query)) == brute_force(left, query)
+
+
+def test_one_batch_out_of_order_shows_its_newest_reading_and_adds_to_existing_minutes(tmp_path: Path) -> None:
+    store = SqliteReadingStore(tmp_path / "r.sqlite3")
+    # Given minute 3 already holds one stored reading
+    earlier = [reading(3.1, value=30, deviceid="pi-1")]
+    store.put_readings(earlier)
+    # When one batch brings, newest first, more readings in minute 3 and minute 4 from the same device
+    batch = [reading(4.5, value=70, deviceid="pi-1"), reading(3.5, value=5, deviceid="pi-1")]
+    batch += [reading(4.2, value=90, deviceid="pi-1"), reading(3.9, value=60, deviceid="pi-1")]
+    store.put_readings(batch)
+    # Then the device shows the newest reading of all, wherever it sat in the batch
+    [pi1] = store.latest_by_device(None, 10)
+    assert (pi1.values["no2"].value, pi1.last_seen) == (70, T0 + timedelta(minutes=4.5))
+    # And each minute counts, sums and bounds the stored and the batched readings together
+    for filters in ({}, {"deviceid": "pi-1"}):
+        query = SeriesQuery(gas="no2", start=T0, end=T0 + timedelta(minutes=5), interval_seconds=60, **filters)
+        assert shown(store.bucket_stats(query)) == brute_force(earlier + batch, query)
+        assert [b.count for b in store.bucket_stats(query)] == [3, 2]

@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from gasmon.errors import StoreUnavailableError
 from gasmon.models import BucketStats, DeviceLatest, GasValue, Reading, SeriesQuery, StoreOutcome
@@ -120,13 +121,13 @@ WHERE (excluded.created_ms, excluded.reading_id) > (device_latest.created_ms, de
 """
 _UPSERT_MINUTE = """
 INSERT INTO reading_minutes (gas, minute_ms, device, groupid, sensorid, deviceid, n, total, low, high)
-VALUES (?,?,?,?,?,?,1,?,?,?)
-ON CONFLICT (gas, minute_ms, device, groupid, sensorid, deviceid) DO UPDATE SET n = n + 1,
+VALUES (?,?,?,?,?,?,?,?,?,?)
+ON CONFLICT (gas, minute_ms, device, groupid, sensorid, deviceid) DO UPDATE SET n = n + excluded.n,
     total = total + excluded.total, low = min(low, excluded.low), high = max(high, excluded.high)
 """
 _UPSERT_GAS_MINUTE = """
-INSERT INTO gas_minutes (gas, minute_ms, n, total, low, high) VALUES (?,?,1,?,?,?)
-ON CONFLICT (gas, minute_ms) DO UPDATE SET n = n + 1,
+INSERT INTO gas_minutes (gas, minute_ms, n, total, low, high) VALUES (?,?,?,?,?,?)
+ON CONFLICT (gas, minute_ms) DO UPDATE SET n = n + excluded.n,
     total = total + excluded.total, low = min(low, excluded.low), high = max(high, excluded.high)
 """
 # Rebuilds the derived tables from the readings (a file from before them, or a bulk load).
@@ -246,29 +247,9 @@ class SqliteReadingStore:
                 for r in readings:
                     if r.reading_id not in existing:
                         new.setdefault(r.reading_id, r)  # a batch may repeat a reading: the first copy counts
-                _write_derived(conn, list(new.values()))
-                conn.executemany(
-                    f"INSERT INTO readings ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    [
-                        (
-                            r.reading_id,
-                            r.groupid,
-                            r.gps,
-                            r.lat,
-                            r.lon,
-                            r.gas,
-                            r.sensorid,
-                            r.sensortype,
-                            r.value,
-                            r.createdtime,
-                            _ms(r.created_at),
-                            _ms(r.received_at),
-                            r.deviceid,
-                            r.device,
-                        )
-                        for r in new.values()
-                    ],
-                )
+                rows_new = _rows(new.values())
+                _write_derived(conn, rows_new)
+                conn.executemany(f"INSERT INTO readings ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows_new)
         except sqlite3.OperationalError as exc:
             raise StoreUnavailableError(f"the reading store failed: {exc}", retry_after_seconds=2) from exc
         return StoreOutcome(created=frozenset(new), existing=frozenset(existing), conflicts=frozenset(conflicts))
@@ -507,25 +488,64 @@ class SqliteReadingStore:
             self._conn.close()
 
 
-def _write_derived(conn: sqlite3.Connection, readings: Sequence[Reading]) -> None:
-    """Fold newly stored readings into `devices`, `device_latest`, `reading_minutes` and `gas_minutes`."""
-    conn.executemany(
-        _UPSERT_DEVICE,
-        [(r.device, _ms(r.created_at), r.reading_id, r.deviceid, r.groupid, r.gps, r.lat, r.lon) for r in readings],
-    )
-    conn.executemany(
-        _UPSERT_LATEST,
-        [(r.device, r.gas, _ms(r.created_at), r.reading_id, r.value, r.sensorid, r.createdtime) for r in readings],
-    )
-    conn.executemany(
-        _UPSERT_GAS_MINUTE,
-        [(r.gas, _ms(r.created_at) // MINUTE_MS * MINUTE_MS, r.value, r.value, r.value) for r in readings],
-    )
-    conn.executemany(
-        _UPSERT_MINUTE,
-        [
-            (r.gas, _ms(r.created_at) // MINUTE_MS * MINUTE_MS, r.device, r.groupid, r.sensorid, r.deviceid or "",
-             r.value, r.value, r.value)
-            for r in readings
-        ],
-    )  # fmt: skip
+def _rows(readings: Iterable[Reading]) -> list[tuple[Any, ...]]:
+    """Readings as rows of `readings`, in `_COLUMNS` order (each time converted once)."""
+    millis: dict[datetime, int] = {}  # a request's readings share `received_at` and often `created_at`
+    rows = []
+    for r in readings:
+        created, received = r.created_at, r.received_at
+        created_ms = millis.get(created)
+        if created_ms is None:
+            created_ms = millis[created] = _ms(created)
+        received_ms = millis.get(received)
+        if received_ms is None:
+            received_ms = millis[received] = _ms(received)
+        rows.append(
+            (r.reading_id, r.groupid, r.gps, r.lat, r.lon, r.gas, r.sensorid, r.sensortype, r.value, r.createdtime,
+             created_ms, received_ms, r.deviceid, r.deviceid or r.groupid)
+        )  # fmt: skip
+    return rows
+
+
+def _write_derived(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Fold newly stored readings (rows in `_COLUMNS` order) into `devices`, `device_latest`,
+    `reading_minutes` and `gas_minutes`.
+
+    The batch is folded in Python first, one row per key (a request's readings share a device and
+    a few minutes), and each key is upserted once with the same rules the upserts apply row by row:
+    the newest (created_ms, reading_id) wins the latest tables, counts, sums, minima and maxima add
+    up in the rollups.
+    """
+    devices: dict[str, tuple[Any, ...]] = {}
+    latest: dict[tuple[str, str], tuple[Any, ...]] = {}
+    minutes: dict[tuple[Any, ...], list[Any]] = {}
+    gas_minutes: dict[tuple[str, int], list[Any]] = {}
+    for row in rows:
+        (reading_id, groupid, gps, lat, lon, gas, sensorid, _type, value, createdtime,
+         created_ms, _received, deviceid, device) = row  # fmt: skip
+        position = (created_ms, reading_id)
+        newest = devices.get(device)
+        if newest is None or position > (newest[1], newest[2]):
+            devices[device] = (device, created_ms, reading_id, deviceid, groupid, gps, lat, lon)
+        newest = latest.get((device, gas))
+        if newest is None or position > (newest[2], newest[3]):
+            latest[device, gas] = (device, gas, created_ms, reading_id, value, sensorid, createdtime)
+        minute = created_ms // MINUTE_MS * MINUTE_MS
+        _fold(minutes, (gas, minute, device, groupid, sensorid, deviceid or ""), value)
+        _fold(gas_minutes, (gas, minute), value)
+    conn.executemany(_UPSERT_DEVICE, list(devices.values()))
+    conn.executemany(_UPSERT_LATEST, list(latest.values()))
+    conn.executemany(_UPSERT_GAS_MINUTE, [(*key, *stats) for key, stats in gas_minutes.items()])
+    conn.executemany(_UPSERT_MINUTE, [(*key, *stats) for key, stats in minutes.items()])
+
+
+def _fold(rollups: dict[Any, list[Any]], key: Any, value: float) -> None:
+    """Add one value to a rollup row [count, total, low, high]."""
+    stats = rollups.get(key)
+    if stats is None:
+        rollups[key] = [1, value, value, value]
+    else:
+        stats[0] += 1
+        stats[1] += value
+        stats[2] = min(stats[2], value)
+        stats[3] = max(stats[3], value)
