@@ -3,6 +3,7 @@ each (issue 15). The end-to-end run against `make local` is in tests/e2e/test_do
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
@@ -55,7 +56,7 @@ def test_the_default_prefix_is_not_the_local_stacks_own_fleet(tmp_path: Path, ca
     assert thing_names(check_prefix("sim-dev", local=True), 2) == ["sim-dev-01", "sim-dev-02"]
     # And a prefix that cannot be a thing name and a group is refused by the command line
     endpoints = tmp_path / "endpoints.json"
-    endpoints.write_text('{"api": "http://127.0.0.1:9", "api_key": "k", "data_dir": "%s"}' % tmp_path)
+    endpoints.write_text(json.dumps({"api": "http://127.0.0.1:9", "api_key": "k", "data_dir": str(tmp_path)}))
     assert main(["--endpoints-file", str(endpoints), "simulate", "--prefix", "a/b"]) == 2
     assert "--prefix 'a/b'" in capsys.readouterr().err
 
