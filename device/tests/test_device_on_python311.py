@@ -21,7 +21,8 @@ from device_testkit import API_KEY
 ROOT = Path(__file__).resolve().parents[2]
 DEVICE = ROOT / "device"
 PI_VENV = ROOT / ".venv-pi"
-PYTHON311 = shutil.which("python3.11") or "/usr/bin/python3.11"
+# Debian's own python3.11 first (as on Raspberry Pi OS): a pyenv shim on PATH may point elsewhere.
+PYTHON311 = "/usr/bin/python3.11" if Path("/usr/bin/python3.11").exists() else shutil.which("python3.11") or ""
 PROBE = "import importlib.util as u; print([m for m in ('gasmon', 'boto3', 'amqtt') if u.find_spec(m)])"
 
 
@@ -44,7 +45,7 @@ def pi_python() -> Path:
     return python
 
 
-@pytest.mark.skipif(not Path(PYTHON311).exists(), reason="no python3.11 here (the Pi's Python)")
+@pytest.mark.skipif(not PYTHON311, reason="no python3.11 here (the Pi's Python)")
 def test_the_agent_publishes_on_python_311_with_only_its_own_requirements(tmp_path: Path, gateway) -> None:
     # Given the Pi's Python with only the agent's requirements, and the agent's source
     python = pi_python()
