@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import signal
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -207,15 +208,23 @@ def run_document(doc: str, stack: StackProcess, home: Path) -> subprocess.Comple
         "PATH": f"{BIN}{os.pathsep}{environment.get('PATH', '')}",
         "HOME": str(home),  # the device agent's queue goes under ~/.local/state
     }
-    return subprocess.run(
+    # Its own process group, so a command that hangs is stopped with everything it started.
+    with subprocess.Popen(
         ["bash", "-c", "\n".join(parts)],
         cwd=ROOT,
         env=environment,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=180,
-        check=False,
-    )
+        start_new_session=True,
+    ) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=180)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            stdout, stderr = process.communicate()
+            stderr += "\n(timed out after 180 s)"
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 
 @pytest.mark.parametrize("doc", [doc for doc in DOCS if any(not b.markers for b in shell_blocks(doc))])
