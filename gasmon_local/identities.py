@@ -86,6 +86,24 @@ def _restore_iot(target: Target, thing: str, group: str, folder: Path) -> None:
     target.iot.attach_thing_principal(thingName=thing, principal=registered["certificateArn"])
 
 
+def restore_other_devices(target: Target, fleet_dir: Path, own: set[str]) -> list[str]:
+    """Register again in moto's IoT the other devices provisioned into `<data-dir>/fleet/` (the
+    virtual Pis of `gasmon-device --local simulate`, `sim-dev-NN`) that the registry still holds
+    as active, so their certificates connect after a restart as the stack's own do."""
+    restored = []
+    folders = sorted(fleet_dir.iterdir()) if fleet_dir.is_dir() else []
+    for folder in folders:
+        if folder.name in own or not (folder / devices.CONFIG_FILE).is_file():
+            continue
+        record = devices.device(target, folder.name)
+        if record is not None and record.state == "active" and not devices.thing_exists(target, folder.name):
+            _restore_iot(target, folder.name, record.groupid, folder)
+            restored.append(folder.name)
+    if restored:
+        log.info("registered again in IoT: %s (provisioned into %s)", ", ".join(restored), fleet_dir)
+    return restored
+
+
 def ensure_viewer(target: Target, data_dir: Path) -> str:
     """The dashboard's viewer key (`<data-dir>/viewer-key`), issued once and reused."""
     path = data_dir / "viewer-key"
@@ -105,4 +123,5 @@ def ensure_credentials(target: Target, data_dir: Path, devices_wanted: int, env_
     count = max(1, devices_wanted)
     keys = [ensure_device(target, n, fleet_dir, env_key if n == 1 else None) for n in range(1, count + 1)]
     things = [f"{THING_PREFIX}-{n:02d}" for n in range(1, count + 1)]
+    restore_other_devices(target, fleet_dir, set(things))
     return LocalCredentials(keys, things, ensure_viewer(target, data_dir))

@@ -393,6 +393,8 @@ class LocalStack:
             "iot_data": iot_data.url,
             "aws": aws_url,
             "api_key": api_key,
+            # Whose key `api_key` is: the device agent's `--local` posts as this thing and group.
+            "api_key_device": {"thing": credentials.things[0], "groupid": "1"},
             "viewer_key": credentials.viewer_key,
             "viewer_url": f"{gateway.url}/#key={credentials.viewer_key}",
             "mail_dir": str(mail.mail_dir),

@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .config import DEFAULT_ENDPOINTS_FILE, ConfigError, DeviceConfig, load_config
+from .config import DEFAULT_ENDPOINTS_FILE, ConfigError, DeviceConfig, MqttSettings, load_config
+from .fleet_identity import DEFAULT_PREFIX, LOCAL_STACK_PREFIX
 from .mq import AdcError
 from .queue import DiskQueue, QueueHealth, QueueLockedError, exclusive, read_dead_letters, read_health
 from .sources import CsvReplaySource, SensorSource, SimulatedSource, SourceError
@@ -58,6 +59,13 @@ def _parser() -> argparse.ArgumentParser:
     publish.add_argument("--interval", type=float, help="seconds between readings (override)")
     publish.add_argument("--samples", type=int, help="take this many readings, deliver them, then exit")
     publish.add_argument("--drain", action="store_true", help="take no readings: deliver what is queued, then exit")
+    publish.add_argument(
+        "--status-every",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="log a status line (delivered, queued, last success) every S seconds at INFO (0: never; default 60)",
+    )
 
     commands.add_parser("subscribe", help="listen for warnings and keep the presence shadow")
 
@@ -68,6 +76,19 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("--seed", type=int)
     simulate.add_argument("--no-mqtt", action="store_true", help="post readings only")
     simulate.add_argument("--steady", action="store_true", help="no device leaves")
+    simulate.add_argument(
+        "--prefix",
+        default=DEFAULT_PREFIX,
+        help=f"thing names <prefix>-01, -02, ... and their group (default {DEFAULT_PREFIX}; "
+        f"`make local`'s own fleet is {LOCAL_STACK_PREFIX})",
+    )
+    simulate.add_argument(
+        "--credentials",
+        type=Path,
+        metavar="DIR",
+        help="provisioned folders DIR/<prefix>-NN/ (gasmon-admin provision --out); with --local the "
+        "stack's <data-dir>/fleet, where missing ones are provisioned",
+    )
 
     status = commands.add_parser("status", help="queue depth, dead letters, dropped, last success")
     status.add_argument("--json", action="store_true", help="machine-readable output")
@@ -178,7 +199,7 @@ def cmd_publish(config: DeviceConfig, args: argparse.Namespace) -> int:
             health.dead_letters,
         )
         try:
-            run_publisher(config, source, queue, sender, stop, max_samples=args.samples)
+            run_publisher(config, source, queue, sender, stop, max_samples=args.samples, status_every=args.status_every)
         finally:
             sender.close()
             queue.close()
@@ -205,14 +226,35 @@ def cmd_subscribe(config: DeviceConfig, args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(config: DeviceConfig, args: argparse.Namespace) -> int:
-    from .simulator import DevicePlan, run_fleet
+    from .fleet_identity import check_prefix, ensure_identities, local_fleet_dir, thing_names
+    from .simulator import DevicePlan, device_sensors, run_fleet
 
+    endpoints: Path | None = args.endpoints_file or (DEFAULT_ENDPOINTS_FILE if args.local else None)
+    prefix = check_prefix(args.prefix, local=endpoints is not None)
     config.require_api()
+    keys: str | list[str] = config.api.api_key
+    groups: list[str] | None = None
+    mqtt_settings: list[MqttSettings] | None = None
+    if endpoints is not None or args.credentials is not None:
+        # Every device is its own provisioned device: its key posts its group, its certificate
+        # connects as its thing on the TLS listener (gasmon_device.fleet_identity).
+        folder: Path = args.credentials or local_fleet_dir(endpoints or DEFAULT_ENDPOINTS_FILE)
+        sensors = [[spec.sensorid for spec in device_sensors(n)] for n in range(1, args.devices + 1)]
+        identities = ensure_identities(
+            thing_names(prefix, args.devices), sensors, folder, group=prefix, endpoints_file=endpoints
+        )
+        keys = [identity.api_key for identity in identities]
+        groups = [identity.groupid for identity in identities]
+        mqtt_settings = [identity.mqtt for identity in identities]
+        logger.info(
+            "simulating %s (group %s), credentials in %s", ", ".join(i.thing for i in identities), prefix, folder
+        )
+    mqtt_host = None if args.no_mqtt else (mqtt_settings[0].host if mqtt_settings else config.mqtt.host or None)
     with _stop_on_signals() as stop:
         reports = run_fleet(
             config.api.endpoint,
-            config.api.api_key,
-            None if args.no_mqtt else (config.mqtt.host or None),
+            keys,
+            mqtt_host,
             config.mqtt.port if config.mqtt.host else 1883,
             devices=args.devices,
             interval=args.interval,
@@ -220,6 +262,9 @@ def cmd_simulate(config: DeviceConfig, args: argparse.Namespace) -> int:
             plans=[DevicePlan("steady")] * args.devices if args.steady else None,
             seed=args.seed,
             duration=args.duration,
+            thing_prefix=prefix,
+            groups=groups,
+            mqtt_settings=mqtt_settings,
         )
     for report in reports:
         print(

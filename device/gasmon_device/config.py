@@ -345,6 +345,13 @@ def endpoints_overrides(path: Path) -> dict[str, Any]:
         overrides["api"] = {"endpoint": readings_url(str(data["api"]))}
     if data.get("api_key"):
         overrides.setdefault("api", {})["api_key"] = str(data["api_key"])
+        # The key is one device's (sim-pi-01 in group 1): post as that device, or get 403.
+        owner = data.get("api_key_device")
+        if isinstance(owner, dict):
+            if owner.get("thing"):
+                overrides["thing_name"] = str(owner["thing"])
+            if owner.get("groupid"):
+                overrides["groupid"] = str(owner["groupid"])
     if data.get("mqtt"):
         host, port = mqtt_host_port(data["mqtt"])
         mqtt: dict[str, Any] = {"host": host, "tls": False}

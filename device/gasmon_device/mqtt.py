@@ -38,6 +38,49 @@ MessageHandler = Callable[[str, bytes], None]
 AWS_IOT_ALPN = "x-amzn-mqtt-ca"
 
 
+# MQTT 3.1.1 CONNACK return codes by the name paho gives them (it hands them over as MQTT 5 reason
+# codes, whose numbers differ: "Not authorized" is 135 there, 5 on the wire), with what to check.
+CONNACK_CODES: dict[str, tuple[int, str]] = {
+    "unsupported protocol version": (1, "the broker speaks another MQTT version (AWS IoT and the local one: 3.1.1)"),
+    "client identifier not valid": (2, "the broker refused the client id: use the thing name (A-Z a-z 0-9 : _ -)"),
+    "server unavailable": (3, "the broker is up but not serving: it is retried"),
+    "bad user name or password": (4, "the broker refused the credentials: check the certificate and key files"),
+    "not authorized": (
+        5,
+        "is the certificate ACTIVE with the device policy attached, and the client id the thing name? "
+        "(locally: the stack's DENIED or connect_failed log line says which)",
+    ),
+}
+# What paho reports for a socket the other side closed: MQTT 3.1.1 has no DISCONNECT from the
+# broker, so "Unspecified error" is all the protocol says.
+UNSPECIFIED = 128
+
+
+def refusal_message(host: str, port: int, client_id: str, reason: ReasonCode) -> str:
+    """The log line for a refused CONNECT: the broker's own reason (the CONNACK code) and what to check."""
+    name = str(reason)
+    known = CONNACK_CODES.get(name.lower())
+    if known is None:
+        return (
+            f"MQTT connection to {host}:{port} as {client_id} refused by the broker: {name} "
+            f"(reason code {reason.value}); see the broker's log"
+        )
+    code, hint = known
+    return f"MQTT connection to {host}:{port} as {client_id} refused by the broker: CONNACK {code} ({name}); {hint}"
+
+
+def loss_message(client_id: str, reason: ReasonCode, from_server: bool) -> str:
+    """The log line for a connection that ended without our asking, with what could have ended it."""
+    if from_server or reason.value != UNSPECIFIED:
+        return f"MQTT connection lost: the broker said {reason} (reason code {reason.value})"
+    return (
+        "MQTT connection lost: the broker closed it or the network dropped (MQTT 3.1.1 carries no reason). "
+        f"If this repeats every few seconds, another client is connected with the same client id {client_id!r} "
+        "(the broker's lifecycle event says DUPLICATE_CLIENTID: give each device its own thing name, "
+        "`gasmon-device simulate --prefix`), or the device policy denied a publish (AUTH_ERROR)"
+    )
+
+
 class DeviceConnection:
     """A supervised MQTT connection for one thing, run on its own thread.
 
@@ -78,6 +121,7 @@ class DeviceConnection:
         self._thread: threading.Thread | None = None
         self._connected_at = 0.0
         self._failures = 0  # reconnect attempts since the last connection that stayed up
+        self._refused = False  # the last CONNACK refused the connection
         self.client = self._build_client()
 
     # -- setup ---------------------------------------------------------------------------------
@@ -121,11 +165,10 @@ class DeviceConnection:
         properties: Properties | None,
     ) -> None:
         if reason.is_failure:
-            hint = ""
-            if reason.value in (4, 5, 134, 135):
-                hint = " (check the certificate, its policy, and that the client id is the thing name)"
-            logger.error("MQTT connection refused: %s%s", reason, hint)
+            self._refused = True
+            logger.error("%s", refusal_message(self.settings.host, self.settings.port, self.client_id, reason))
             return
+        self._refused = False
         self.connects += 1
         self._connected_at = time.monotonic()
         client.publish(self.topic, CONNECTED_PAYLOAD, qos=1)
@@ -156,8 +199,11 @@ class DeviceConnection:
             self.disconnects += 1
             if self._connected_at and time.monotonic() - self._connected_at >= self.stable_after:
                 self._failures = 0
-        if not self._stop.is_set():
-            logger.warning("MQTT connection lost: %s", reason)
+        if self._stop.is_set() or not self._online.is_set():
+            return  # stopped or left on purpose: nothing to explain
+        if not was_connected and self._refused:
+            return  # the CONNACK's refusal was logged with its reason; paho adds no news here
+        logger.warning("%s", loss_message(self.client_id, reason, flags.is_disconnect_packet_from_server))
 
     def _on_subscribe(
         self,

@@ -22,7 +22,7 @@ from .backoff import Backoff
 from .clock import Clock, SystemClock
 from .config import DeviceConfig, SensorSpec, TimeFormat
 from .payload import build_document, encode_document, format_createdtime
-from .queue import DiskQueue, QueuedDocument
+from .queue import DiskQueue, QueuedDocument, QueueHealth
 from .sender import Sender, SendResult
 from .sources import SensorSource
 
@@ -371,6 +371,49 @@ def forward_loop(
             stop.wait(report.retry_in)
 
 
+# ---------------------------------------------------------------------------------------------
+# The periodic status line: a healthy publisher says so in its journal
+
+
+def _since(ms: int | None, now_ms: int) -> str:
+    if ms is None:
+        return "never"
+    seconds = max(0, now_ms - ms) // 1000
+    return f"{seconds} s ago" if seconds < 120 else f"{seconds // 60} min ago"
+
+
+def status_line(health: QueueHealth, now_ms: int, delivered_before: int = 0) -> str:
+    """One line for the journal: delivered since start, queued, last success, and the failure streak.
+
+    `delivered_before` is the queue's delivered count when the publisher started, so the figure is
+    this run's; the queue's lifetime totals stay in `gasmon-device status`.
+    """
+    line = (
+        f"status: {health.delivered - delivered_before} delivered since start, {health.depth} queued, "
+        f"last success {_since(health.last_success_ms, now_ms)}"
+    )
+    if health.dead_letters:
+        line += f", {health.dead_letters} dead letter(s)"
+    if health.dropped:
+        line += f", {health.dropped} dropped (queue full)"
+    if health.consecutive_failures:
+        line += f"; failing {health.consecutive_failures} attempt(s) in a row: {health.last_error}"
+    return line
+
+
+def status_loop(queue: DiskQueue, every: float, stop: threading.Event, clock: Clock) -> None:
+    """Log `status_line` at INFO every `every` seconds until `stop` is set (WARNING while failing)."""
+    delivered_before = queue.health().delivered
+    while not stop.wait(every):
+        try:
+            health = queue.health()
+        except Exception:  # the status line must never take the publisher down
+            logger.exception("reading the queue's health failed")
+            continue
+        log = logger.warning if health.consecutive_failures else logger.info
+        log("%s", status_line(health, _ms(clock.now()), delivered_before))
+
+
 def run_publisher(
     config: DeviceConfig,
     source: SensorSource | None,
@@ -380,22 +423,45 @@ def run_publisher(
     *,
     clock: Clock | None = None,
     max_samples: int | None = None,
+    status_every: float | None = 60.0,
 ) -> None:
     """Run sampler and forwarder until `stop` is set.
 
     `source` None drains the queue and returns (`gasmon-device publish --drain`). With a finite
     source (a CSV replay without looping) or `max_samples`, return once everything is delivered.
+    `status_every` seconds a status line is logged (`status_line`); None or 0: never.
     """
     clock = clock or SystemClock()
     forwarder = build_forwarder(config, queue, sender, clock)
     wake = threading.Event()
     done_sampling = threading.Event()
+    quit_status = threading.Event()
+    if status_every:
+        threading.Thread(
+            target=status_loop, args=(queue, status_every, quit_status, clock), name="gasmon-status", daemon=True
+        ).start()
+    try:
+        _run(config, source, forwarder, stop, wake, done_sampling, clock, max_samples)
+    finally:
+        quit_status.set()
+
+
+def _run(
+    config: DeviceConfig,
+    source: SensorSource | None,
+    forwarder: Forwarder,
+    stop: threading.Event,
+    wake: threading.Event,
+    done_sampling: threading.Event,
+    clock: Clock,
+    max_samples: int | None,
+) -> None:
     if source is None:
         done_sampling.set()
         forward_loop(forwarder, stop, wake, until_empty=done_sampling)
         return
 
-    sampler = build_sampler(config, source, queue, clock)
+    sampler = build_sampler(config, source, forwarder.queue, clock)
 
     def sampling() -> None:
         try:

@@ -121,13 +121,14 @@ class VirtualDevice:
         plan: DevicePlan,
         seed: int,
         thing_prefix: str = "sim-pi",
+        groupid: str | None = None,
         profiles: Mapping[str, GasProfile] | None = None,
         clock: Clock | None = None,
     ) -> None:
         rng = random.Random(seed)
         self.number = number
         self.thing_name = f"{thing_prefix}-{number:02d}"
-        self.groupid = str(number)
+        self.groupid = groupid or str(number)
         self.interval = interval
         self.plan = plan
         self.clock = clock or SystemClock()
@@ -248,6 +249,7 @@ class Fleet:
         plans: Sequence[DevicePlan] | None = None,
         seed: int | None = None,
         thing_prefix: str = "sim-pi",
+        groups: Sequence[str] | None = None,
         spike_probability: float | None = None,
         mqtt_settings: MqttSettings | Sequence[MqttSettings] | None = None,
         clock: Clock | None = None,
@@ -298,6 +300,7 @@ class Fleet:
                 plan=plans[number - 1],
                 seed=rng.randrange(2**32),
                 thing_prefix=thing_prefix,
+                groupid=groups[number - 1] if groups else None,
                 profiles=profiles,
                 clock=clock,
             )
@@ -340,6 +343,7 @@ def run_fleet(
     plans: Sequence[DevicePlan] | None = None,
     seed: int | None = None,
     thing_prefix: str = "sim-pi",
+    groups: Sequence[str] | None = None,
     spike_probability: float | None = None,
     duration: float | None = None,
     mqtt_settings: MqttSettings | Sequence[MqttSettings] | None = None,
@@ -360,8 +364,8 @@ def run_fleet(
       plume probability per sample (default 0.05).
 
     Thing names (and MQTT client ids) are `<thing_prefix>-01`, `-02`, ...; device n posts with
-    groupid "n". Returns each device's report (samples, delivered, still queued, connects). On
-    return every device has disconnected cleanly.
+    groupid "n", or `groups[n-1]` (each device's provisioned group). Returns each device's report
+    (samples, delivered, still queued, connects). On return every device has disconnected cleanly.
     """
     fleet = Fleet(
         api_url,
@@ -373,6 +377,7 @@ def run_fleet(
         plans=plans,
         seed=seed,
         thing_prefix=thing_prefix,
+        groups=groups,
         spike_probability=spike_probability,
         mqtt_settings=mqtt_settings,
     )

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from device_testkit import BrokerThread, IngestGateway
+from device_testkit import API_KEY, BrokerThread, IngestGateway
 
 from gasmon.adapters.sqlite_store import SqliteReadingStore
 
@@ -33,3 +33,15 @@ def broker() -> Iterator[BrokerThread]:
     thread = BrokerThread()
     yield thread
     thread.stop()
+
+
+@pytest.fixture
+def device_env(tmp_path, monkeypatch, gateway) -> Path:  # type: ignore[no-untyped-def]
+    config = tmp_path / "device.toml"
+    config.write_text('groupid = "7"\ngps = "37.61, 126.99"\ninterval_seconds = 0.02\n')
+    queue = tmp_path / "state" / "queue.sqlite3"
+    monkeypatch.setenv("GASMON_CONFIG", str(config))
+    monkeypatch.setenv("GASMON_ENDPOINT", gateway.url)
+    monkeypatch.setenv("GASMON_API_KEY", API_KEY)
+    monkeypatch.setenv("GASMON_QUEUE_PATH", str(queue))
+    return queue

@@ -240,7 +240,7 @@ class BrokerThread:
     certificate against the CA (amqtt uses CERT_OPTIONAL: a presented certificate must be valid).
     """
 
-    def __init__(self, tls: TlsFiles | None = None) -> None:
+    def __init__(self, tls: TlsFiles | None = None, allow_anonymous: bool = True) -> None:
         from amqtt.broker import Broker
 
         self.port = free_port()
@@ -254,7 +254,7 @@ class BrokerThread:
             }
         config = {
             "listeners": {"default": listener},
-            "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
+            "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": allow_anonymous}},
         }
         self.loop = asyncio.new_event_loop()
         ready = threading.Event()

@@ -3,25 +3,11 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-import pytest
 from device_testkit import API_KEY
 
 from gasmon_device.cli import main
 from gasmon_device.queue import DiskQueue
-
-
-@pytest.fixture
-def device_env(tmp_path, monkeypatch, gateway) -> Path:  # type: ignore[no-untyped-def]
-    config = tmp_path / "device.toml"
-    config.write_text('groupid = "7"\ngps = "37.61, 126.99"\ninterval_seconds = 0.02\n')
-    queue = tmp_path / "state" / "queue.sqlite3"
-    monkeypatch.setenv("GASMON_CONFIG", str(config))
-    monkeypatch.setenv("GASMON_ENDPOINT", gateway.url)
-    monkeypatch.setenv("GASMON_API_KEY", API_KEY)
-    monkeypatch.setenv("GASMON_QUEUE_PATH", str(queue))
-    return queue
 
 
 def test_publish_a_few_samples_then_status_reports_them(device_env, gateway, capsys) -> None:

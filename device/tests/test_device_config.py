@@ -82,6 +82,7 @@ def test_the_local_stack_endpoints_file_points_the_device_at_make_local(tmp_path
                 "iot_data": "http://127.0.0.1:3001",
                 "aws": "http://127.0.0.1:5000",
                 "api_key": "local-key",
+                "api_key_device": {"thing": "sim-pi-01", "groupid": "1"},
                 "mail_dir": ".local/mail",
             }
         ),
@@ -94,6 +95,8 @@ def test_the_local_stack_endpoints_file_points_the_device_at_make_local(tmp_path
     # Then the API and broker are the local ones, without TLS
     assert config.api.endpoint == "http://127.0.0.1:3000/readings"
     assert config.api.api_key == "local-key"
+    # And the device is the one the key belongs to (any other thing or group gets 403)
+    assert (config.thing_name, config.groupid) == ("sim-pi-01", "1")
     assert (config.mqtt.host, config.mqtt.port, config.mqtt.tls) == ("127.0.0.1", 1883, False)
     config.require_api()
     config.require_mqtt()

@@ -128,10 +128,10 @@ def test_states_and_thresholds_come_in_one_batched_read(store: DynamoDbAlarmStor
 
 
 def documented_put_item() -> dict[str, Any]:
-    """The `aws dynamodb put-item --item '...'` JSON from the README, as an operator runs it."""
-    text = (ROOT / "README.md").read_text()
+    """The `aws dynamodb put-item --item '...'` JSON from docs/alarms.md, as an operator runs it."""
+    text = (ROOT / "docs" / "alarms.md").read_text()
     match = re.search(r"--item '(\{.*?\})'", text, re.S)
-    assert match, "README.md shows no put-item command"
+    assert match, "docs/alarms.md shows no put-item command"
     item: dict[str, Any] = json.loads(match.group(1))
     return item
 

@@ -162,3 +162,33 @@ def test_the_query_api_names_a_pages_devices_with_one_batch_read(target: Target,
         "pi-a": ("5", "37.5, 127.0"),
         "pi-b": ("6", None),
     }
+
+
+def test_devices_provisioned_into_the_fleet_dir_are_registered_again_after_a_restart(
+    target: Target, tmp_path: Path
+) -> None:
+    # Given simulate's sim-dev-01 and a revoked sim-dev-02 provisioned into the stack's fleet dir
+    from gasmon_local.identities import restore_other_devices
+
+    fleet = tmp_path / "fleet"
+    devices.provision(target, "sim-dev-01", "sim-dev", fleet / "sim-dev-01")
+    devices.provision(target, "sim-dev-02", "sim-dev", fleet / "sim-dev-02")
+    devices.revoke(target, "sim-dev-02")
+    # And a restart: moto kept the registry (DynamoDB is journaled) but lost IoT's things and certificates
+    for thing in ("sim-dev-01", "sim-dev-02"):
+        for principal in target.iot.list_thing_principals(thingName=thing)["principals"]:
+            target.iot.detach_thing_principal(thingName=thing, principal=principal)
+            target.iot.detach_policy(policyName=target.device_policy, target=principal)
+            certificate_id = principal.rsplit("/", 1)[1]
+            target.iot.update_certificate(certificateId=certificate_id, newStatus="INACTIVE")
+            target.iot.delete_certificate(certificateId=certificate_id)
+        target.iot.delete_thing(thingName=thing)
+
+    # When the stack starts, with its own fleet (sim-pi-01) already done
+    restored = restore_other_devices(target, fleet, {"sim-pi-01"})
+
+    # Then the active device's thing is back with its own certificate, and the revoked one is not
+    assert restored == ["sim-dev-01"]
+    principals = target.iot.list_thing_principals(thingName="sim-dev-01")["principals"]
+    assert len(principals) == 1
+    assert devices.thing_exists(target, "sim-dev-01") and not devices.thing_exists(target, "sim-dev-02")

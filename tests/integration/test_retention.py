@@ -122,4 +122,4 @@ def test_a_403_on_the_template_is_one_clear_error_and_writes_go_on(
     assert sum(r.method == "PUT" for r in state.requests) == 1
     errors = [record for record in caplog.records if record.levelno >= logging.ERROR]
     assert len(errors) == 1
-    assert "403" in errors[0].getMessage() and "README" in errors[0].getMessage()
+    assert "403" in errors[0].getMessage() and "docs/operating.md" in errors[0].getMessage()

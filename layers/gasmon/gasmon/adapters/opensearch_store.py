@@ -494,8 +494,8 @@ class OpenSearchReadingStore:
             log.error(
                 "OpenSearch refused gasmon's index setup with 403 (%s). With fine-grained access control, "
                 "map this function's IAM role to a role allowed cluster:admin/opendistro/ism/policy/*, "
-                "indices:admin/index_template/put and indices:admin/mappings/get (see the README on "
-                "fine-grained access control). Until then readings are written without gasmon's template "
+                "indices:admin/index_template/put and indices:admin/mappings/get (docs/operating.md, "
+                "Existing OpenSearch domain). Until then readings are written without gasmon's template "
                 "and retention policy.",
                 _error_type(exc.__cause__.info),
             )
