@@ -76,7 +76,9 @@ def read_samconfig(path: Path = SAMCONFIG, env: str = "default") -> SamConfig:
     except tomllib.TOMLDecodeError as exc:
         raise DeployError(f"{path} is not valid TOML: {exc}") from None
     env_table = document.get(env) or {}
-    sections = {name: dict(table.get("parameters") or {}) for name, table in env_table.items() if isinstance(table, dict)}
+    sections = {
+        name: dict(table.get("parameters") or {}) for name, table in env_table.items() if isinstance(table, dict)
+    }
     return SamConfig(env, sections)
 
 
@@ -282,8 +284,8 @@ def main(argv: list[str] | None = None, run: Runner | None = None) -> int:
     runner: Runner = run or (_show if args.dry_run else _run)
     try:
         config = read_samconfig(args.samconfig, args.config_env)
-        template = _template(args.template)
         if args.action == "logs":
+            template = _template(args.template)
             return runner(logs_command(config, template, args.function, args.stack, args.region, args.sam))
         if args.action == "smoke":
             return runner(
@@ -312,6 +314,7 @@ def main(argv: list[str] | None = None, run: Runner | None = None) -> int:
                 if status != 0:
                     return status
             return 0
+        template = _template(args.template)
         stack = stack_of(config, args.stack)
         region = args.region or config.region
         physical = {} if args.dry_run else physical_ids(stack, region)

@@ -18,9 +18,10 @@ Why repeated runs pass honestly: an alarm sends its warning when it opens, and a
 sends none for the next reading over the level. So each run opens and closes its own episode:
 the warning, then clean air until the alarm clears (the clear rule: `AlarmClearReadings`
 readings below the clear line spanning `AlarmClearSeconds`). If GET /alarms shows the smoke
-device's alarm still open (an interrupted run), the run sends clean air first to close it. Alarms follow the newest reading and ignore older ones, so
-each run's readings start after the smoke device's newest reading (GET /devices and the state
-file), at most a few minutes ahead of now (ingest refuses readings over 5 minutes ahead).
+device's alarm still open (an interrupted run), the run sends clean air first to close it.
+Alarms follow the newest reading and ignore older ones, so each run's readings start after the
+smoke device's newest reading (GET /devices and the state file), at most a few minutes ahead of
+now (ingest refuses readings over 5 minutes ahead).
 The device's key and certificate are kept in `<data-dir>/smoke/` locally and `.smoke/<stack>/`
 for a deployed stack.
 """
@@ -53,7 +54,12 @@ SMOKE_THING = "gasmon-smoke"
 SMOKE_GROUP = "smoke"
 SMOKE_GPS = "37.61002501514269, 126.99636868892937"  # the seed's location
 # The seed's sensors and clean-air values (events/ingest_seed_document.json).
-SEED_GASES = (("co", "0005", "8", 26.20), ("no2", "0006", "9", 52.00), ("c2h5oh", "0007", "27", 26.11), ("h2", "0008", "30", 400.0))
+SEED_GASES = (
+    ("co", "0005", "8", 26.20),
+    ("no2", "0006", "9", 52.00),
+    ("c2h5oh", "0007", "27", 26.11),
+    ("h2", "0008", "30", 400.0),
+)
 SEED_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # zone-less: the deployment's LocalTimezone
 MAX_AHEAD = timedelta(seconds=280)  # ingest refuses readings over 300 s ahead (MAX_FUTURE_SECONDS)
 DEFAULT_PARAMETERS = {
@@ -345,47 +351,12 @@ class Listener:
 
     def connect(self, where: Where, creds: Credentials, topic: str, timeout: float) -> str:
         from awscrt import mqtt
-        from awsiot import mqtt_connection_builder
 
-        target = where.target
-        if target.local:
-            client_id = creds.thing
-            self.connection = mqtt_connection_builder.mtls_from_path(
-                endpoint=target.mqtt_host,
-                port=target.mqtt_port,
-                cert_filepath=str(creds.device_dir / devices.CERT_FILE),
-                pri_key_filepath=str(creds.device_dir / devices.KEY_FILE),
-                ca_filepath=str(creds.device_dir / devices.ROOT_CA_FILE),
-                client_id=client_id,
-                clean_session=True,
-                keep_alive_secs=30,
-            )
-            how = f"TLS with {creds.thing}'s certificate"
-        else:
-            from awscrt import auth
-
-            import boto3
-
-            frozen = boto3.Session(region_name=where.region).get_credentials()
-            if frozen is None:
-                raise SmokeError("no AWS credentials (aws configure, or aws sso login and AWS_PROFILE)")
-            frozen = frozen.get_frozen_credentials()
-            client_id = f"{where.stack}-smoke-{uuid.uuid4().hex[:8]}"
-            self.connection = mqtt_connection_builder.websockets_with_default_aws_signing(
-                region=where.region,
-                credentials_provider=auth.AwsCredentialsProvider.new_static(
-                    frozen.access_key, frozen.secret_key, frozen.token
-                ),
-                endpoint=target.mqtt_host,
-                client_id=client_id,
-                clean_session=True,
-                keep_alive_secs=30,
-            )
-            how = "WebSocket signed with SigV4 (your AWS credentials)"
+        self.connection, how = connection_for(where, creds)
         self.connection.connect().result(timeout)
         subscribed, _ = self.connection.subscribe(topic=topic, qos=mqtt.QoS.AT_LEAST_ONCE, callback=self._on_message)
         subscribed.result(timeout)
-        return f"{topic} on {target.mqtt_host}:{target.mqtt_port}, {how}, client id {client_id}"
+        return f"{topic} on {self.connection.host_name}:{self.connection.port}, {how}"
 
     def wait_for(self, predicate: Callable[[dict[str, Any]], bool], timeout: float) -> dict[str, Any] | None:
         for message in self.seen:
@@ -409,6 +380,48 @@ class Listener:
                 connection.disconnect().result(5)
             except Exception:  # noqa: BLE001 - leaving; a failed disconnect changes no result
                 pass
+
+
+def connection_for(where: Where, creds: Credentials) -> tuple[Any, str]:
+    """An MQTT connection (not yet connected) to the stack's broker, and how it authenticates.
+
+    In AWS: MQTT over WebSocket on 443, signed with SigV4 from boto3's credentials (profiles and
+    SSO included), as an operator; client id `<stack>-smoke-<random>`, so it never takes over a
+    device's session. Locally: the smoke device's certificate on the TLS listener, client id =
+    its thing name, as a Pi connects to AWS IoT Core.
+    """
+    from awsiot import mqtt_connection_builder
+
+    target = where.target
+    if target.local:
+        connection = mqtt_connection_builder.mtls_from_path(
+            endpoint=target.mqtt_host,
+            port=target.mqtt_port,
+            cert_filepath=str(creds.device_dir / devices.CERT_FILE),
+            pri_key_filepath=str(creds.device_dir / devices.KEY_FILE),
+            ca_filepath=str(creds.device_dir / devices.ROOT_CA_FILE),
+            client_id=creds.thing,
+            clean_session=True,
+            keep_alive_secs=30,
+        )
+        return connection, f"TLS with {creds.thing}'s certificate, client id {creds.thing}"
+    import boto3
+    from awscrt import auth
+
+    found = boto3.Session(region_name=where.region).get_credentials()
+    if found is None:
+        raise SmokeError("no AWS credentials (aws configure, or aws sso login and AWS_PROFILE)")
+    frozen = found.get_frozen_credentials()
+    client_id = f"{where.stack}-smoke-{uuid.uuid4().hex[:8]}"
+    connection = mqtt_connection_builder.websockets_with_default_aws_signing(
+        region=where.region,
+        credentials_provider=auth.AwsCredentialsProvider.new_static(frozen.access_key, frozen.secret_key, frozen.token),
+        endpoint=target.mqtt_host,
+        client_id=client_id,
+        clean_session=True,
+        keep_alive_secs=30,
+    )
+    return connection, f"WebSocket signed with SigV4 (your AWS credentials), client id {client_id}"
 
 
 def _get(url: str, key: str, params: Mapping[str, str]) -> dict[str, Any]:
@@ -491,9 +504,7 @@ class Report:
 STEPS = ("stack", "device", "subscribe", "post", "warning", "read back", "clear")
 
 
-def run(
-    where_of: Callable[[], Where], thing: str, group: str, timeout: float, report: Report | None = None
-) -> Report:
+def run(where_of: Callable[[], Where], thing: str, group: str, timeout: float, report: Report | None = None) -> Report:
     """Every step, in order; a step that fails skips those that need it."""
     report = report or Report()
     remaining = list(STEPS)
@@ -552,7 +563,8 @@ def run(
         if not done(
             "post",
             ok,
-            f"{len(the_plan.first)} documents, NO2 {the_plan.warning_value:g} at "
+            f"{len(the_plan.first)} document{'s' if len(the_plan.first) != 1 else ''}, "
+            f"NO2 {the_plan.warning_value:g} at "
             f"{stamp_of(rules, the_plan.warning_at)} {rules.timezone}: accepted {body.get('accepted')} of "
             f"{expected}, duplicates {body.get('duplicates')}, rejected {body.get('rejected')}",
         ):
