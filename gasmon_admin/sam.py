@@ -250,7 +250,11 @@ Runner = Callable[[list[str]], int]
 
 
 def _run(command: list[str]) -> int:
-    return subprocess.call(command)
+    status = subprocess.call(command)
+    if status < 0:  # killed by a signal: say so, and exit as a shell would (128 + signal)
+        print(f"{shlex.join(command[:3])}: killed by signal {-status}", file=sys.stderr)
+        return 128 - status
+    return status
 
 
 def _show(command: list[str]) -> int:
