@@ -55,6 +55,23 @@ iac: $(STAMP) $(CHECKOV_STAMP) ## checkov and cfn-lint's serverless rules on tem
 build: $(STAMP) ## sam build (arm64 wheels for the layer come from PyPI)
 	$(BIN)/sam build --template template.yaml
 
+# AWS: docs/deploy.md walks through these. CONFIG_ENV picks a samconfig.toml environment,
+# STACK and REGION override its stack name and region, DRY_RUN=1 prints the sam commands only.
+SAM_ARGS = --config-env "$(or $(CONFIG_ENV),default)" $(if $(STACK),--stack "$(STACK)") $(if $(REGION),--region "$(REGION)") $(if $(DRY_RUN),--dry-run) --sam $(BIN)/sam
+
+deploy: $(STAMP) ## sam build, then sam deploy (--guided the first time; GUIDED=1 asks again; ARGS to sam deploy)
+	$(BIN)/python -m gasmon_admin.sam deploy $(SAM_ARGS) $(if $(GUIDED),--guided) $(if $(ARGS),-- $(ARGS))
+
+delete: $(STAMP) ## sam delete the stack, then name what it keeps (OpenSearch domain, archive, registry) and how to remove it
+	$(BIN)/python -m gasmon_admin.sam delete $(SAM_ARGS)
+
+logs: $(STAMP) ## tail one function's logs in AWS (FUNCTION=IngestFunction, a logical id of template.yaml)
+	@$(BIN)/python -m gasmon_admin.sam logs $(SAM_ARGS) --function "$(FUNCTION)"
+
+# Without LOCAL=1 the smoke test runs against STACK (default: samconfig.toml's stack, in its region).
+smoke: $(STAMP) ## one reading end to end: POST, warning on MQTT, read back, clear (STACK=NAME, or LOCAL=1 [DATA_DIR=.local])
+	@$(BIN)/python -m gasmon_admin.sam smoke $(SAM_ARGS) $(if $(LOCAL),--local --data-dir "$(or $(DATA_DIR),.local)") $(if $(ARGS),-- $(ARGS))
+
 openapi: $(STAMP) ## write the API's OpenAPI spec to docs/openapi.json
 	$(BIN)/python -m gasmon_local.openapi > docs/openapi.json
 
@@ -86,4 +103,4 @@ bench: $(STAMP) ## benchmarks beside same-run baselines; a full run rewrites the
 clean: ## remove build output (keeps the virtualenv and .local data)
 	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help venv lint validate iac build openapi local invoke unit browser test bench clean
+.PHONY: help venv lint validate iac build deploy delete logs smoke openapi local invoke unit browser test bench clean

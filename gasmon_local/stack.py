@@ -404,6 +404,8 @@ class LocalStack:
             "archive_bucket": next((stream.bucket for stream in stack.delivery_streams()), None),
             "data_dir": str(self.data_dir),
             "outputs": outputs,
+            # The template parameters this stack runs with (defaults and --parameter overrides).
+            "parameters": stack.parameters,
             "pid": os.getpid(),
         }
         self._banner(stack, routes, key_source, grace_applies, len(mail.subscriptions), problems)
