@@ -215,11 +215,12 @@
       full: new Intl.DateTimeFormat(undefined, { ...opts, dateStyle: "medium", timeStyle: "medium" }),
     };
     const label = $("#zone-label");
-    label.textContent = `Times in ${zone} (${offsetName(zone)})${site && zone === site ? ", the site's zone" : ""}`;
+    label.textContent = `Times in ${zone} (${offsetName(zone)})`;
+    label.title = site && zone === site ? "the deployment's time zone (LocalTimezone)" : "this browser's time zone";
     label.dataset.zone = zone;
     const toggle = $("#zone-toggle");
     toggle.hidden = !site || site === viewerZone;
-    toggle.textContent = zone === site ? `Show my time (${viewerZone})` : `Show the site's time (${site})`;
+    toggle.textContent = zone === site ? `Use my time (${viewerZone})` : `Use site time (${site})`;
   }
   setZone();
 
@@ -361,7 +362,7 @@
       el("div", { class: "canvas-box" }, canvas, empty),
     );
     $("#charts").append(card);
-    const look = { sparse: true, tickStep: HOUR }; // few points: draw dots too, so a lone reading shows
+    const look = { tickStep: HOUR };
     const chart = new Chart(canvas, {
       type: "line",
       data: { datasets: [] },
@@ -405,24 +406,25 @@
     return entry;
   }
 
-  function lineDataset(device, points, look) {
+  // A device with few points gets dots too, so a lone reading between gaps shows.
+  function lineDataset(device, points, sparse) {
     const color = colorOf(device);
     return {
       label: device, device, role: "device", data: points.map(({ x, p }) => ({ x, y: p.avg })),
       borderColor: color, backgroundColor: color, borderWidth: 2, spanGaps: false,
-      pointRadius: () => (look.sparse ? 3 : 0),
+      pointRadius: sparse ? 3 : 0,
     };
   }
 
-  function bandDatasets(device, points, look) {
+  function bandDatasets(device, points, sparse) {
     const band = "rgba(31, 111, 235, 0.14)";
     const edge = "rgba(31, 111, 235, 0.45)";
     const common = { device, borderColor: edge, borderWidth: 1, backgroundColor: band, pointBackgroundColor: edge };
     return [
       { ...common, label: `${device} max`, role: "max", fill: false, data: points.map(({ x, p }) => ({ x, y: p.max })),
-        pointRadius: () => (look.sparse ? 2 : 0) },
+        pointRadius: sparse ? 2 : 0 },
       { ...common, label: `${device} min`, role: "min", fill: "-1", data: points.map(({ x, p }) => ({ x, y: p.min })),
-        pointRadius: () => (look.sparse ? 2 : 0) },
+        pointRadius: sparse ? 2 : 0 },
     ];
   }
 
@@ -443,20 +445,17 @@
     entry.unitEl.textContent = info.unit ? `(${info.unit})` : "";
     const warning = info.warning ?? lines.find((l) => l.series.threshold !== null)?.series.threshold ?? null;
     const critical = info.critical ?? null;
-    let filledCount = 0;
     let readings = 0;
     let peak = 0;
     const datasets = [];
     for (const { device, series } of lines) {
       const points = series.points.map((p) => ({ x: Date.parse(p.start), p }));
       const filled = points.filter(({ p }) => p.count > 0);
-      filledCount = Math.max(filledCount, filled.length);
       readings += filled.reduce((sum, { p }) => sum + p.count, 0);
       peak = Math.max(peak, ...filled.map(({ p }) => p.max));
-      datasets.push(lineDataset(device, points, entry.look));
-      if (state.device) datasets.push(...bandDatasets(device, points, entry.look));
+      datasets.push(lineDataset(device, points, filled.length < 30));
+      if (state.device) datasets.push(...bandDatasets(device, points, filled.length < 30));
     }
-    entry.look.sparse = filledCount < 30;
     entry.look.tickStep = pickTickStep(range.end - range.start);
     const top = Math.max(peak, warning || 0);
     const criticalShown = critical !== null && critical <= 2 * top;
@@ -486,7 +485,12 @@
     entry.levels.textContent = levelText.join(" · ");
     const over = latest && warning !== null && latest.reading.value >= warning;
     entry.latest.className = `latest ${over ? "over" : "muted"}`;
-    entry.latest.textContent = latest ? `latest ${amount(gas, latest.reading.value)} on ${latest.device}` : "";
+    entry.latest.textContent = !latest
+      ? ""
+      : latest.of > 1
+        ? `highest ${amount(gas, latest.reading.value)} (${latest.device})`
+        : `latest ${amount(gas, latest.reading.value)}`;
+    entry.latest.title = latest ? `at ${fmt.full.format(new Date(latest.reading.at))} on ${latest.device}` : "";
   }
 
   function drawLegend(shown) {
@@ -496,7 +500,10 @@
       item.firstChild.style.background = colorOf(shown[i]);
     });
     items.push(el("span", {}, el("span", { class: "swatch warning" }), "warning level"));
-    items.push(el("span", {}, el("span", { class: "swatch critical" }), "critical level"));
+    const gases = Object.values((state.config && state.config.gases) || {});
+    if (gases.some((g) => g.critical !== null && g.critical !== undefined)) {
+      items.push(el("span", {}, el("span", { class: "swatch critical" }), "critical level"));
+    }
     $("#legend").replaceChildren(...items);
   }
 
@@ -555,9 +562,10 @@
     plans.forEach(({ gas, drawn, hidden }, i) => {
       const lines = drawn.map((d, j) => ({ device: d.device, series: answers[i][j] }));
       for (const d of drawn) legend.add(d.device);
+      // The highest of the devices' latest values: the one a person watching gas must see first.
       const latest = drawn
-        .map((d) => ({ device: d.device, reading: d.values[gas] }))
-        .sort((a, b) => Date.parse(b.reading.at) - Date.parse(a.reading.at))[0];
+        .map((d) => ({ device: d.device, reading: d.values[gas], of: drawn.length }))
+        .sort((a, b) => b.reading.value - a.reading.value)[0];
       drawChart(gas, lines, range, latest, hidden);
     });
     drawLegend([...legend].sort());
