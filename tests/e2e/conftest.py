@@ -314,7 +314,9 @@ def device_lines(page: Any, gas: str) -> dict[str, int]:
 
 def level_line(page: Any, gas: str, level: str) -> list[float]:
     """The y values of the gas's dashed `warning` or `critical` line ([] when it has none)."""
-    return list(page.evaluate(f"({_datasets(gas)}.find((d) => d.role === '{level}') || {{data: []}}).data.map((p) => p.y)"))
+    return list(
+        page.evaluate(f"({_datasets(gas)}.find((d) => d.role === '{level}') || {{data: []}}).data.map((p) => p.y)")
+    )
 
 
 def no_overflow_at_phone_width(page: Any, name: str) -> None:
