@@ -17,8 +17,9 @@
   // Bucket widths the "since first reading" range picks from: the smallest giving <= 120 buckets.
   const FIT_INTERVALS = [["10s", 10_000], ["30s", 30_000], ["1m", 60_000], ["5m", 300_000], ["15m", 900_000],
     ["30m", 1_800_000], ["1h", HOUR], ["3h", 3 * HOUR]];
-  // x-axis label steps: the smallest giving at most 6 labels, on round times of the zone shown.
-  const TICK_STEPS = [60_000, 300_000, 600_000, 900_000, 1_800_000, HOUR, 3 * HOUR, 6 * HOUR, 12 * HOUR, DAY];
+  // x-axis label steps: the smallest giving at most 7 labels, on round times of the zone shown.
+  const TICK_STEPS = [10_000, 30_000, 60_000, 300_000, 600_000, 900_000, 1_800_000, HOUR, 3 * HOUR, 6 * HOUR,
+    12 * HOUR, DAY, 2 * DAY];
   const GAS_ORDER = ["no2", "co", "c2h5oh", "h2"];
   const GAS_LABELS = { no2: "NO₂", co: "CO", c2h5oh: "C₂H₅OH", h2: "H₂" };
   const DEVICE_COLORS = ["#1f6feb", "#8250df", "#1a7f37", "#bc4c00", "#0a7f8c", "#bf3989", "#57606a", "#6639ba"];
@@ -208,6 +209,9 @@
     fmt = {
       zone,
       timeOnly: new Intl.DateTimeFormat(undefined, { ...opts, hour: "2-digit", minute: "2-digit", hourCycle: "h23" }),
+      timeSeconds: new Intl.DateTimeFormat(undefined, {
+        ...opts, hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23",
+      }),
       dayOnly: new Intl.DateTimeFormat(undefined, { ...opts, month: "short", day: "numeric" }),
       dayTime: new Intl.DateTimeFormat(undefined, {
         ...opts, month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", hourCycle: "h23",
@@ -340,11 +344,12 @@
   }
 
   function pickTickStep(span) {
-    return TICK_STEPS.find((step) => span / step <= 6) || 7 * DAY;
+    return TICK_STEPS.find((step) => span / step <= 7) || 7 * DAY;
   }
 
   function tickLabel(ms, step) {
-    return step >= DAY ? fmt.dayOnly.format(new Date(ms)) : fmt.timeOnly.format(new Date(ms));
+    const format = step >= DAY ? fmt.dayOnly : step < 60_000 ? fmt.timeSeconds : fmt.timeOnly;
+    return format.format(new Date(ms));
   }
 
   function chartCard(gas) {
@@ -827,7 +832,11 @@
     }
     await loadConfig();
     const now = Date.now();
-    const listSince = new Date(now - (state.range === "data" ? DAY : RANGES[state.range].ms)).toISOString();
+    // The lists cover the range shown: with "since first reading", from the first reading once known.
+    const listFrom = state.range === "data"
+      ? Math.max(state.dataStart ?? now - DAY, now - RANGES.data.ms)
+      : now - RANGES[state.range].ms;
+    const listSince = new Date(listFrom).toISOString();
     // With alarm history the warnings list is not shown; one warning still brings the thresholds.
     const warningsLimit = state.alarmsConfigured ? 1 : WARNINGS_PAGE;
     const [devices, warnings, alerts, history] = await Promise.all([
@@ -851,8 +860,8 @@
     if (switched && !history) state.again = true; // alarms went away: fetch the full warnings list now
     drawAlerts(alerts);
     drawStatus(devices.items, devices.first.presence, history, warnings);
-    const listRange = state.range === "data" ? "24h" : state.range;
-    $("#warnings-title small").textContent = `readings at or above threshold, last ${listRange}`;
+    const listRange = state.range === "data" ? "since the first reading" : `last ${state.range}`;
+    $("#warnings-title small").textContent = `readings at or above threshold, ${listRange}`;
     return true;
   }
 

@@ -12,6 +12,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -122,6 +123,29 @@ def test_dashboard_shows_posted_readings_warnings_and_an_offline_device(dashboar
     where = status_strip_at_top_when_scrolled_to(page, "tr[data-device='pi-2']")
     assert where["scrollY"] > 0 and 0 <= where["top"] and where["bottom"] <= 150, where
     assert problems == []
+
+
+def test_two_minutes_of_data_fill_the_chart_instead_of_making_a_dot(dashboard_stack: Any, browser: Any) -> None:
+    # Given a stack that has just started: pi-1 has posted NO2 every 10 s for two minutes
+    now = datetime.now(UTC).replace(microsecond=0)
+    times = [now - timedelta(seconds=10 * i) for i in range(12, 0, -1)]
+    key = dashboard_stack.device_key("pi-1", "2")
+    post(dashboard_stack.url, key, [document("pi-1", "2", at, no2=40 + i) for i, at in enumerate(times)])
+
+    # When the page opens on its default range
+    page = open_dashboard(browser, dashboard_stack.url, dashboard_stack.api_key)
+
+    # Then the range starts at the first reading, and each 10 s bucket is a point of pi-1's line
+    range_start = datetime.fromisoformat(page.evaluate("document.body.dataset.rangeStart"))
+    assert times[0] - timedelta(seconds=60) <= range_start <= times[0], (range_start, times[0])
+    assert device_lines(page, "no2") == {"pi-1": len(times)}
+    # ... and the axis labels are times with seconds, in the deployment's zone
+    labels = page.evaluate(
+        "Chart.getChart(document.querySelector(\"canvas[data-gas='no2']\")).scales.x.ticks.map((t) => t.label)"
+    )
+    assert len(labels) >= 2 and all(len(label) == 8 for label in labels), labels
+    hours = {(now - timedelta(minutes=m)).astimezone(ZoneInfo("Asia/Seoul")).strftime("%H:") for m in (0, 3)}
+    assert {label[:3] for label in labels} <= hours, (labels, hours)
 
 
 def test_a_wrong_api_key_asks_for_the_key_again(dashboard_stack: Any, browser: Any) -> None:

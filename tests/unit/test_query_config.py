@@ -76,3 +76,12 @@ def test_a_unit_that_is_not_short_plain_text_is_refused_at_cold_start(units: str
     # When the settings are read, Then they are refused, naming the gas
     with pytest.raises(ValueError, match="unit for co"):
         QuerySettings(units=json.loads(units))
+
+
+def test_a_device_credential_cannot_read_the_configuration() -> None:
+    # Given a request that carries a device's identity, not a viewer's
+    event = rest_event("GET", "/config", authorizer={"role": "device", "name": "pi-1", "groupid": "2"})
+    # When it asks for GET /config
+    reply = module.lambda_handler(event, FakeLambdaContext(), presence=NullDeviceStatusSource(), alarm_store=None)
+    # Then it is refused like every other query route
+    assert reply["statusCode"] == 403 and json.loads(reply["body"])["code"] == "forbidden"
