@@ -90,6 +90,10 @@ browser: ## install Debian's chromium for the dashboard's browser test (once; Pl
 		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
 
+screenshots: $(STAMP) browser ## rewrite docs/dashboard-desktop.png (1400x1000) and docs/dashboard-phone.png (390x844) from a local stack with demo data
+	GASMON_UPDATE_SCREENSHOT=1 $(BIN)/pytest -q -p no:cacheprovider tests/e2e/test_dashboard_local_stack.py
+	@ls -l docs/dashboard-desktop.png docs/dashboard-phone.png
+
 test: $(STAMP) browser ## every check: lint, template, sam build, unit, integration and end-to-end tests
 	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory validate
@@ -103,4 +107,4 @@ bench: $(STAMP) ## benchmarks beside same-run baselines; a full run rewrites the
 clean: ## remove build output (keeps the virtualenv and .local data)
 	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help venv lint validate iac build deploy delete logs smoke openapi local invoke unit browser test bench clean
+.PHONY: help venv lint validate iac build deploy delete logs smoke openapi local invoke unit browser screenshots test bench clean

@@ -1,4 +1,4 @@
-"""GET /series, /devices, /warnings, /alerts, /alarms: what the dashboard shows, read through the ports.
+"""GET /series, /devices, /warnings, /alerts, /alarms, /config: what the dashboard shows, read through the ports.
 
 Thin handler: Powertools validates the query string against the annotations below, cached
 adapters are built from settings, `gasmon.query` does the work. Every client error is a 422
@@ -23,8 +23,18 @@ from gasmon.models import GAS_NAME_PATTERN, SAFE_ID_MAX_LENGTH, SAFE_ID_PATTERN,
 from gasmon.observability import logger, metrics, tracer
 from gasmon.policies import query_policy
 from gasmon.ports import AlarmStateStore, DeviceNames, DeviceStatusSource, ReadingQueries
-from gasmon.query import QueryPolicy, QueryTime, alarm_page, alert_page, device_page, plan_series, series, warning_page
-from gasmon.query_models import AlarmHistoryPage, AlertPage, DevicePage, SeriesResponse, WarningPage
+from gasmon.query import (
+    QueryPolicy,
+    QueryTime,
+    alarm_page,
+    alert_page,
+    dashboard_config,
+    device_page,
+    plan_series,
+    series,
+    warning_page,
+)
+from gasmon.query_models import AlarmHistoryPage, AlertPage, DashboardConfig, DevicePage, SeriesResponse, WarningPage
 from gasmon.rest import APIGatewayRestResolver, RequestValidationError, Response
 from gasmon.settings import QuerySettings
 
@@ -103,11 +113,29 @@ def get_series(
     groupid: Id = None,
     sensorid: Id = None,
     deviceid: Id = None,
+    device: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=SAFE_ID_MAX_LENGTH,
+            pattern=SAFE_ID_PATTERN,
+            description="One device as GET /devices names it (its deviceid, or its groupid when it sends none)",
+        ),
+    ] = None,
 ) -> SeriesResponse:
     context = app.context
     metrics.add_metric("SeriesQueries", MetricUnit.Count, 1)
     query = plan_series(
-        gas, start, end, interval, context["clock"](), _policy(), groupid=groupid, sensorid=sensorid, deviceid=deviceid
+        gas,
+        start,
+        end,
+        interval,
+        context["clock"](),
+        _policy(),
+        groupid=groupid,
+        sensorid=sensorid,
+        deviceid=deviceid,
+        device=device,
     )
     return series(context["queries"], query, _policy())
 
@@ -208,6 +236,18 @@ def get_alarms(
         gas=gas,
         policy=_policy(),
     )
+
+
+@app.get(
+    "/config",
+    summary="The deployment's time zone, and each gas's unit, warning and critical level",
+    responses=_answers(DashboardConfig, "What the dashboard labels and lines its charts with"),
+)
+@tracer.capture_method
+def get_config() -> DashboardConfig:
+    # Settings only: no store call, whatever the request.
+    metrics.add_metric("ConfigQueries", MetricUnit.Count, 1)
+    return dashboard_config(_policy(), alarms=app.context["alarms"] is not None)
 
 
 @cache

@@ -9,7 +9,7 @@
 - A small same-origin stack for the dashboard's in-process browser tests (`dashboard_stack`):
   one HTTP server on 127.0.0.1 that does what API Gateway does for these routes. It builds REST
   proxy events and invokes the real handlers in-process: POST /readings (ingest, SQLite store),
-  GET /series, /devices, /warnings, /alerts, /alarms (query, same SQLite store, a fake presence
+  GET /series, /devices, /warnings, /alerts, /alarms, /config (query, same SQLite store, a fake presence
   source) with the API key enforced, and every other GET from the static-dashboard function
   without a key. It runs without alarms (no ALARM_TABLE: plain warnings, GET /alarms says
   `configured: false`); the dashboard with alarms and real presence is tested against
@@ -52,7 +52,11 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-SCREENSHOT = ROOT / "docs" / "dashboard.png"
+# The README's pictures, rewritten by `make screenshots` (GASMON_UPDATE_SCREENSHOT=1).
+DESKTOP_SCREENSHOT = ROOT / "docs" / "dashboard-desktop.png"
+PHONE_SCREENSHOT = ROOT / "docs" / "dashboard-phone.png"
+DESKTOP = {"width": 1400, "height": 1000}
+PHONE = {"width": 390, "height": 844}
 ARTIFACTS = ROOT / "tests" / "e2e" / "artifacts"
 SEOUL = ZoneInfo("Asia/Seoul")
 SEED_GPS = "37.61002501514269, 126.99636868892937"
@@ -245,13 +249,25 @@ def browser() -> Iterator[Any]:
             launched.close()
 
 
-def open_last_hour(browser: Any, url: str, api_key: str, problems: list[str] | None = None) -> Any:
-    """Open the page, give it the API key once, pick the last hour; wait for that refresh.
+def open_dashboard(
+    browser: Any,
+    url: str,
+    api_key: str,
+    problems: list[str] | None = None,
+    init_script: str | None = None,
+    **context: Any,
+) -> Any:
+    """Open the page at desktop size, give it the API key once, wait for the first refresh.
 
     `problems` collects what the browser's console would show in red: uncaught script errors,
     console errors, and failed loads (a 404 for a file the page asks for is logged as an error).
+    `init_script` runs before the page's own; `context` goes to the browser context (a
+    `timezone_id`, say).
     """
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    browser_context = browser.new_context(viewport=DESKTOP, **context)
+    if init_script:
+        browser_context.add_init_script(init_script)
+    page = browser_context.new_page()
     if problems is not None:
         page.on("pageerror", lambda error: problems.append(f"uncaught: {error}"))
         page.on("console", lambda message: message.type == "error" and problems.append(message.text))
@@ -259,34 +275,69 @@ def open_last_hour(browser: Any, url: str, api_key: str, problems: list[str] | N
     page.wait_for_selector("#settings[open]")
     page.fill("#api-key", api_key)
     page.click("#settings button[type=submit]")
-    page.wait_for_function("() => Number(document.body.dataset.refreshes || 0) >= 1", timeout=30_000)
-    page.click("[data-range='1h']")
-    page.wait_for_function("() => Number(document.body.dataset.refreshes || 0) >= 2", timeout=30_000)
+    wait_for_refreshes(page, 1)
+    return page
+
+
+def wait_for_refreshes(page: Any, count: int) -> None:
+    page.wait_for_function(f"() => Number(document.body.dataset.refreshes || 0) >= {count}", timeout=30_000)
+
+
+def refreshed(page: Any, action: Callable[[], None]) -> None:
+    """Do `action` (a click, a choice) and wait for the refresh it starts to finish."""
+    before = int(page.evaluate("Number(document.body.dataset.refreshes || 0)"))
+    action()
+    wait_for_refreshes(page, before + 1)
+
+
+def open_last_hour(browser: Any, url: str, api_key: str, problems: list[str] | None = None, **options: Any) -> Any:
+    """Open the page as `open_dashboard` does, then pick the last hour and wait for that refresh."""
+    page = open_dashboard(browser, url, api_key, problems, **options)
+    refreshed(page, lambda: page.click("[data-range='1h']"))
     return page
 
 
 def _datasets(gas: str) -> str:
-    """JavaScript for the Chart.js datasets of the gas's chart: average, max, min, threshold."""
+    """JavaScript for the Chart.js datasets of the gas's chart (each has a `role`: device, max,
+    min, warning or critical; a device's have its `device`)."""
     return f"Chart.getChart(document.querySelector(\"canvas[data-gas='{gas}']\")).data.datasets"
 
 
-def chart_points(page: Any, gas: str) -> int:
-    """How many points of the gas's chart hold a value, read from Chart.js itself."""
-    return int(page.evaluate(f"{_datasets(gas)}[0].data.filter((p) => p.y !== null).length"))
+def device_lines(page: Any, gas: str) -> dict[str, int]:
+    """The gas's chart as Chart.js draws it: each device's line and how many points hold a value."""
+    script = (
+        f"Object.fromEntries({_datasets(gas)}.filter((d) => d.role === 'device')"
+        ".map((d) => [d.device, d.data.filter((p) => p.y !== null).length]))"
+    )
+    return dict(page.evaluate(script))
 
 
-def threshold_line(page: Any, gas: str) -> list[float]:
-    """The y values of the gas's dashed threshold line."""
-    return list(page.evaluate(f"{_datasets(gas)}[3].data.map((p) => p.y)"))
+def level_line(page: Any, gas: str, level: str) -> list[float]:
+    """The y values of the gas's dashed `warning` or `critical` line ([] when it has none)."""
+    return list(
+        page.evaluate(f"({_datasets(gas)}.find((d) => d.role === '{level}') || {{data: []}}).data.map((p) => p.y)")
+    )
 
 
 def no_overflow_at_phone_width(page: Any, name: str) -> None:
-    page.set_viewport_size({"width": 390, "height": 844})
+    page.set_viewport_size(PHONE)
     page.wait_for_timeout(300)
     overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
     assert overflow <= 0
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / name), full_page=True)
+
+
+def status_strip_at_top_when_scrolled_to(page: Any, selector: str) -> dict[str, float]:
+    """Scroll `selector` into view and say where the status strip is: it must stay on screen."""
+    page.locator(selector).scroll_into_view_if_needed()
+    page.wait_for_timeout(100)
+    return dict(
+        page.evaluate(
+            "(() => { const r = document.querySelector('#status').getBoundingClientRect();"
+            " return {top: r.top, bottom: r.bottom, scrollY: window.scrollY}; })()"
+        )
+    )
 
 
 # ---- the in-process stack for the dashboard without alarms ----
@@ -296,7 +347,7 @@ API_KEY = "e2e-dashboard-key"  # the viewer's key
 # Device keys of the in-process stack are `device:<thing>:<group>`: it stands in for API Gateway
 # and the authorizer, which would find that identity in the registry.
 DEVICE_KEY = "device:{thing}:{group}"
-QUERY_PATHS = {"/series", "/devices", "/warnings", "/alerts", "/alarms"}
+QUERY_PATHS = {"/series", "/devices", "/warnings", "/alerts", "/alarms", "/config"}
 
 
 @dataclass

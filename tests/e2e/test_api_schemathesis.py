@@ -85,7 +85,7 @@ def test_every_get_route_answers_as_its_spec_says(api_stack: StackProcess, tmp_p
     # Given the API's spec, the GET routes in it, and a running stack
     spec = build_spec()
     routes = sorted(path for path, methods in spec["paths"].items() if "get" in methods)
-    assert routes == ["/alarms", "/alerts", "/devices", "/series", "/warnings"]
+    assert routes == ["/alarms", "/alerts", "/config", "/devices", "/series", "/warnings"]
     (tmp_path / "openapi.json").write_text(json.dumps(spec))
     (tmp_path / "schemathesis.toml").write_text(CONFIG)
     headers = [f"--header={name}: {value}" for name, value in api_credentials(api_stack).items()]

@@ -12,6 +12,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -19,13 +20,16 @@ from gasmon.query_models import DeviceStatus, DisconnectAlert
 from tests.e2e.conftest import (
     ARTIFACTS,
     Hour,
-    chart_points,
+    device_lines,
     document,
+    level_line,
     no_overflow_at_phone_width,
-    open_last_hour,
+    open_dashboard,
     post,
     post_batch,
-    threshold_line,
+    refreshed,
+    status_strip_at_top_when_scrolled_to,
+    wait_for_refreshes,
 )
 
 pytestmark = pytest.mark.e2e
@@ -56,29 +60,47 @@ def test_dashboard_shows_posted_readings_warnings_and_an_offline_device(dashboar
     hour = Hour(now)
     answer = post_batch(dashboard_stack.url, dashboard_stack.device_key, hour.batch)
     assert answer["rejected"] == 0 and answer["warnings"] == 1
-    pi1_times, no2_minutes = hour.pi1_times, hour.no2_minutes
     pi2_dropped_off(dashboard_stack, now)
 
-    # When an operator opens the page, gives the API key once and picks the last hour
+    # When an operator opens the page and gives the API key once
     problems: list[str] = []
-    page = open_last_hour(browser, dashboard_stack.url, dashboard_stack.api_key, problems)
+    page = open_dashboard(browser, dashboard_stack.url, dashboard_stack.api_key, problems)
 
-    # Then the NO2 chart has a point per minute that holds a reading, and the 88 threshold line
-    assert chart_points(page, "no2") == len(no2_minutes)
-    assert page.get_attribute("canvas[data-gas='no2']", "data-points") == str(len(no2_minutes))
-    assert threshold_line(page, "no2") == [88, 88]
-    assert page.get_attribute("canvas[data-gas='h2']", "data-points") == str(len(pi1_times))
+    # Then the first range shown starts where the data starts (pi-2's first reading, 58 min 20 s
+    # ago), in buckets of 30 s, not on a 24 h window
+    first = min(hour.pi2_times[0], hour.pi1_times[0])
+    range_start = datetime.fromisoformat(page.evaluate("document.body.dataset.rangeStart"))
+    assert first - timedelta(seconds=90) <= range_start <= first, (range_start, first)
+    assert page.get_attribute("[data-range='data']", "aria-pressed") == "true"
+
+    # When the last hour is picked
+    refreshed(page, lambda: page.click("[data-range='1h']"))
+
+    # Then NO2 has one line per device, a point per minute holding a reading, and the 88 warning
+    # line; no critical line (without an alarm table nothing escalates)
+    assert device_lines(page, "no2") == {"pi-1": len(hour.pi1_times), "pi-2": len(hour.pi2_times), "7": 1}
+    assert device_lines(page, "h2") == {"pi-1": len(hour.pi1_times)}
+    assert level_line(page, "no2", "warning") == [88, 88]
+    assert level_line(page, "no2", "critical") == []
+    # ... each chart names its unit, and the times say their zone (the deployment's, Asia/Seoul)
+    assert page.inner_text("article[data-gas='no2'] h3 .unit") == "(ppb)"
+    assert page.inner_text("article[data-gas='co'] h3 .unit") == "(ppm)"
+    assert "Asia/Seoul (UTC+9)" in page.inner_text("#zone-label")
     # ... without alarm history the threshold warnings are listed: the over-threshold reading, on pi-1
     assert page.locator("#alarms-section").is_hidden() and page.locator("#warnings-section").is_visible()
     warnings = page.locator("#warnings li")
     assert warnings.count() == 1
-    assert "95.50" in warnings.first.inner_text() and "pi-1" in warnings.first.inner_text()
+    assert "95.50 ppb" in warnings.first.inner_text() and "pi-1" in warnings.first.inner_text()
     # ... pi-2 is offline and pi-1 online; the seed-style group 7, unknown to presence, is unknown
     assert page.get_attribute("tr[data-device='pi-2']", "data-status") == "offline"
     assert page.locator("tr[data-device='pi-2'] .pill").inner_text() == "offline"
     assert page.get_attribute("tr[data-device='pi-1']", "data-status") == "online"
     assert page.get_attribute("tr[data-device='7']", "data-status") == "unknown"
     assert page.locator("tr[data-device='pi-1'] .value.over").count() == 0  # its latest NO2 is back below 88
+    # ... the status strip sums it up and names the offline device, as does the tab title
+    assert page.inner_text("#status-summary") == "1 of 3 online · 1 warning in range"
+    assert page.inner_text("#status-detail") == "offline: pi-2"
+    assert page.title() == "1 offline · gasmon"
     # ... and the disconnect alert is listed
     assert "pi-2" in page.locator("#alerts li").first.inner_text()
     assert page.locator("#error").is_hidden()
@@ -88,15 +110,42 @@ def test_dashboard_shows_posted_readings_warnings_and_an_offline_device(dashboar
     # When a new reading arrives, the page shows it by itself within one refresh (10 s)
     refreshes = int(page.evaluate("document.body.dataset.refreshes"))
     post(dashboard_stack.url, dashboard_stack.device_key("pi-1", "2"), document("pi-1", "2", now, no2=50))
-    page.wait_for_function(f"() => Number(document.body.dataset.refreshes) > {refreshes}", timeout=30_000)
+    wait_for_refreshes(page, refreshes + 1)
     page.wait_for_function(
-        f"() => document.querySelector(\"canvas[data-gas='no2']\").dataset.points === '{len(no2_minutes) + 1}'",
+        "() => Chart.getChart(document.querySelector(\"canvas[data-gas='no2']\")).data.datasets"
+        f".find((d) => d.device === 'pi-1').data.filter((p) => p.y !== null).length === {len(hour.pi1_times) + 1}",
         timeout=30_000,
     )
 
-    # And at phone width nothing runs off the side of the screen
+    # And at phone width nothing runs off the side of the screen, and the status strip stays at
+    # the top while the device table is read further down
     no_overflow_at_phone_width(page, "dashboard-warnings-phone.png")
+    where = status_strip_at_top_when_scrolled_to(page, "tr[data-device='pi-2']")
+    assert where["scrollY"] > 0 and 0 <= where["top"] and where["bottom"] <= 150, where
     assert problems == []
+
+
+def test_two_minutes_of_data_fill_the_chart_instead_of_making_a_dot(dashboard_stack: Any, browser: Any) -> None:
+    # Given a stack that has just started: pi-1 has posted NO2 every 10 s for two minutes
+    now = datetime.now(UTC).replace(microsecond=0)
+    times = [now - timedelta(seconds=10 * i) for i in range(12, 0, -1)]
+    key = dashboard_stack.device_key("pi-1", "2")
+    post(dashboard_stack.url, key, [document("pi-1", "2", at, no2=40 + i) for i, at in enumerate(times)])
+
+    # When the page opens on its default range
+    page = open_dashboard(browser, dashboard_stack.url, dashboard_stack.api_key)
+
+    # Then the range starts at the first reading, and each 10 s bucket is a point of pi-1's line
+    range_start = datetime.fromisoformat(page.evaluate("document.body.dataset.rangeStart"))
+    assert times[0] - timedelta(seconds=60) <= range_start <= times[0], (range_start, times[0])
+    assert device_lines(page, "no2") == {"pi-1": len(times)}
+    # ... and the axis labels are times with seconds, in the deployment's zone
+    labels = page.evaluate(
+        "Chart.getChart(document.querySelector(\"canvas[data-gas='no2']\")).scales.x.ticks.map((t) => t.label)"
+    )
+    assert len(labels) >= 2 and all(len(label) == 8 for label in labels), labels
+    hours = {(now - timedelta(minutes=m)).astimezone(ZoneInfo("Asia/Seoul")).strftime("%H:") for m in (0, 3)}
+    assert {label[:3] for label in labels} <= hours, (labels, hours)
 
 
 def test_a_wrong_api_key_asks_for_the_key_again(dashboard_stack: Any, browser: Any) -> None:
@@ -154,10 +203,6 @@ class Recorder:
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(timeout=5)
-
-
-def wait_for_refreshes(page: Any, count: int) -> None:
-    page.wait_for_function(f"() => Number(document.body.dataset.refreshes || 0) >= {count}", timeout=30_000)
 
 
 @pytest.mark.parametrize("bypass_csp", [False, True], ids=["csp-as-served", "page-code-alone"])
@@ -227,7 +272,9 @@ def test_a_viewer_link_stores_the_key_and_leaves_no_fragment(dashboard_stack: An
 
     # And the key dialog says where a key comes from
     page.click("#settings-button")
-    assert "gasmon-admin viewer NAME" in page.inner_text("#settings")
-    assert "#key=" in page.inner_text("#settings")
+    dialog = page.inner_text("#settings")
+    assert "gasmon-admin --stack STACK viewer YOUR-NAME" in dialog
+    assert "gasmon-admin --local viewer YOUR-NAME" in dialog
+    assert "make local" in dialog and "dashboard http://127.0.0.1:…/#key=…" in dialog
     assert problems == []
     context.close()

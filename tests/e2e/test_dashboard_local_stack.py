@@ -4,8 +4,8 @@ Nothing is faked: gasmon's template.yaml with its real functions, the SQLite rea
 alarm table (moto DynamoDB) ingest writes and the query function reads, and presence fed by the
 broker's lifecycle events. Two Pis post an hour of readings over HTTP and connect over MQTT; one
 loses its connection. The page is then read the way an operator reads it. The test saves its
-screenshot to tests/e2e/artifacts/dashboard-local.png; `GASMON_UPDATE_SCREENSHOT=1` also
-refreshes docs/dashboard.png, the one the README shows.
+screenshots to tests/e2e/artifacts/; with `GASMON_UPDATE_SCREENSHOT=1` (`make screenshots`) it also
+rewrites docs/dashboard-desktop.png (1400x1000) and docs/dashboard-phone.png (390x844).
 """
 
 import os
@@ -21,21 +21,25 @@ from gasmon_local.functions import ROOT
 from gasmon_local.process import StackProcess
 from tests.e2e.conftest import (
     ARTIFACTS,
-    SCREENSHOT,
+    DESKTOP_SCREENSHOT,
+    PHONE,
+    PHONE_SCREENSHOT,
     WAIT,
     Hour,
-    chart_points,
     device,
+    device_lines,
     document,
     drop,
     get,
     iso_time,
+    level_line,
     no_overflow_at_phone_width,
     open_last_hour,
     post,
     post_batch,
     provision,
-    threshold_line,
+    refreshed,
+    status_strip_at_top_when_scrolled_to,
     wait_for_mail,
 )
 
@@ -44,6 +48,16 @@ pytestmark = pytest.mark.e2e
 GRACE = 2
 PI_A = "e2e-pi-a"  # stays connected
 PI_B = "e2e-pi-b"  # its CO goes critical, then it drops off
+# The browser's Notification API, recording instead of showing: permission is asked on a click
+# and granted, and every notification the page makes is kept in `window.notified`.
+NOTIFICATIONS = """
+window.notified = [];
+window.Notification = class {
+  static permission = "default";
+  static async requestPermission() { Notification.permission = "granted"; return "granted"; }
+  constructor(title, options) { window.notified.push({ title, ...options }); }
+};
+"""
 
 
 @pytest.fixture(scope="module")
@@ -86,18 +100,33 @@ def test_the_dashboard_shows_what_the_local_stack_saw(stack: StackProcess, brows
         eventually(stack, f"{PI_B} offline", lambda: statuses() == {PI_A: "online", PI_B: "offline"})
         eventually(stack, f"an alert for {PI_B}", lambda: bool(get(api, key, "alerts")["alerts"]))
 
-        # When an operator opens the page at the API's URL, gives the key once and picks the last hour
+        # When an operator in Berlin opens the page at the API's URL, gives the key once and picks the last hour
         problems: list[str] = []
-        page = open_last_hour(browser, api, key, problems)
-        assert page.title() == "gasmon dashboard"
+        page = open_last_hour(browser, api, key, problems, init_script=NOTIFICATIONS, timezone_id="Europe/Berlin")
         assert page.locator("#error").is_hidden()
         assert problems == []
 
-        # Then the NO2 chart has a point per minute that holds a reading, and the 88 line
-        assert chart_points(page, "no2") == len(hour.no2_minutes)
-        assert page.get_attribute("canvas[data-gas='no2']", "data-points") == str(len(hour.no2_minutes))
-        assert threshold_line(page, "no2") == [88, 88]
-        assert chart_points(page, "h2") == len(hour.pi1_times)
+        # Then the status strip at the top says what is wrong: one of two online, PI_B's CO alarm
+        # open and critical, PI_B offline; so does the tab title
+        assert page.inner_text("#status-summary") == "1 of 2 online · 1 alarm open"
+        detail = page.inner_text("#status-detail")
+        assert detail == f"CO critical on {PI_B} (240 ppm) · offline: {PI_B}", detail
+        assert page.get_attribute("#status", "data-state") == "critical"
+        assert page.title() == f"(1) CO critical on {PI_B} · gasmon"
+        # ... NO2 has one line per device, a point per minute holding a reading, with its unit,
+        # the 88 warning line and the 1000 critical line (above the chart at this scale: it says so)
+        assert device_lines(page, "no2") == {PI_A: len(hour.pi1_times), PI_B: len(hour.pi2_times)}
+        assert device_lines(page, "h2") == {PI_A: len(hour.pi1_times)}
+        assert page.inner_text("article[data-gas='no2'] h3 .unit") == "(ppb)"
+        assert level_line(page, "no2", "warning") == [88, 88]
+        assert level_line(page, "no2", "critical") == [1000, 1000]
+        assert "critical 1000 ppb (above the chart)" in page.inner_text("article[data-gas='no2'] .levels")
+        # ... CO's critical 200 ppm line is drawn beside its 240 peak
+        assert level_line(page, "co", "critical") == [200, 200]
+        assert page.inner_text("article[data-gas='co'] .levels") == "warning 35 ppm · critical 200 ppm"
+        # ... the times are the deployment's (Asia/Seoul), and the viewer's own zone is offered
+        assert page.inner_text("#zone-label") == "Times in Asia/Seoul (UTC+9)"
+        assert page.inner_text("#zone-toggle") == "Use my time (Europe/Berlin)"
         # ... the Alarms panel (the stack has an alarm table) replaces the threshold warnings
         assert page.locator("#alarms-section").is_visible() and page.locator("#warnings-section").is_hidden()
         # ... open first: PI_B's CO, critical, since when, its peak and the level crossed
@@ -107,19 +136,19 @@ def test_the_dashboard_shows_what_the_local_stack_saw(stack: StackProcess, brows
         assert opened.get_attribute("data-level") == "critical"
         text = opened.inner_text()
         assert re.search(r"open for 1[12] min", text), text  # since 11 min 20 s before `now`
-        assert "peak 240" in text and "critical ≥ 200" in text
+        assert "peak 240 ppm" in text and "critical ≥ 200 ppm" in text
         # ... then the over-threshold NO2 reading's alarm on PI_A, closed after 3 minutes, peak 95.50
         closed = page.locator("#alarms-closed li")
         assert closed.count() == 1
         assert (closed.get_attribute("data-device"), closed.get_attribute("data-gas")) == (PI_A, "no2")
         text = closed.inner_text()
-        assert "NO₂" in text and "peak 95.50" in text and "warning ≥ 88" in text
+        assert "NO₂" in text and "peak 95.50 ppb" in text and "warning ≥ 88 ppb" in text
         assert re.search(r"until \d\d:\d\d \(3 min\)", text), text
         # ... PI_B offline (connection lost) with its latest CO in red, PI_A online
         assert page.get_attribute(f"tr[data-device='{PI_B}']", "data-status") == "offline"
         assert page.locator(f"tr[data-device='{PI_B}'] .pill").inner_text() == "offline"
         assert "CONNECTION_LOST" in (page.get_attribute(f"tr[data-device='{PI_B}'] .pill", "title") or "")
-        assert page.locator(f"tr[data-device='{PI_B}'] .value.over").inner_text() == "CO 240"
+        assert page.locator(f"tr[data-device='{PI_B}'] .value.over").inner_text() == "CO 240 ppm"
         assert page.get_attribute(f"tr[data-device='{PI_A}']", "data-status") == "online"
         assert page.locator(f"tr[data-device='{PI_A}'] .value.over").count() == 0
         # ... and the disconnect alert presence sent, not back yet
@@ -129,18 +158,55 @@ def test_the_dashboard_shows_what_the_local_stack_saw(stack: StackProcess, brows
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "dashboard-local.png"), full_page=True)
         if os.environ.get("GASMON_UPDATE_SCREENSHOT") == "1":
-            page.screenshot(path=str(SCREENSHOT), full_page=True)
+            page.screenshot(path=str(DESKTOP_SCREENSHOT), full_page=True)
 
-        # When PI_A's NO2 crosses the line again, the page lists the new alarm as open by itself
+        # When the operator picks PI_A in the device selector
+        refreshed(page, lambda: page.select_option("#device-select", PI_A))
+        # Then the charts show PI_A's line alone, with its min-max band
+        assert device_lines(page, "no2") == {PI_A: len(hour.pi1_times)}
+        assert device_lines(page, "co") == {PI_A: len(hour.pi1_times)}
+        roles = page.evaluate(
+            "Chart.getChart(document.querySelector(\"canvas[data-gas='no2']\")).data.datasets.map((d) => d.role)"
+        )
+        assert roles == ["device", "max", "min", "warning", "critical"]
+        # ... and back to every device
+        refreshed(page, lambda: page.select_option("#device-select", ""))
+        assert set(device_lines(page, "no2")) == {PI_A, PI_B}
+
+        # When the operator switches to their own time zone, the label says so
+        refreshed(page, lambda: page.click("#zone-toggle"))
+        assert page.inner_text("#zone-label").startswith("Times in Europe/Berlin (UTC+1)")
+        assert page.inner_text("#zone-toggle") == "Use site time (Asia/Seoul)"
+
+        # When the operator asks for notifications (the browser asks for permission on that click)
+        page.click("#notify-button")
+        page.wait_for_function("() => document.querySelector('#notify-button').textContent.includes('on')")
+        # ... and PI_A's NO2 crosses the line again, the page lists the new alarm as open by itself
         post(api, device_keys[PI_A], document(PI_A, "2", now, iso_time, no2=101))
         page.wait_for_function(
             f"() => document.querySelector(\"#alarms-open li[data-device='{PI_A}'][data-gas='no2']\") !== null",
             timeout=30_000,
         )
         assert page.locator("#alarms-open li").count() == 2
+        # ... and one notification names it (none for the alarm already open when the page loaded)
+        notified = page.evaluate("window.notified")
+        assert [n["title"] for n in notified] == [f"gasmon: NO₂ warning on {PI_A}"], notified
+        assert notified[0]["body"].startswith("peak 101 ppb since ")
+        assert page.inner_text("#status-summary") == "1 of 2 online · 2 alarms open"
 
-        # And at phone width nothing runs off the side of the screen; nothing went wrong meanwhile
+        # When the operator switches back, the site's zone is shown again
+        refreshed(page, lambda: page.click("#zone-toggle"))
+        assert page.inner_text("#zone-label") == "Times in Asia/Seoul (UTC+9)"
+
+        # And on a phone (390x844) nothing runs off the side of the screen, and the status strip
+        # stays at the top while the alarms further down are read
         no_overflow_at_phone_width(page, "dashboard-local-phone.png")
+        page.evaluate("window.scrollTo(0, 0)")
+        if os.environ.get("GASMON_UPDATE_SCREENSHOT") == "1":
+            page.screenshot(path=str(PHONE_SCREENSHOT))
+        where = status_strip_at_top_when_scrolled_to(page, "#alarms-closed")
+        assert where["scrollY"] > 800 and 0 <= where["top"] and where["bottom"] <= 150, where
+        assert page.viewport_size == PHONE
         assert problems == []
     finally:
         pi_a.disconnect()

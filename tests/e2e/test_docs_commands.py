@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = ROOT / ".venv" / "bin"
 # The documents whose commands this test runs or checks.
 DOCS = ["README.md", "docs/local.md", "docs/api.md", "docs/alarms.md", "docs/operating.md", "docs/performance.md"]
-DOCS += ["device/README.md", "docs/deploy.md"]
+DOCS += ["device/README.md", "docs/deploy.md", "docs/dashboard.md"]
 STATIC_MARKERS = {"aws", "pi", "foreground", "static"}
 OUR_TOOLS = ("gasmon-admin", "gasmon-device", "gasmon-local")
 FENCE = re.compile(r"^```(?P<info>[^\n`]*)\n(?P<body>.*?)^```\s*$", re.M | re.S)

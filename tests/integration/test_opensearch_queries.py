@@ -333,3 +333,15 @@ def test_a_device_without_indexed_readings_is_none_and_no_keys_ask_nothing(opens
     assert store.latest_reading(["RPI"]) is None
     assert store.latest_reading(["", ""]) is None
     assert len(opensearch.requests) == 1
+
+
+def test_one_devices_series_filters_on_the_device_field(opensearch: CannedOpenSearch) -> None:
+    # Given OpenSearch answers no bucket
+    opensearch.answers.append((200, search_answer({"aggregations": {"buckets": {"buckets": []}}})))
+    query = SeriesQuery(gas="co", start=T0, end=T0 + timedelta(minutes=15), interval_seconds=60, device="7")
+    # When the dashboard's per-device line for device 7 (a seed document's group) is asked for
+    buckets = store_for(opensearch).bucket_stats(query)
+    # Then the search filters on the indexed `device` keyword, as the spec allows, and finds nothing
+    filters = opensearch.requests[0]["body"]["query"]["bool"]["filter"]
+    assert filters[-1] == {"term": {"device": "7"}}
+    assert buckets == [] and opensearch.violations == []

@@ -52,6 +52,31 @@ def test_buckets_are_epoch_aligned_with_avg_min_max(tmp_path: Path) -> None:
     ]
 
 
+def test_the_device_filter_takes_a_devices_readings_as_get_devices_names_it(tmp_path: Path) -> None:
+    # Given NO2 from pi-1 and pi-2 (both group 2) and a seed document without a device id (group 7)
+    store = SqliteReadingStore(tmp_path / "r.sqlite3")
+    store.put_readings(
+        [
+            reading(0, value=40, deviceid="pi-1"),
+            reading(0.5, value=60, deviceid="pi-1"),
+            reading(1, value=99, deviceid="pi-2"),
+            reading(1.5, value=20, groupid="7"),
+        ]
+    )
+
+    def buckets(device: str, seconds: int) -> list[tuple[int, float]]:
+        query = SeriesQuery(gas="no2", start=T0, end=T0 + timedelta(minutes=5), interval_seconds=seconds, device=device)
+        return [(b.count, b.avg) for b in store.bucket_stats(query)]
+
+    # When each device's series is asked for, from the minute rollups (60 s) and from the readings (30 s)
+    # Then each holds its own readings only; the seed document is the device "7"
+    assert buckets("pi-1", 60) == [(2, 50.0)]
+    assert buckets("pi-2", 60) == [(1, 99.0)]
+    assert buckets("7", 60) == [(1, 20.0)]
+    assert buckets("pi-1", 30) == [(1, 40.0), (1, 60.0)]
+    assert buckets("2", 60) == []  # a group is not a device once its readings carry device ids
+
+
 def test_latest_value_per_device_and_gas_pages_by_device(tmp_path: Path) -> None:
     # Given pi-1 (two sensors, several readings), pi-2, and a seed document (group 7) without a device id
     store = SqliteReadingStore(tmp_path / "r.sqlite3")

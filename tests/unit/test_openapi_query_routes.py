@@ -11,12 +11,14 @@ def test_the_query_routes_are_in_the_spec_with_their_models() -> None:
         "/warnings": "WarningPage",
         "/alerts": "AlertPage",
         "/alarms": "AlarmHistoryPage",
+        "/config": "DashboardConfig",
     }.items():
         operation = spec["paths"][path]["get"]
         assert operation["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith(model)
         assert operation["responses"]["422"]["content"]["application/json"]["schema"]["$ref"].endswith("ErrorBody")
     series = {p["name"]: p for p in spec["paths"]["/series"]["get"]["parameters"]}
     assert series["gas"]["required"] is True
+    assert series["device"]["schema"]["anyOf"][0]["pattern"] and "GET /devices" in series["device"]["description"]
     assert series["interval"]["schema"]["pattern"] == "^(auto|[1-9][0-9]{0,4}[smhd])$"
     limit = {p["name"]: p for p in spec["paths"]["/warnings"]["get"]["parameters"]}["limit"]["schema"]
     assert (limit["minimum"], limit["maximum"]) == (1, 500)

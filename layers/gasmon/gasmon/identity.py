@@ -32,7 +32,14 @@ KEY_LENGTH = 40  # as long as an API Gateway API key
 # dashboard's query routes. Nothing else is reachable with a credential.
 ROUTES: dict[Role, tuple[tuple[str, str], ...]] = {
     "device": (("POST", "/readings"), ("POST", "/gasdetector")),
-    "viewer": (("GET", "/series"), ("GET", "/devices"), ("GET", "/warnings"), ("GET", "/alerts"), ("GET", "/alarms")),
+    "viewer": (
+        ("GET", "/series"),
+        ("GET", "/devices"),
+        ("GET", "/warnings"),
+        ("GET", "/alerts"),
+        ("GET", "/alarms"),
+        ("GET", "/config"),
+    ),
 }
 
 

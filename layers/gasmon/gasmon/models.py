@@ -457,6 +457,7 @@ class SeriesQuery(GasmonModel):
     groupid: str | None = None
     sensorid: str | None = None
     deviceid: str | None = None
+    device: str | None = None  # a reading's `deviceid`, else its `groupid` (as GET /devices names it)
 
 
 class BucketStats(GasmonModel):

@@ -71,6 +71,9 @@ def query_policy(settings: QuerySettings) -> QueryPolicy:
 
     policy = QueryPolicy(
         thresholds=settings.thresholds,
+        critical_thresholds=settings.critical_thresholds,
+        units=settings.units,
+        local_timezone=settings.local_timezone,
         max_buckets=settings.max_buckets,
         retention=timedelta(days=settings.retention_days),
     )

@@ -1,4 +1,4 @@
-"""The query use cases behind GET /series, /devices, /warnings, /alerts and /alarms.
+"""The query use cases behind GET /series, /devices, /warnings, /alerts, /alarms and /config.
 
 Pure apart from the ports it is handed (`ReadingQueries`, `DeviceStatusSource`,
 `AlarmStateStore`): no AWS SDK, no OpenSearch query text, no environment. Times are aware UTC;
@@ -32,8 +32,10 @@ from gasmon.query_models import (
     AlarmStateFilter,
     AlarmView,
     AlertPage,
+    DashboardConfig,
     DevicePage,
     DeviceView,
+    GasLevels,
     SeriesPoint,
     SeriesResponse,
     WarningItem,
@@ -64,6 +66,9 @@ class QueryPolicy(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     thresholds: Mapping[str, float]
+    critical_thresholds: Mapping[str, float] = {}
+    units: Mapping[str, str] = {}
+    local_timezone: str = "Asia/Seoul"
     max_buckets: int = 2000
     default_range: timedelta = timedelta(hours=24)
     retention: timedelta = timedelta(days=90)
@@ -159,6 +164,7 @@ def plan_series(
     groupid: str | None = None,
     sensorid: str | None = None,
     deviceid: str | None = None,
+    device: str | None = None,
 ) -> SeriesQuery:
     """Turn GET /series parameters into a `SeriesQuery`, or say which parameter is wrong.
 
@@ -195,6 +201,7 @@ def plan_series(
         groupid=groupid,
         sensorid=sensorid,
         deviceid=deviceid,
+        device=device,
     )
 
 
@@ -236,7 +243,29 @@ def series(queries: ReadingQueries, query: SeriesQuery, policy: QueryPolicy) -> 
         groupid=query.groupid,
         sensorid=query.sensorid,
         deviceid=query.deviceid,
+        device=query.device,
         points=points,
+    )
+
+
+def dashboard_config(policy: QueryPolicy, alarms: bool) -> DashboardConfig:
+    """What the dashboard labels and lines its charts with: the time zone, each gas's unit and levels.
+
+    Every gas with a unit or a level is listed. The critical level is given only when this API has
+    alarm history (`alarms`): without an alarm table nothing escalates, so there is no critical line.
+    """
+    gases = sorted({*policy.units, *policy.thresholds, *policy.critical_thresholds})
+    return DashboardConfig(
+        local_timezone=policy.local_timezone,
+        gases={
+            gas: GasLevels(
+                unit=policy.units.get(gas, ""),
+                warning=policy.thresholds.get(gas),
+                critical=policy.critical_thresholds.get(gas) if alarms else None,
+            )
+            for gas in gases
+        },
+        alarms=alarms,
     )
 
 

@@ -38,6 +38,7 @@ class SeriesResponse(GasmonModel):
     groupid: str | None = None
     sensorid: str | None = None
     deviceid: str | None = None
+    device: str | None = Field(default=None, description="The device filter, as GET /devices names devices")
     points: list[SeriesPoint]
 
 
@@ -166,3 +167,21 @@ class AlarmHistoryPage(GasmonModel):
     since: datetime | None = Field(description="Earliest start listed; null: every alarm open now")
     until: datetime | None = None
     next_cursor: str | None = None
+
+
+class GasLevels(GasmonModel):
+    """What the dashboard needs to label and line one gas's chart."""
+
+    unit: str = Field(description="The unit the gas's values are in, such as ppm or ppb")
+    warning: float | None = Field(description="The warning level (THRESHOLDS); null when the gas has none")
+    critical: float | None = Field(
+        description="The critical level (CRITICAL_THRESHOLDS); null when the gas has none or there is no alarm table"
+    )
+
+
+class DashboardConfig(GasmonModel):
+    """The 200 answer to GET /config: the deployment's time zone, units and alarm levels."""
+
+    local_timezone: str = Field(description="The deployment's LocalTimezone (IANA name), as devices' times are read")
+    gases: dict[str, GasLevels]
+    alarms: bool = Field(description="Whether this API has alarm history (an alarm table)")

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AliasChoices, ConfigDict, Field, field_validator, model_validator
 
-from gasmon.defaults import DEFAULT_CRITICAL_THRESHOLDS, DEFAULT_THRESHOLDS
+from gasmon.defaults import DEFAULT_CRITICAL_THRESHOLDS, DEFAULT_THRESHOLDS, DEFAULT_UNITS
 from gasmon.models import ANY_REASON, MAX_CHECK_DELAY_SECONDS, WARNING_TOPIC_PATTERN, GasmonModel
 
 
@@ -83,10 +83,11 @@ class StoreSettings(_Settings):
 
 
 class ThresholdSettings(StoreSettings):
-    """The THRESHOLDS setting (JSON, gases left out keep their defaults), shared by ingest and query
-    so the dashboard draws the lines ingest warns at."""
+    """The THRESHOLDS and CRITICAL_THRESHOLDS settings (JSON, gases left out keep their defaults),
+    shared by ingest and query so the dashboard draws the lines the alarms use."""
 
     thresholds: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_THRESHOLDS))
+    critical_thresholds: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_CRITICAL_THRESHOLDS))
 
     @field_validator("thresholds")
     @classmethod
@@ -95,6 +96,15 @@ class ThresholdSettings(StoreSettings):
         for gas, level in merged.items():
             if level <= 0:
                 raise ValueError(f"threshold for {gas} must be positive")
+        return merged
+
+    @field_validator("critical_thresholds")
+    @classmethod
+    def _critical_positive(cls, value: dict[str, float]) -> dict[str, float]:
+        merged = dict(DEFAULT_CRITICAL_THRESHOLDS) | {gas.lower(): level for gas, level in value.items()}
+        for gas, level in merged.items():
+            if level <= 0:
+                raise ValueError(f"critical threshold for {gas} must be positive")
         return merged
 
 
@@ -115,7 +125,6 @@ class IngestSettings(ThresholdSettings):
     max_body_bytes: int = Field(default=1_000_000, ge=1024, le=10_000_000)
     # ---- Alarms: an empty ALARM_TABLE keeps plain per-reading threshold warnings ----
     alarm_table: str = ""
-    critical_thresholds: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_CRITICAL_THRESHOLDS))
     alarm_hysteresis_percent: float = Field(default=10.0, ge=0, lt=100)
     alarm_clear_readings: int = Field(default=3, ge=1, le=1000)
     alarm_clear_seconds: int = Field(default=60, ge=0)
@@ -124,15 +133,6 @@ class IngestSettings(ThresholdSettings):
     # ---- Per-device throttling: counters in the device registry; an empty DEVICE_TABLE turns it off ----
     device_table: str = ""
     device_requests_per_minute: int = Field(default=120, ge=1)
-
-    @field_validator("critical_thresholds")
-    @classmethod
-    def _critical_positive(cls, value: dict[str, float]) -> dict[str, float]:
-        merged = dict(DEFAULT_CRITICAL_THRESHOLDS) | {gas.lower(): level for gas, level in value.items()}
-        for gas, level in merged.items():
-            if level <= 0:
-                raise ValueError(f"critical threshold for {gas} must be positive")
-        return merged
 
     @model_validator(mode="after")
     def _critical_above_warning(self) -> IngestSettings:
@@ -221,6 +221,18 @@ class QuerySettings(ThresholdSettings):
     # Signs the cursors the API gives out (HMAC-SHA256); empty: a key in the source, which still
     # catches edited cursors. `make local` sets one per data directory.
     cursor_key: str = Field(default="", repr=False)
+    # UNITS (JSON): the unit each gas's values are in, as the dashboard labels them; gases left out
+    # keep theirs (NO2 ppb, the others ppm: the units the default levels are written in).
+    units: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_UNITS))
+
+    @field_validator("units")
+    @classmethod
+    def _units_short_text(cls, value: dict[str, str]) -> dict[str, str]:
+        merged = dict(DEFAULT_UNITS) | {gas.lower(): unit.strip() for gas, unit in value.items()}
+        for gas, unit in merged.items():
+            if not re.fullmatch(r"[A-Za-z0-9%/. µ³-]{1,16}", unit):
+                raise ValueError(f"unit for {gas} must be 1-16 letters, digits or % / . µ ³ - (such as ppm)")
+        return merged
 
 
 class SweepSettings(StoreSettings):

@@ -213,7 +213,7 @@ def _date_range(gte: datetime, lt: datetime | None = None) -> dict[str, Any]:
 def series_body(query: SeriesQuery) -> dict[str, Any]:
     """The `_search` body for `bucket_stats`: filter, then a date_histogram with avg/min/max."""
     filters: list[dict[str, Any]] = [{"term": {"gas": query.gas}}, _date_range(query.start, query.end)]
-    for field in ("groupid", "sensorid", "deviceid"):
+    for field in ("groupid", "sensorid", "deviceid", "device"):
         value = getattr(query, field)
         if value is not None:
             filters.append({"term": {field: value}})

@@ -298,7 +298,7 @@ class SqliteReadingStore:
         step = query.interval_seconds * 1000
         start_ms, end_ms = _ms(query.start), _ms(query.end)
         filters, params = [], []
-        for column in ("groupid", "sensorid", "deviceid"):
+        for column in ("groupid", "sensorid", "deviceid", "device"):
             value = getattr(query, column)
             if value is not None:
                 filters.append(f" AND {column} = ?")
