@@ -67,11 +67,16 @@ def make_reading(value: float, at: datetime, index: int) -> Reading:
 
 
 def timeline(gaps_and_values: Sequence[tuple[int, float]]) -> list[Reading]:
+    """Readings in the order the state machine applies them: reading time, ties by reading id.
+
+    A gap of 0 puts two sensors' readings at the same instant; their order is then the ids' (a
+    hash), so "in order" means that total order, not the order they were generated in.
+    """
     readings, at = [], T0
     for index, (gap, value) in enumerate(gaps_and_values):
         at += timedelta(seconds=gap)
         readings.append(make_reading(value, at, index))
-    return readings
+    return sorted(readings, key=lambda r: (r.created_at, r.reading_id))
 
 
 def feed(readings: Sequence[Reading], levels: GasLevels, policy: AlarmPolicy) -> list[tuple[Reading, list[Any]]]:
