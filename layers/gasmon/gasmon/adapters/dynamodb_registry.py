@@ -198,8 +198,6 @@ class DynamoDbRateLimiter:
         return self._client
 
     def allow(self, name: str, now: datetime) -> bool:
-        from botocore.exceptions import BotoCoreError, ClientError
-
         minute = int(now.timestamp()) // 60
         try:
             self.client.update_item(
@@ -213,10 +211,14 @@ class DynamoDbRateLimiter:
                     ":expires": {"N": str((minute + 2) * 60)},
                 },
             )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return False
-            log.warning("rate limiter unavailable, %s not throttled: %s", name, exc)
-        except BotoCoreError as exc:
+        except Exception as exc:
+            # botocore's exceptions are imported only when a call fails (not on a cold POST's path).
+            from botocore.exceptions import BotoCoreError, ClientError
+
+            if isinstance(exc, ClientError):
+                if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                    return False
+            elif not isinstance(exc, BotoCoreError):
+                raise
             log.warning("rate limiter unavailable, %s not throttled: %s", name, exc)
         return True

@@ -10,6 +10,11 @@ target `<index>,<index>-2*`, which covers both (`gasmon-admin reindex-seed` conv
 documents). Setup (mapping probe, ISM policy, template) runs once per process; a 403 there (fine-
 grained access control without the role mapping) is one clear error in the log, not an outage.
 
+Writes (and the index setup before the first one) go out as SigV4-signed urllib3 requests
+(`gasmon.adapters.signed_http`), not through opensearch-py: importing opensearch-py (and the
+requests library it imports) was the largest part of ingest's cold start. Reads, the sweep and
+`gasmon-admin` keep opensearch-py, loaded only by the functions that use them.
+
 Writes: one `POST /<daily index>/_bulk` request per POST (split only past 10 MiB), `create`
 actions keyed by the deterministic reading id: an item answered 409 was already stored, so a
 retried POST stores nothing twice. Items the cluster could not take now (429, 5xx) and whole
@@ -39,7 +44,6 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from gasmon.adapters.timeouts import OPENSEARCH_BULK_RETRIES, OPENSEARCH_TIMEOUT_SECONDS
@@ -49,6 +53,8 @@ from gasmon.ports import SweepOutcome
 
 if TYPE_CHECKING:
     from opensearchpy import OpenSearch
+
+    from gasmon.adapters.signed_http import SignedHttp
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +90,8 @@ INDEX_TEMPLATE: dict[str, Any] = {
 }
 LATEST_INDEX_TEMPLATE: dict[str, Any] = {**INDEX_TEMPLATE, "priority": 200}
 _RETRYABLE = {429, 500, 502, 503, 504}
-# opensearch-py sends `_bulk` as application/json; the API specification says NDJSON.
-_NDJSON = {"Content-Type": "application/x-ndjson"}
+# The API specification's content type for `_bulk` (opensearch-py would send application/json).
+_NDJSON = "application/x-ndjson"
 # Whole-request answers after which the cluster may have stored the body: a later 409 is ours.
 _AMBIGUOUS = {500, 502, 503, 504}
 
@@ -399,6 +405,15 @@ def _error_type(error: Any) -> str:
     return str(error or "")
 
 
+class OpenSearchHttpError(Exception):
+    """An OpenSearch answer of 300 or more on the write path: its status and its JSON body."""
+
+    def __init__(self, status_code: int, info: Any) -> None:
+        super().__init__(f"OpenSearch answered {status_code}: {_error_type(info) or info}")
+        self.status_code = status_code
+        self.info = info
+
+
 class OpenSearchReadingStore:
     """A `ReadingStore` on an OpenSearch domain; the client is built on first use."""
 
@@ -423,6 +438,7 @@ class OpenSearchReadingStore:
         self.sign_requests = sign_requests
         self._client_factory = client_factory
         self._client: OpenSearch | None = None
+        self._http: SignedHttp | None = None
         self._template_ready = False
         self.retries = retries
         self._sleep = sleep
@@ -466,6 +482,46 @@ class OpenSearchReadingStore:
             self._client = self._client_factory() if self._client_factory else self._build_client()
         return self._client
 
+    @property
+    def http(self) -> SignedHttp:
+        """The write path's signed HTTP client (no opensearch-py, no botocore client)."""
+        if self._http is None:
+            from gasmon.adapters.signed_http import SignedHttp
+
+            self._http = SignedHttp(self.endpoint, "es", self.region, self.sign_requests, timeout=self.timeout)
+        return self._http
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        params: Mapping[str, str] | None = None,
+        content_type: str = "application/json",
+    ) -> Any:
+        """One write-path request; its JSON answer. Failures map as `_call` maps opensearch-py's:
+        no answer, 401/403/429/5xx are `StoreUnavailableError` (the device retries later), the
+        HTTP error as its cause; other statuses raise `OpenSearchHttpError`."""
+        from gasmon.adapters.signed_http import HttpConnectionError
+
+        try:
+            status, answer = self.http.request(method, path, body, params, content_type)
+        except HttpConnectionError as exc:
+            raise StoreUnavailableError(f"OpenSearch is unreachable: {exc}", retry_after_seconds=5) from exc
+        if status < 300:
+            return answer
+        error = OpenSearchHttpError(status, answer)
+        if status == 403:
+            # cluster_block_exception (disk full: writes blocked) or a missing permission.
+            message = f"OpenSearch refused the request (403 {_error_type(answer)})"
+            raise StoreUnavailableError(message, retry_after_seconds=30) from error
+        if status in _RETRYABLE or status == 401:
+            raise StoreUnavailableError(f"OpenSearch answered {status}", retry_after_seconds=5) from error
+        raise error
+
+    def _send_json(self, method: str, path: str, body: Any, params: Mapping[str, str] | None = None) -> Any:
+        return self._send(method, path, json.dumps(body).encode(), params)
+
     # ---- index setup: once per process, before the first write ----
 
     def ensure_index_template(self) -> None:
@@ -477,19 +533,17 @@ class OpenSearchReadingStore:
         """
         if self._template_ready:
             return
-        from opensearchpy.exceptions import TransportError
-
         try:
             self._detect_seed_index()
             self._ensure_retention_policy()
             body = index_template_body(self.index, with_alias=not self.seed_index, replicas=self.replicas)
-            self._call(lambda: self.client.indices.put_index_template(name=self.index, body=body))
+            self._send_json("PUT", f"/_index_template/{self.index}", body)
             # Its own template, at a higher priority, so the readings' template (and any alias it
             # adds) never applies to the latest index: searches of the readings never count it.
             latest_body = {"index_patterns": [self.latest_index], **LATEST_INDEX_TEMPLATE}
-            self._call(lambda: self.client.indices.put_index_template(name=self.latest_index, body=latest_body))
+            self._send_json("PUT", f"/_index_template/{self.latest_index}", latest_body)
         except StoreUnavailableError as exc:
-            if not isinstance(exc.__cause__, TransportError) or exc.__cause__.status_code != 403:
+            if not isinstance(exc.__cause__, OpenSearchHttpError) or exc.__cause__.status_code != 403:
                 raise
             log.error(
                 "OpenSearch refused gasmon's index setup with 403 (%s). With fine-grained access control, "
@@ -502,7 +556,7 @@ class OpenSearchReadingStore:
         self._template_ready = True
 
     def _detect_seed_index(self) -> None:
-        mappings = self._call(lambda: self.client.indices.get_mapping(index=self.index, ignore_unavailable=True))
+        mappings = self._send("GET", f"/{self.index}/_mapping", params={"ignore_unavailable": "true"})
         existing = mappings.get(self.index) if isinstance(mappings, Mapping) else None
         if existing is None:
             return  # nothing, or the alias over daily indices
@@ -523,31 +577,36 @@ class OpenSearchReadingStore:
             )
 
     def _ensure_retention_policy(self) -> None:
-        from opensearchpy.exceptions import ConflictError, NotFoundError
-
         policy_id = retention_policy_id(self.index)
+        path = f"/_plugins/_ism/policies/{policy_id}"
         wanted = retention_policy_body(self.index, self.retention_days)
-        ism = self.client.plugins.index_management
         try:
-            current = self._call(lambda: ism.get_policy(policy_id))
-        except NotFoundError:
+            current = self._send("GET", path)
+        except OpenSearchHttpError as exc:
+            if exc.status_code != 404:
+                raise
             try:
-                self._call(lambda: ism.put_policy(policy_id, body=wanted))
-            except ConflictError:
+                self._send_json("PUT", path, wanted)
+            except OpenSearchHttpError as conflict:
+                if conflict.status_code != 409:
+                    raise
                 log.info("retention policy %s was created by another writer", policy_id)
             return
+        current = current if isinstance(current, Mapping) else {}
         if _retention_of(current.get("policy", {})) == f"{self.retention_days}d":
             return
         # RETENTION_DAYS changed: update in place, guarded by the version we read. A conflict means
         # another cold start just did the same.
         if "_seq_no" not in current or "_primary_term" not in current:  # not the answer the API specifies
             log.warning("retention policy %s answered without its version: replaced unguarded", policy_id)
-            self._call(lambda: ism.put_policy(policy_id, body=wanted))
+            self._send_json("PUT", path, wanted)
             return
-        params = {"if_seq_no": current["_seq_no"], "if_primary_term": current["_primary_term"]}
+        params = {"if_seq_no": str(current["_seq_no"]), "if_primary_term": str(current["_primary_term"])}
         try:
-            self._call(lambda: ism.put_policy(policy_id, body=wanted, params=params))
-        except ConflictError:
+            self._send_json("PUT", path, wanted, params)
+        except OpenSearchHttpError as conflict:
+            if conflict.status_code != 409:
+                raise
             log.info("retention policy %s was updated by another writer", policy_id)
 
     def _call(self, request: Callable[[], Any]) -> Any:
@@ -573,8 +632,6 @@ class OpenSearchReadingStore:
 
     def put_readings(self, readings: Sequence[Reading]) -> StoreOutcome:
         """Bulk-create readings; 409 means already stored; retry what the cluster throttled."""
-        from opensearchpy.exceptions import TransportError
-
         self.ensure_index_template()
         created: set[str] = set()
         existing: set[str] = set()
@@ -589,17 +646,16 @@ class OpenSearchReadingStore:
                 self.requests += 1
                 ids = [i for i in _action_ids(body) if i in by_id]
                 try:
-                    send = partial(self.client.bulk, body=body, index=_path_index(body), headers=_NDJSON)
-                    answer = self._call(send)
+                    answer = self._send("POST", f"/{_path_index(body)}/_bulk", body.encode(), content_type=_NDJSON)
                 except StoreUnavailableError as exc:
                     cause = exc.__cause__
-                    if not isinstance(cause, TransportError) or cause.status_code not in _RETRYABLE:
+                    if not isinstance(cause, OpenSearchHttpError) or cause.status_code not in _RETRYABLE:
                         raise
                     if cause.status_code in _AMBIGUOUS:
                         ambiguous.update(ids)
                     failed.extend(by_id[i] for i in ids)
                     continue
-                for item in answer.get("items", []):
+                for item in (answer or {}).get("items", []):
                     if "create" not in item:  # a latest-document action
                         result: dict[str, Any] = next(iter(item.values()), {})
                         reading = by_latest_id.get(str(result.get("_id")))
@@ -680,11 +736,9 @@ class OpenSearchReadingStore:
         docs = [
             {"_index": days[reading_id], "_id": reading_id} for reading_id in sorted(existing) if reading_id in days
         ]
-        answer = self._call(
-            partial(self.client.mget, index=self.index, body={"docs": docs}, params={"_source_includes": "value"})
-        )
+        answer = self._send_json("POST", f"/{self.index}/_mget", {"docs": docs}, {"_source_includes": "value"})
         conflicts = set()
-        for doc in answer.get("docs", []):
+        for doc in (answer or {}).get("docs", []):
             value = doc.get("_source", {}).get("value") if doc.get("found") else None
             if value is not None and doc.get("_id") in posted and float(value) != posted[doc["_id"]]:
                 conflicts.add(str(doc["_id"]))
