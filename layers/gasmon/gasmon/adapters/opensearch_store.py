@@ -10,7 +10,7 @@ target `<index>,<index>-2*`, which covers both (`gasmon-admin reindex-seed` conv
 documents). Setup (mapping probe, ISM policy, template) runs once per process; a 403 there (fine-
 grained access control without the role mapping) is one clear error in the log, not an outage.
 
-Writes (and the index setup before the first one) go out as SigV4-signed urllib3 requests
+Writes (and the index setup before the first one) go out as SigV4-signed HTTP requests
 (`gasmon.adapters.signed_http`), not through opensearch-py: importing opensearch-py (and the
 requests library it imports) was the largest part of ingest's cold start. Reads, the sweep and
 `gasmon-admin` keep opensearch-py, loaded only by the functions that use them.

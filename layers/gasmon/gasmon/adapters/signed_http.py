@@ -1,4 +1,4 @@
-"""Signed HTTP for ingest's hot path: SigV4 over urllib3, without a botocore client.
+"""Signed HTTP for ingest's hot path: SigV4 over the standard library, without a botocore client.
 
 A POST makes at most four outside calls: the rate limiter's `UpdateItem`, Firehose's
 `PutRecordBatch`, OpenSearch's `_bulk` and the alarm table's `BatchGetItem`. Building a botocore
@@ -15,6 +15,7 @@ cold start (docs/decision_log.md, issue 14). Here they go out as plain HTTPS req
   botocore's exceptions module is imported only when a call fails.
 - `SignedHttp` sends one request to a host (OpenSearch) and answers (status, JSON body).
 
+Requests go out with http.client on one kept-alive connection per host and thread (`send`).
 Retries and timeouts come from the timeout ladder (`gasmon.adapters.timeouts`), as botocore's
 standard retry mode does for the clients in `gasmon.adapters.aws`: the same attempts, the same
 statuses and error codes retried (throttling, 5xx, the network), the same capped backoff.
@@ -160,26 +161,6 @@ def sign(
     return sent
 
 
-_pool_lock = threading.Lock()
-_pool: Any = None
-
-
-def _http() -> Any:
-    """The process's urllib3 pool manager (keep-alive connections shared by every client)."""
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            import urllib3
-
-            try:  # the CA bundle requests and botocore use, where the layer has it
-                import certifi
-
-                _pool = urllib3.PoolManager(maxsize=10, ca_certs=certifi.where())
-            except ImportError:  # pragma: no cover - certifi ships in the layer
-                _pool = urllib3.PoolManager(maxsize=10)
-        return _pool
-
-
 class HttpConnectionError(Exception):
     """The request got no answer (connection refused or reset, DNS, a timeout)."""
 
@@ -187,25 +168,103 @@ class HttpConnectionError(Exception):
         super().__init__(f"no answer from {url}: {reason}")
         self.url = url
         self.reason = reason
-        self.timed_out = "timeout" in type(reason).__name__.lower() or "timed out" in str(reason).lower()
+        self.timed_out = isinstance(reason, TimeoutError)
+
+
+class _KeptAlive(threading.local):
+    """Each thread's open connections by (scheme, host, port): kept alive between requests, as a
+    pool would, and dropped when the server has closed them (checked before each reuse)."""
+
+    def __init__(self) -> None:
+        self.connections: dict[tuple[str, str, int], Any] = {}
+
+
+_kept = _KeptAlive()
+_tls_lock = threading.Lock()
+_tls: Any = None
+
+
+def _tls_context() -> Any:
+    """One TLS context per process, trusting the CA bundle requests and botocore use."""
+    global _tls
+    with _tls_lock:
+        if _tls is None:
+            import ssl
+
+            try:
+                import certifi
+
+                _tls = ssl.create_default_context(cafile=certifi.where())
+            except ImportError:  # pragma: no cover - certifi ships in the layer
+                _tls = ssl.create_default_context()
+        return _tls
+
+
+def _closed_by_peer(connection: Any) -> bool:
+    """True if an idle kept-alive connection can no longer be used: readable while idle means the
+    server closed it (or sent what no request asked for)."""
+    import select
+
+    sock = connection.sock
+    if sock is None:
+        return True
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
 
 
 def send(
     method: str, url: str, headers: Mapping[str, str], body: bytes | None, timeout: float | tuple[float, float]
 ) -> tuple[int, bytes]:
-    """One HTTP request, no retries: (status, body). `timeout` is a total, or (connect, read)."""
-    import urllib3
+    """One HTTP/1.1 request on a kept-alive connection, no retries: (status, body). `timeout` is
+    one deadline for connecting and answering, or (connect, read) seconds.
 
-    limit = (
-        urllib3.Timeout(connect=timeout[0], read=timeout[1])
-        if isinstance(timeout, tuple)
-        else urllib3.Timeout(total=timeout)
-    )
+    The standard library's http.client, not urllib3: urllib3's import (its HTTP/2 probe reads
+    package metadata) was a tenth of ingest's cold start, for a pool one connection per host fills.
+    """
+    import http.client
+
+    parts = urlsplit(url)
+    https = parts.scheme == "https"
+    host = parts.hostname or ""
+    port = parts.port or (443 if https else 80)
+    key = (parts.scheme, host, port)
+    connect_limit, read_limit = timeout if isinstance(timeout, tuple) else (timeout, timeout)
+    deadline = None if isinstance(timeout, tuple) else time.monotonic() + timeout
+    connection = _kept.connections.pop(key, None)
+    if connection is not None and _closed_by_peer(connection):
+        connection.close()
+        connection = None
     try:
-        answer = _http().request(method, url, body=body, headers=dict(headers), timeout=limit, retries=False)
-    except urllib3.exceptions.HTTPError as exc:
+        if connection is None:
+            if https:
+                connection = http.client.HTTPSConnection(host, port, timeout=connect_limit, context=_tls_context())
+            else:
+                connection = http.client.HTTPConnection(host, port, timeout=connect_limit)
+            connection.connect()
+            # As urllib3 and botocore do: a request's small writes are not held back (Nagle).
+            import socket
+
+            connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        remaining = read_limit if deadline is None else deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("timed out before the request was sent")
+        connection.sock.settimeout(remaining)
+        target = parts.path + (f"?{parts.query}" if parts.query else "")
+        connection.request(method, target or "/", body=body, headers=dict(headers))
+        answer = connection.getresponse()
+        data = answer.read()
+    except (OSError, http.client.HTTPException) as exc:
+        if connection is not None:
+            connection.close()
         raise HttpConnectionError(url, exc) from exc
-    return int(answer.status), bytes(answer.data)
+    if answer.will_close:
+        connection.close()
+    else:
+        _kept.connections[key] = connection
+    return int(answer.status), data
 
 
 def region_of(region: str | None) -> str:
