@@ -3,6 +3,8 @@
 Cold start is measured in `make bench`, never timed here; these tests pin the cause instead: a
 fresh interpreter imports the handler as Lambda does (function folder and layer on sys.path)
 and the modules that must wait for a request that needs them are checked absent.
+What a whole cold POST loads (no SDK client, no opensearch-py) is pinned by
+tests/integration/test_cold_post_path.py.
 """
 
 import json
@@ -14,7 +16,16 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 # The SDKs themselves (Powertools imports the bare `botocore` and `aws_xray_sdk` packages, <1 ms).
-HEAVY_CLIENTS = {"boto3", "botocore.session", "botocore.client", "opensearchpy", "aws_xray_sdk.core"}
+HEAVY_CLIENTS = {
+    "boto3",
+    "botocore.session",
+    "botocore.client",
+    "botocore.auth",
+    "opensearchpy",
+    "requests",
+    "urllib3",
+    "aws_xray_sdk.core",
+}
 
 
 def modules_after_import(function: str) -> set[str]:
