@@ -36,6 +36,7 @@ NOT_ON_THE_COLD_PATH = {
     "botocore.auth",
     "botocore.credentials",
     "aws_xray_sdk.core",
+    "zipfile",  # importlib.metadata's, deferred by gasmon/__init__ until something reads it
 }
 
 COLD_POST = """

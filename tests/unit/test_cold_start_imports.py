@@ -102,3 +102,24 @@ def test_ingest_and_alarms_do_not_import_each_other(module: str, other: str) -> 
     # Then importing one never loads the other
     assert "gasmon.readings" in loaded
     assert other not in loaded
+
+
+def test_package_metadata_loads_only_when_something_reads_it() -> None:
+    # Given a fresh interpreter that imports gasmon's models (pydantic imports importlib.metadata)
+    code = (
+        "import json, sys\n"
+        f"sys.path[:0] = [{str(ROOT / 'layers' / 'gasmon')!r}]\n"
+        "from gasmon.models import GasThresholds\n"
+        "GasThresholds(warning=1)\n"
+        "before = 'zipfile' in sys.modules\n"
+        "from importlib.metadata import version\n"
+        "print(json.dumps([before, version('pydantic'), 'zipfile' in sys.modules]))\n"
+    )
+    environment = {"PYDANTIC_DISABLE_PLUGINS": "__all__", "PATH": ""}
+    answer = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=environment, cwd=ROOT
+    )
+    before, pydantic_version, after = json.loads(answer.stdout)
+    # Then a model validated without loading it, and the first reader still gets the real module
+    assert before is False
+    assert pydantic_version.startswith("2.") and after is True
