@@ -139,6 +139,10 @@ class SigV4Stub:
     A signed request is re-signed here with botocore's own SigV4 over the headers it names, and
     refused with 403 unless the signatures match. Unsigned requests are accepted only on
     `/<index>/_doc`, the seed's open domain. Counts what it saw, for the bench's checks.
+
+    ISM policies are kept, as the domain keeps them: the first cold start of a run installs
+    gasmon's setup, the later ones find it (the retention policy's setup marker) as every cold
+    start after a deployment's first does.
     """
 
     def __init__(self, credentials: dict[str, str], region: str = REGION) -> None:
@@ -148,6 +152,7 @@ class SigV4Stub:
         self.region = region
         self.counts = {"signed": 0, "unsigned": 0, "refused": 0, "bulk": 0, "documents": 0, "bytes": 0}
         self.lock = threading.Lock()
+        self.policies: dict[str, dict[str, Any]] = {}
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -233,7 +238,14 @@ class SigV4Stub:
                 self.counts["documents"] += len(actions)
                 items = [{kind: {"_id": meta["_id"], "status": 201}} for a in actions for kind, meta in a.items()]
                 return 200, {"took": 1, "errors": False, "items": items}
-            if method == "GET" and route.startswith("/_plugins/_ism/policies/"):
+            if route.startswith("/_plugins/_ism/policies/"):
+                policy_id = route.rsplit("/", 1)[-1]
+                meta = {"_id": policy_id, "_version": 1, "_seq_no": 0, "_primary_term": 1}
+                if method == "PUT":
+                    self.policies[policy_id] = json.loads(body)["policy"]
+                    return 201, {**meta, "policy": {"policy": self.policies[policy_id]}}
+                if policy_id in self.policies:
+                    return 200, {**meta, "policy": self.policies[policy_id]}
                 return 404, {"error": {"type": "status_exception", "reason": "Policy not found"}, "status": 404}
             if route.endswith("/_doc"):
                 self.counts["documents"] += 1

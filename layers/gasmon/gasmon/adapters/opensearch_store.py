@@ -39,6 +39,7 @@ module is the only place OpenSearch query text is written.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -120,11 +121,20 @@ def index_template_body(index: str, with_alias: bool, replicas: int = 0) -> dict
     return {"index_patterns": [DAILY_PATTERN.format(index=index)], **template}
 
 
-def retention_policy_body(index: str, retention_days: int) -> dict[str, Any]:
-    """An ISM policy deleting a daily index `retention_days` after its creation, attached by pattern."""
+def setup_marker(index: str, latest_index: str, retention_days: int, replicas: int) -> str:
+    """A digest of everything gasmon's index setup installs: the retention policy carries it, so a
+    cold start that finds its own marker there knows the templates and the policy are current."""
+    installed = [index, latest_index, retention_days, replicas, INDEX_TEMPLATE, LATEST_INDEX_TEMPLATE]
+    return hashlib.sha256(json.dumps(installed, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def retention_policy_body(index: str, retention_days: int, marker: str = "") -> dict[str, Any]:
+    """An ISM policy deleting a daily index `retention_days` after its creation, attached by pattern;
+    its description ends with the setup marker (`setup_marker`)."""
+    setup = f" (setup {marker})" if marker else ""
     return {
         "policy": {
-            "description": f"gasmon: delete daily reading indices after {retention_days} days",
+            "description": f"gasmon: delete daily reading indices after {retention_days} days{setup}",
             "default_state": "hot",
             "states": [
                 {
@@ -137,15 +147,6 @@ def retention_policy_body(index: str, retention_days: int) -> dict[str, Any]:
             "ism_template": [{"index_patterns": [DAILY_PATTERN.format(index=index)], "priority": 100}],
         }
     }
-
-
-def _retention_of(policy: Mapping[str, Any]) -> str | None:
-    """The `min_index_age` after which a stored policy deletes (ISM adds defaults, so compare only that)."""
-    for state in policy.get("states", []):
-        for transition in state.get("transitions", []):
-            if transition.get("state_name") == "delete":
-                return str(transition.get("conditions", {}).get("min_index_age"))
-    return None
 
 
 def has_gasmon_mapping(mapping: Mapping[str, Any]) -> bool:
@@ -524,24 +525,36 @@ class OpenSearchReadingStore:
 
     # ---- index setup: once per process, before the first write ----
 
-    def ensure_index_template(self) -> None:
-        """Probe for a seed index, install the retention policy and the daily indices' template.
+    @property
+    def marker(self) -> str:
+        return setup_marker(self.index, self.latest_index, self.retention_days, self.replicas)
 
-        A 403 (fine-grained access control: the role is not mapped to manage templates and ISM
-        policies) is logged once as an error and the write goes ahead: an operator may have
-        installed both already. Unreachable or overloaded: the POST is retried later.
+    def ensure_index_template(self) -> None:
+        """Make sure the retention policy and the daily and latest indices' templates are installed.
+
+        One request on a domain already set up by this configuration: the retention policy is
+        written last and carries the setup marker, so finding the marker means the rest is there.
+        Otherwise: probe for a seed index, install both templates, then the policy (created, or
+        replaced guarded by the version read). A 403 (fine-grained access control: the role is
+        not mapped to manage templates and ISM policies) is logged once as an error and the write
+        goes ahead: an operator may have installed both already. Unreachable or overloaded: the
+        POST is retried later.
         """
         if self._template_ready:
             return
         try:
+            current = self._current_policy()
+            if current is not None and f"(setup {self.marker})" in str(current.get("policy", {}).get("description")):
+                self._template_ready = True
+                return
             self._detect_seed_index()
-            self._ensure_retention_policy()
             body = index_template_body(self.index, with_alias=not self.seed_index, replicas=self.replicas)
             self._send_json("PUT", f"/_index_template/{self.index}", body)
             # Its own template, at a higher priority, so the readings' template (and any alias it
             # adds) never applies to the latest index: searches of the readings never count it.
             latest_body = {"index_patterns": [self.latest_index], **LATEST_INDEX_TEMPLATE}
             self._send_json("PUT", f"/_index_template/{self.latest_index}", latest_body)
+            self._put_retention_policy(current)
         except StoreUnavailableError as exc:
             if not isinstance(exc.__cause__, OpenSearchHttpError) or exc.__cause__.status_code != 403:
                 raise
@@ -576,38 +589,36 @@ class OpenSearchReadingStore:
                 daily_index(self.index, datetime.now(UTC).date()),
             )
 
-    def _ensure_retention_policy(self) -> None:
-        policy_id = retention_policy_id(self.index)
-        path = f"/_plugins/_ism/policies/{policy_id}"
-        wanted = retention_policy_body(self.index, self.retention_days)
+    def _current_policy(self) -> Mapping[str, Any] | None:
+        """The stored retention policy as GET answers it (with its version), or None if there is none."""
         try:
-            current = self._send("GET", path)
+            current = self._send("GET", f"/_plugins/_ism/policies/{retention_policy_id(self.index)}")
         except OpenSearchHttpError as exc:
             if exc.status_code != 404:
                 raise
-            try:
-                self._send_json("PUT", path, wanted)
-            except OpenSearchHttpError as conflict:
-                if conflict.status_code != 409:
-                    raise
-                log.info("retention policy %s was created by another writer", policy_id)
-            return
-        current = current if isinstance(current, Mapping) else {}
-        if _retention_of(current.get("policy", {})) == f"{self.retention_days}d":
-            return
-        # RETENTION_DAYS changed: update in place, guarded by the version we read. A conflict means
-        # another cold start just did the same.
-        if "_seq_no" not in current or "_primary_term" not in current:  # not the answer the API specifies
+            return None
+        return current if isinstance(current, Mapping) else {}
+
+    def _put_retention_policy(self, current: Mapping[str, Any] | None) -> None:
+        """Create the policy, or replace it guarded by the version read (a conflict means another
+        cold start just did the same)."""
+        policy_id = retention_policy_id(self.index)
+        path = f"/_plugins/_ism/policies/{policy_id}"
+        wanted = retention_policy_body(self.index, self.retention_days, self.marker)
+        if current is not None and ("_seq_no" not in current or "_primary_term" not in current):
+            # Not the answer the API specifies: nothing to guard the replacement with.
             log.warning("retention policy %s answered without its version: replaced unguarded", policy_id)
             self._send_json("PUT", path, wanted)
             return
-        params = {"if_seq_no": str(current["_seq_no"]), "if_primary_term": str(current["_primary_term"])}
+        params = None
+        if current is not None:
+            params = {"if_seq_no": str(current["_seq_no"]), "if_primary_term": str(current["_primary_term"])}
         try:
             self._send_json("PUT", path, wanted, params)
         except OpenSearchHttpError as conflict:
             if conflict.status_code != 409:
                 raise
-            log.info("retention policy %s was updated by another writer", policy_id)
+            log.info("retention policy %s was written by another writer", policy_id)
 
     def _call(self, request: Callable[[], Any]) -> Any:
         from opensearchpy.exceptions import ConnectionError as OSConnectionError
