@@ -37,6 +37,7 @@ NOT_ON_THE_COLD_PATH = {
     "botocore.credentials",
     "aws_xray_sdk.core",
     "zipfile",  # importlib.metadata's, deferred by gasmon/__init__ until something reads it
+    "gasmon.presence_models",  # the presence functions' models (the rate limiter shares a module with them)
 }
 
 COLD_POST = """
