@@ -32,9 +32,10 @@ REGION = "ap-northeast-2"
 class Scripted:
     """Answers requests with the (status, body) pairs it is given, in order; records what came."""
 
-    def __init__(self, answers: list[tuple[int, dict[str, Any]]]) -> None:
+    def __init__(self, answers: list[tuple[int, dict[str, Any]]], hang_up: bool = False) -> None:
         self.answers = answers
         self.received: list[dict[str, Any]] = []
+        self.peers: set[int] = set()  # client ports: one per connection
         scripted = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -45,6 +46,9 @@ class Scripted:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 scripted.received.append({"headers": dict(self.headers.items()), "body": json.loads(body)})
+                scripted.peers.add(self.client_address[1])
+                # Close after answering without saying so: what an idle timeout does between requests.
+                self.close_connection = hang_up
                 status, answer = scripted.answers.pop(0)
                 data = json.dumps(answer).encode()
                 self.send_response(status)
@@ -53,7 +57,14 @@ class Scripted:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.hung_up = threading.Event()  # set once the server has closed a connection
+
+        class Server(ThreadingHTTPServer):
+            def shutdown_request(self, request: Any) -> None:
+                super().shutdown_request(request)
+                scripted.hung_up.set()
+
+        self.server = Server(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     @property
@@ -141,6 +152,33 @@ def test_no_answer_is_botocores_endpoint_connection_error_after_the_budgets_atte
     store = DynamoDbAlarmStore("t", region=REGION, reader=client)
     with pytest.raises(AlarmStoreUnavailableError):
         store.load([("pi-1", "no2")])
+
+
+def test_a_kept_alive_connection_the_server_closed_is_replaced_not_failed(credentials: None) -> None:
+    # Given a server that closes each connection after answering, without a Connection: close
+    server = Scripted([OK, OK], hang_up=True)
+    client = AwsJsonClient(DYNAMODB, REGION, endpoint_url=server.url, sleep=lambda _: pytest.fail("no retry"))
+    try:
+        # When a second call follows once the server has hung up on the first one's connection
+        first = client.batch_get_item(RequestItems={})
+        assert server.hung_up.wait(5)
+        second = client.batch_get_item(RequestItems={})
+        # Then both are answered at the first attempt, the second on a new connection
+        assert first == second == {"Responses": {"t": []}}
+        assert len(server.received) == 2 and len(server.peers) == 2
+    finally:
+        server.close()
+
+
+def test_a_server_that_keeps_connections_alive_gets_both_calls_on_one(credentials: None) -> None:
+    server = Scripted([OK, OK])
+    client = AwsJsonClient(DYNAMODB, REGION, endpoint_url=server.url)
+    try:
+        client.batch_get_item(RequestItems={})
+        client.batch_get_item(RequestItems={})
+        assert len(server.peers) == 1
+    finally:
+        server.close()
 
 
 # ---- On moto's server: the hot path's calls, read back through botocore ----
