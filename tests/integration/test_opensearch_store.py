@@ -153,6 +153,23 @@ def test_a_seed_index_is_left_alone_new_readings_go_to_daily_indices_and_reads_c
     assert state.resolve(read_target("gasdetect")) == ["gasdetect", DAY_INDEX]
 
 
+def test_beside_a_seed_index_each_cold_start_probes_again_until_the_alias_can_be_added(cluster: Any) -> None:
+    # Given a domain set up beside the seed's index (no alias)
+    state, url = cluster
+    state.add_seed_index("gasdetect", {"seed-1": {"groupid": "1", "gas": "no2", "value": "0.5"}})
+    store_on(url).put_readings(make_readings(1))
+    # When another container starts while the seed index is still there
+    before = len(state.requests)
+    store_on(url).put_readings(make_readings(1))
+    # Then it probes for it again (its marker never says "done" while there is no alias)
+    assert ("GET", "/gasdetect/_mapping") in [(r.method, r.path) for r in state.requests[before:]]
+    # And once the seed index is gone (gasmon-admin reindex-seed --delete-seed), the next cold
+    # start adds the alias to the template
+    del state.indices["gasdetect"]
+    store_on(url).put_readings(make_readings(1))
+    assert state.templates["gasdetect"]["template"]["aliases"] == {"gasdetect": {}}
+
+
 def test_a_bulk_stored_then_timed_out_is_retry_later_and_the_retry_stores_nothing_twice(cluster: Any) -> None:
     # Given a cluster that stores the bulk but answers after the client's timeout
     state, url = cluster

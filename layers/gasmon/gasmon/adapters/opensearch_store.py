@@ -121,10 +121,12 @@ def index_template_body(index: str, with_alias: bool, replicas: int = 0) -> dict
     return {"index_patterns": [DAILY_PATTERN.format(index=index)], **template}
 
 
-def setup_marker(index: str, latest_index: str, retention_days: int, replicas: int) -> str:
+def setup_marker(index: str, latest_index: str, retention_days: int, replicas: int, with_alias: bool = True) -> str:
     """A digest of everything gasmon's index setup installs: the retention policy carries it, so a
-    cold start that finds its own marker there knows the templates and the policy are current."""
-    installed = [index, latest_index, retention_days, replicas, INDEX_TEMPLATE, LATEST_INDEX_TEMPLATE]
+    cold start that finds its own marker there knows the templates and the policy are current.
+    A setup made beside a seed index (no alias) never matches what a cold start looks for, so the
+    seed index is probed again at each cold start until it is gone and the alias can be added."""
+    installed = [index, latest_index, retention_days, replicas, with_alias, INDEX_TEMPLATE, LATEST_INDEX_TEMPLATE]
     return hashlib.sha256(json.dumps(installed, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -525,9 +527,8 @@ class OpenSearchReadingStore:
 
     # ---- index setup: once per process, before the first write ----
 
-    @property
-    def marker(self) -> str:
-        return setup_marker(self.index, self.latest_index, self.retention_days, self.replicas)
+    def marker(self, with_alias: bool = True) -> str:
+        return setup_marker(self.index, self.latest_index, self.retention_days, self.replicas, with_alias)
 
     def ensure_index_template(self) -> None:
         """Make sure the retention policy and the daily and latest indices' templates are installed.
@@ -544,7 +545,7 @@ class OpenSearchReadingStore:
             return
         try:
             current = self._current_policy()
-            if current is not None and f"(setup {self.marker})" in str(current.get("policy", {}).get("description")):
+            if current is not None and f"(setup {self.marker()})" in str(current.get("policy", {}).get("description")):
                 self._template_ready = True
                 return
             self._detect_seed_index()
@@ -604,7 +605,7 @@ class OpenSearchReadingStore:
         cold start just did the same)."""
         policy_id = retention_policy_id(self.index)
         path = f"/_plugins/_ism/policies/{policy_id}"
-        wanted = retention_policy_body(self.index, self.retention_days, self.marker)
+        wanted = retention_policy_body(self.index, self.retention_days, self.marker(with_alias=not self.seed_index))
         if current is not None and ("_seq_no" not in current or "_primary_term" not in current):
             # Not the answer the API specifies: nothing to guard the replacement with.
             log.warning("retention policy %s answered without its version: replaced unguarded", policy_id)
