@@ -37,6 +37,7 @@ class Recorded:
     url: str
     body: bytes
     content_type: str | None
+    authorization: str | None = None  # the SigV4 header, when the client signed
 
     @property
     def path(self) -> str:
@@ -445,7 +446,9 @@ def serve(cluster: FakeCluster) -> ThreadingHTTPServer:
         def _handle(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
-            recorded = Recorded(self.command, self.path, body, self.headers.get("Content-Type"))
+            recorded = Recorded(
+                self.command, self.path, body, self.headers.get("Content-Type"), self.headers.get("Authorization")
+            )
             with cluster.lock:
                 cluster.requests.append(recorded)
                 cluster.violations += problems_with_request(

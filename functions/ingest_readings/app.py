@@ -13,7 +13,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from gasmon.adapters import build_alarm_store, build_reading_archive, build_reading_store
+from gasmon.adapters import build_alarm_store, build_rate_limiter, build_reading_archive, build_reading_store
 from gasmon.adapters.iot_publisher import IotDataPublisher
 from gasmon.alarms import AlarmPolicy, Alarms
 from gasmon.errors import EffectsPendingError, GasmonError, StoreUnavailableError, TooManyRequestsError
@@ -72,11 +72,7 @@ def _publisher() -> MessagePublisher:
 @cache
 def _rate_limiter() -> RateLimiter | None:
     settings = _settings()
-    if not settings.device_table:
-        return None
-    from gasmon.adapters.dynamodb_registry import DynamoDbRateLimiter
-
-    return DynamoDbRateLimiter(settings.device_table, settings.device_requests_per_minute, settings.aws_region)
+    return build_rate_limiter(settings.device_table, settings.device_requests_per_minute, settings.aws_region)
 
 
 def _utc_now() -> datetime:

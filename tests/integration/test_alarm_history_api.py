@@ -1,8 +1,10 @@
-"""Alarm history end to end on moto: readings POSTed through the real ingest handler open and
+"""Alarm history end to end on moto's server: readings POSTed through the real ingest handler open and
 clear alarms in DynamoDB; GET /alarms on the real query handler reads them back.
 
 Both handlers build their adapters from settings (ALARM_TABLE, READING_STORE, SQLITE_PATH), as
-they do in Lambda; only the MQTT publisher and the clock are handed in.
+they do in Lambda; only the MQTT publisher and the clock are handed in. moto runs as a server
+(not `mock_aws`, which patches botocore only): ingest reads alarm states with signed HTTP
+requests of its own (`gasmon.adapters.signed_http`), which reach it through AWS_ENDPOINT_URL.
 """
 
 from __future__ import annotations
@@ -14,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from moto import mock_aws
 
 from gasmon.adapters.dynamodb_alarms import DynamoDbAlarmStore
+from gasmon_local.aws import MotoServer
 from gasmon_local.functions import load_function_module
 
 T0 = datetime(2026, 5, 1, 3, 0, tzinfo=UTC)
@@ -49,21 +51,23 @@ def stack(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[DynamoDbA
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": "ap-northeast-2",
         "AWS_REGION": "ap-northeast-2",
-        "ALARM_TABLE": TABLE,
+        "ALARM_TABLE": f"{TABLE}-{tmp_path.name}",  # moto's server keeps tables for the whole process
         "READING_STORE": "sqlite",
         "SQLITE_PATH": str(tmp_path / "readings.sqlite3"),
         "POWERTOOLS_TRACE_DISABLED": "true",
         "POWERTOOLS_METRICS_NAMESPACE": "gasmon",
     }.items():
         monkeypatch.setenv(name, value)
-    with mock_aws():
-        table = DynamoDbAlarmStore(TABLE, region="ap-northeast-2")
-        table.create_table()
-        _clear_cached_adapters()
-        try:
-            yield table
-        finally:
-            _clear_cached_adapters()  # later tests must not get adapters bound to this moto table
+    moto = MotoServer(port=0)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto.start())
+    table = DynamoDbAlarmStore(f"{TABLE}-{tmp_path.name}", region="ap-northeast-2")
+    table.create_table()
+    _clear_cached_adapters()
+    try:
+        yield table
+    finally:
+        _clear_cached_adapters()  # later tests must not get adapters bound to this moto table
+        moto.stop()
 
 
 def no2(device: str, value: float, at: datetime) -> dict[str, Any]:

@@ -16,6 +16,7 @@ import pytest
 import requests
 
 from gasmon.adapters.firehose_archive import FirehoseReadingArchive
+from gasmon.adapters.signed_http import FIREHOSE, AwsJsonClient
 from gasmon.archive import archive_row
 from gasmon.models import Reading
 from gasmon_local import aws, firehose
@@ -59,8 +60,9 @@ def objects(endpoint: str, region: str, bucket: str) -> dict[str, bytes]:
     return {item["Key"]: s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read() for item in listing}
 
 
+@pytest.mark.parametrize("signed_http", [False, True], ids=["botocore", "signed-http"])
 def test_archived_readings_are_gzip_json_lines_under_todays_partition(
-    moto_stack: tuple[Stack, str], monkeypatch: pytest.MonkeyPatch
+    moto_stack: tuple[Stack, str], monkeypatch: pytest.MonkeyPatch, signed_http: bool
 ) -> None:
     stack, endpoint = moto_stack
     (stream,) = stack.delivery_streams()
@@ -68,8 +70,11 @@ def test_archived_readings_are_gzip_json_lines_under_todays_partition(
     for key, value in aws.FAKE_CREDENTIALS.items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
-    # When ingest's adapter archives two POSTs' readings on the template's stream
-    archive = FirehoseReadingArchive(stack.functions()["IngestFunction"].environment["ARCHIVE_STREAM"], region)
+    # When ingest's adapter archives two POSTs' readings on the template's stream (through a
+    # botocore client, or the signed-HTTP client ingest's builder gives it)
+    client = AwsJsonClient(FIREHOSE, region) if signed_http else None
+    stream_name = stack.functions()["IngestFunction"].environment["ARCHIVE_STREAM"]
+    archive = FirehoseReadingArchive(stream_name, region, client=client)
     archive.archive([reading(1), reading(2)])
     archive.archive([reading(3)])
     # Then, once the buffer is due (about a second, bounded wait), one gzip object holds them all,

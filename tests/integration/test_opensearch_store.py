@@ -45,11 +45,11 @@ def test_first_write_sets_up_retention_policy_template_and_alias_then_one_bulk_p
     second = store.put_readings(make_readings(100))
     # Then setup ran once, each POST is one bulk to the day's index, and nothing is stored twice
     assert [(r.method, r.path) for r in state.requests] == [
+        ("GET", "/_plugins/_ism/policies/gasdetect-retention"),  # none yet: set up
         ("GET", "/gasdetect/_mapping"),
-        ("GET", "/_plugins/_ism/policies/gasdetect-retention"),
-        ("PUT", "/_plugins/_ism/policies/gasdetect-retention"),
         ("PUT", "/_index_template/gasdetect"),
         ("PUT", "/_index_template/gasdetect-latest"),
+        ("PUT", "/_plugins/_ism/policies/gasdetect-retention"),  # last: it carries the setup marker
         ("POST", f"/{DAY_INDEX}/_bulk"),
         ("POST", f"/{DAY_INDEX}/_bulk"),
         ("POST", "/gasdetect/_mget"),  # the second POST met stored readings: their values, compared once
@@ -57,6 +57,24 @@ def test_first_write_sets_up_retention_policy_template_and_alias_then_one_bulk_p
     assert len(first.created) == 100 and len(second.existing) == 100 and not second.created
     assert state.count() == 100 and set(state.indices) == {DAY_INDEX, "gasdetect-latest"}
     assert state.indices[DAY_INDEX].aliases == {"gasdetect"}
+
+
+def test_a_cold_start_on_a_domain_set_up_by_the_same_configuration_makes_one_setup_request(cluster: Any) -> None:
+    # Given a domain a first container set up
+    state, url = cluster
+    store_on(url).put_readings(make_readings(1))
+    before = len(state.requests)
+    # When another container (a new process) stores its first readings
+    store_on(url).put_readings(make_readings(2))
+    # Then it read the retention policy, found its own setup marker there, and went on to the bulk
+    assert [(r.method, r.path) for r in state.requests[before:]] == [
+        ("GET", "/_plugins/_ism/policies/gasdetect-retention"),
+        ("POST", f"/{DAY_INDEX}/_bulk"),
+        ("POST", "/gasdetect/_mget"),  # the reading the first container stored
+    ]
+    # And a container with another configuration (replicas) installs the templates again
+    store_on(url, replicas=1).put_readings(make_readings(1))
+    assert state.templates["gasdetect"]["template"]["settings"]["number_of_replicas"] == 1
 
 
 def test_the_retention_policy_deletes_daily_indices_after_retention_days(cluster: Any) -> None:
@@ -133,6 +151,23 @@ def test_a_seed_index_is_left_alone_new_readings_go_to_daily_indices_and_reads_c
     search = state.requests[-1]
     assert search.path == f"/{read_target('gasdetect')}/_search" == "/gasdetect,gasdetect-2*/_search"
     assert state.resolve(read_target("gasdetect")) == ["gasdetect", DAY_INDEX]
+
+
+def test_beside_a_seed_index_each_cold_start_probes_again_until_the_alias_can_be_added(cluster: Any) -> None:
+    # Given a domain set up beside the seed's index (no alias)
+    state, url = cluster
+    state.add_seed_index("gasdetect", {"seed-1": {"groupid": "1", "gas": "no2", "value": "0.5"}})
+    store_on(url).put_readings(make_readings(1))
+    # When another container starts while the seed index is still there
+    before = len(state.requests)
+    store_on(url).put_readings(make_readings(1))
+    # Then it probes for it again (its marker never says "done" while there is no alias)
+    assert ("GET", "/gasdetect/_mapping") in [(r.method, r.path) for r in state.requests[before:]]
+    # And once the seed index is gone (gasmon-admin reindex-seed --delete-seed), the next cold
+    # start adds the alias to the template
+    del state.indices["gasdetect"]
+    store_on(url).put_readings(make_readings(1))
+    assert state.templates["gasdetect"]["template"]["aliases"] == {"gasdetect": {}}
 
 
 def test_a_bulk_stored_then_timed_out_is_retry_later_and_the_retry_stores_nothing_twice(cluster: Any) -> None:

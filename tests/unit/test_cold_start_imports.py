@@ -3,6 +3,8 @@
 Cold start is measured in `make bench`, never timed here; these tests pin the cause instead: a
 fresh interpreter imports the handler as Lambda does (function folder and layer on sys.path)
 and the modules that must wait for a request that needs them are checked absent.
+What a whole cold POST loads (no SDK client, no opensearch-py) is pinned by
+tests/integration/test_cold_post_path.py.
 """
 
 import json
@@ -14,7 +16,16 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 # The SDKs themselves (Powertools imports the bare `botocore` and `aws_xray_sdk` packages, <1 ms).
-HEAVY_CLIENTS = {"boto3", "botocore.session", "botocore.client", "opensearchpy", "aws_xray_sdk.core"}
+HEAVY_CLIENTS = {
+    "boto3",
+    "botocore.session",
+    "botocore.client",
+    "botocore.auth",
+    "opensearchpy",
+    "requests",
+    "urllib3",
+    "aws_xray_sdk.core",
+}
 
 
 def modules_after_import(function: str) -> set[str]:
@@ -91,3 +102,24 @@ def test_ingest_and_alarms_do_not_import_each_other(module: str, other: str) -> 
     # Then importing one never loads the other
     assert "gasmon.readings" in loaded
     assert other not in loaded
+
+
+def test_package_metadata_loads_only_when_something_reads_it() -> None:
+    # Given a fresh interpreter that imports gasmon's models (pydantic imports importlib.metadata)
+    code = (
+        "import json, sys\n"
+        f"sys.path[:0] = [{str(ROOT / 'layers' / 'gasmon')!r}]\n"
+        "from gasmon.models import GasThresholds\n"
+        "GasThresholds(warning=1)\n"
+        "before = 'zipfile' in sys.modules\n"
+        "from importlib.metadata import version\n"
+        "print(json.dumps([before, version('pydantic'), 'zipfile' in sys.modules]))\n"
+    )
+    environment = {"PYDANTIC_DISABLE_PLUGINS": "__all__", "PATH": ""}
+    answer = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=environment, cwd=ROOT
+    )
+    before, pydantic_version, after = json.loads(answer.stdout)
+    # Then a model validated without loading it, and the first reader still gets the real module
+    assert before is False
+    assert pydantic_version.startswith("2.") and after is True

@@ -10,6 +10,7 @@ if TYPE_CHECKING:
     from gasmon.ports import (
         AlarmStateStore,
         DeviceStatusSource,
+        RateLimiter,
         ReadingArchive,
         ReadingQueries,
         ReadingStore,
@@ -49,8 +50,11 @@ def build_reading_archive(settings: IngestSettings) -> ReadingArchive | None:
     if not settings.archive_stream:
         return None
     from gasmon.adapters.firehose_archive import FirehoseReadingArchive
+    from gasmon.adapters.signed_http import FIREHOSE, AwsJsonClient
 
-    return FirehoseReadingArchive(settings.archive_stream, region=settings.aws_region)
+    # PutRecordBatch on every POST: signed HTTP, no botocore client (gasmon.adapters.signed_http).
+    client = AwsJsonClient(FIREHOSE, settings.aws_region)
+    return FirehoseReadingArchive(settings.archive_stream, region=settings.aws_region, client=client)
 
 
 def build_retention_sweeper(settings: StoreSettings) -> RetentionSweeper:
@@ -68,8 +72,23 @@ def build_alarm_store(table: str, region: str, threshold_cache_seconds: float = 
     if not table:
         return None
     from gasmon.adapters.dynamodb_alarms import DynamoDbAlarmStore
+    from gasmon.adapters.signed_http import DYNAMODB, AwsJsonClient
 
-    return DynamoDbAlarmStore(table, region=region, threshold_cache_seconds=threshold_cache_seconds)
+    # Ingest's BatchGetItem on every POST goes out as signed HTTP; writes build a botocore client.
+    reader = AwsJsonClient(DYNAMODB, region)
+    return DynamoDbAlarmStore(table, region=region, threshold_cache_seconds=threshold_cache_seconds, reader=reader)
+
+
+def build_rate_limiter(table: str, per_minute: int, region: str) -> RateLimiter | None:
+    """The per-device rate limiter on the registry table `table` (DEVICE_TABLE); None when empty.
+
+    Its UpdateItem runs on every POST, so it goes out as signed HTTP, not through botocore."""
+    if not table:
+        return None
+    from gasmon.adapters.dynamodb_registry import DynamoDbRateLimiter
+    from gasmon.adapters.signed_http import DYNAMODB, AwsJsonClient
+
+    return DynamoDbRateLimiter(table, per_minute, region, client=AwsJsonClient(DYNAMODB, region))
 
 
 def build_reading_queries(settings: StoreSettings) -> ReadingQueries:

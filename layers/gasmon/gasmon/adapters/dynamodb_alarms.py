@@ -18,8 +18,11 @@ index `open`). A state item with an open alarm or owed messages is in the same s
 fixed width (`2026-05-01T12:00:05.000000Z`), so text order is time order.
 Threshold items hold one map per gas: `no2 = {warning: 60, critical: 200, band: 5}`.
 
-boto3 is imported on first use; with no `endpoint_url` boto3's own `AWS_ENDPOINT_URL` /
+botocore is imported on first use; with no `endpoint_url` botocore's own `AWS_ENDPOINT_URL` /
 `AWS_ENDPOINT_URL_DYNAMODB` apply, which is how the local stack points it at moto's server.
+Ingest's one read per POST (`load`: BatchGetItem) can go through a `reader` of its own, the
+signed-HTTP client of `gasmon.adapters.signed_http` (`build_alarm_store` gives it one), so a
+POST that moves no alarm never builds a botocore client; writes (alarm transitions) use it.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ OPEN_INDEX = "open"
 DUE_PK = "DUE"  # state items with an open alarm or an outbox, in the `open` index for the sweep
 THRESHOLDS_SK = "THRESHOLDS"
 _BATCH_GET_LIMIT = 100
+_READER_OPERATIONS = frozenset({"batch_get_item"})
 _THRESHOLD_FIELDS = ("warning", "critical", "band")
 _CURSOR_ATTRIBUTES = frozenset({"pk", "sk", "by_time_pk", "by_time_sk"})
 # Query requests one `list_alarms` call may make (empty months, filtered-out pages): past it the
@@ -184,12 +188,14 @@ class DynamoDbAlarmStore:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         retries: int = 3,
+        reader: Any = None,
     ) -> None:
         self.table_name = table_name
         self.region = region
         self.endpoint_url = endpoint_url or None
         self.threshold_cache_seconds = threshold_cache_seconds
         self._client = client
+        self._reader = reader  # answers `batch_get_item` (botocore's inputs, outputs and errors)
         self._client_lock = threading.Lock()
         self._clock = clock
         self._sleep = sleep
@@ -209,26 +215,35 @@ class DynamoDbAlarmStore:
         return self._client
 
     def _call(self, operation: str, **kwargs: Any) -> Any:
-        from botocore.exceptions import BotoCoreError, ClientError
-
+        client = self._reader if operation in _READER_OPERATIONS and self._reader is not None else self.client
         try:
-            return getattr(self.client, operation)(**kwargs)
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            if code == "ConditionalCheckFailedException":
+            return getattr(client, operation)(**kwargs)
+        except Exception as exc:
+            # botocore's exceptions are imported only when a call fails (not on a cold POST's path).
+            from botocore.exceptions import BotoCoreError, ClientError
+
+            if isinstance(exc, ClientError):
+                raise self._client_error(operation, exc, kwargs) from exc
+            if isinstance(exc, BotoCoreError):
+                message = f"DynamoDB {operation} on {self.table_name} failed: {exc}"
+                raise AlarmStoreUnavailableError(message) from exc
+            raise
+
+    def _client_error(self, operation: str, exc: Any, kwargs: Mapping[str, Any]) -> Exception:
+        """The gasmon error a botocore `ClientError` stands for."""
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code == "ConditionalCheckFailedException":
+            self.conflicts += 1
+            return AlarmConflictError(f"{operation}: the alarm state changed since it was read")
+        if code == "TransactionCanceledException":
+            reasons = {r.get("Code") for r in exc.response.get("CancellationReasons", [])}
+            if reasons & {"ConditionalCheckFailed", "TransactionConflict"}:
                 self.conflicts += 1
-                raise AlarmConflictError(f"{operation}: the alarm state changed since it was read") from exc
-            if code == "TransactionCanceledException":
-                reasons = {r.get("Code") for r in exc.response.get("CancellationReasons", [])}
-                if reasons & {"ConditionalCheckFailed", "TransactionConflict"}:
-                    self.conflicts += 1
-                    raise AlarmConflictError(f"{operation}: the alarm state changed since it was read") from exc
-            if code == "ValidationException" and "ExclusiveStartKey" in kwargs:
-                # A start key outside the query's bounds can never succeed: not a retry-later.
-                raise InvalidAlarmQueryError("cursor does not fit this query; start again without it") from exc
-            raise AlarmStoreUnavailableError(f"DynamoDB {operation} on {self.table_name} failed: {code}") from exc
-        except BotoCoreError as exc:
-            raise AlarmStoreUnavailableError(f"DynamoDB {operation} on {self.table_name} failed: {exc}") from exc
+                return AlarmConflictError(f"{operation}: the alarm state changed since it was read")
+        if code == "ValidationException" and "ExclusiveStartKey" in kwargs:
+            # A start key outside the query's bounds can never succeed: not a retry-later.
+            return InvalidAlarmQueryError("cursor does not fit this query; start again without it")
+        return AlarmStoreUnavailableError(f"DynamoDB {operation} on {self.table_name} failed: {code}")
 
     # ---- AlarmStateStore ----
 

@@ -15,12 +15,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gasmon.adapters.aws import aws_client
 from gasmon.errors import RegistryUnavailableError, StoreUnavailableError
 from gasmon.identity import Credential, DeviceRecord
-from gasmon.presence_models import DeviceInfo
+
+if TYPE_CHECKING:  # presence's models are not loaded by ingest, which only counts requests here
+    from gasmon.presence_models import DeviceInfo
 
 log = logging.getLogger(__name__)
 KEY_PREFIX, THING_PREFIX, VIEWER_PREFIX = "key#", "thing#", "viewer#"
@@ -174,6 +176,8 @@ class RegistryDeviceDirectory:
             if device is not None:
                 last = from_readings.last_reading_at if from_readings is not None else None
                 gps = device.location or (from_readings.gps if from_readings is not None else None)
+                from gasmon.presence_models import DeviceInfo
+
                 return DeviceInfo(groupid=device.groupid, gps=gps, last_reading_at=last)
         return from_readings
 
@@ -198,8 +202,6 @@ class DynamoDbRateLimiter:
         return self._client
 
     def allow(self, name: str, now: datetime) -> bool:
-        from botocore.exceptions import BotoCoreError, ClientError
-
         minute = int(now.timestamp()) // 60
         try:
             self.client.update_item(
@@ -213,10 +215,14 @@ class DynamoDbRateLimiter:
                     ":expires": {"N": str((minute + 2) * 60)},
                 },
             )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return False
-            log.warning("rate limiter unavailable, %s not throttled: %s", name, exc)
-        except BotoCoreError as exc:
+        except Exception as exc:
+            # botocore's exceptions are imported only when a call fails (not on a cold POST's path).
+            from botocore.exceptions import BotoCoreError, ClientError
+
+            if isinstance(exc, ClientError):
+                if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                    return False
+            elif not isinstance(exc, BotoCoreError):
+                raise
             log.warning("rate limiter unavailable, %s not throttled: %s", name, exc)
         return True

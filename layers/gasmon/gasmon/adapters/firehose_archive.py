@@ -43,8 +43,6 @@ class FirehoseReadingArchive:
 
     def archive(self, readings: Sequence[Reading]) -> None:
         """Send the readings' records; raise `ArchiveUnavailableError` if some are still refused."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
         for batch in record_batches(archive_records(readings, self.max_record_bytes)):
             pending = batch
             for _attempt in range(self.retries + 1):
@@ -53,7 +51,12 @@ class FirehoseReadingArchive:
                     answer = self.client.put_record_batch(
                         DeliveryStreamName=self.stream, Records=[{"Data": data} for data in pending]
                     )
-                except (BotoCoreError, ClientError) as exc:
+                except Exception as exc:
+                    # botocore's exceptions are imported only when a call fails (not on a cold POST's path).
+                    from botocore.exceptions import BotoCoreError, ClientError
+
+                    if not isinstance(exc, BotoCoreError | ClientError):
+                        raise
                     raise ArchiveUnavailableError(f"the reading archive is unavailable: {exc}", 5) from exc
                 if not answer.get("FailedPutCount"):
                     break

@@ -10,6 +10,11 @@ target `<index>,<index>-2*`, which covers both (`gasmon-admin reindex-seed` conv
 documents). Setup (mapping probe, ISM policy, template) runs once per process; a 403 there (fine-
 grained access control without the role mapping) is one clear error in the log, not an outage.
 
+Writes (and the index setup before the first one) go out as SigV4-signed HTTP requests
+(`gasmon.adapters.signed_http`), not through opensearch-py: importing opensearch-py (and the
+requests library it imports) was the largest part of ingest's cold start. Reads, the sweep and
+`gasmon-admin` keep opensearch-py, loaded only by the functions that use them.
+
 Writes: one `POST /<daily index>/_bulk` request per POST (split only past 10 MiB), `create`
 actions keyed by the deterministic reading id: an item answered 409 was already stored, so a
 retried POST stores nothing twice. Items the cluster could not take now (429, 5xx) and whole
@@ -34,12 +39,12 @@ module is the only place OpenSearch query text is written.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from gasmon.adapters.timeouts import OPENSEARCH_BULK_RETRIES, OPENSEARCH_TIMEOUT_SECONDS
@@ -49,6 +54,8 @@ from gasmon.ports import SweepOutcome
 
 if TYPE_CHECKING:
     from opensearchpy import OpenSearch
+
+    from gasmon.adapters.signed_http import SignedHttp
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +91,8 @@ INDEX_TEMPLATE: dict[str, Any] = {
 }
 LATEST_INDEX_TEMPLATE: dict[str, Any] = {**INDEX_TEMPLATE, "priority": 200}
 _RETRYABLE = {429, 500, 502, 503, 504}
-# opensearch-py sends `_bulk` as application/json; the API specification says NDJSON.
-_NDJSON = {"Content-Type": "application/x-ndjson"}
+# The API specification's content type for `_bulk` (opensearch-py would send application/json).
+_NDJSON = "application/x-ndjson"
 # Whole-request answers after which the cluster may have stored the body: a later 409 is ours.
 _AMBIGUOUS = {500, 502, 503, 504}
 
@@ -114,11 +121,22 @@ def index_template_body(index: str, with_alias: bool, replicas: int = 0) -> dict
     return {"index_patterns": [DAILY_PATTERN.format(index=index)], **template}
 
 
-def retention_policy_body(index: str, retention_days: int) -> dict[str, Any]:
-    """An ISM policy deleting a daily index `retention_days` after its creation, attached by pattern."""
+def setup_marker(index: str, latest_index: str, retention_days: int, replicas: int, with_alias: bool = True) -> str:
+    """A digest of everything gasmon's index setup installs: the retention policy carries it, so a
+    cold start that finds its own marker there knows the templates and the policy are current.
+    A setup made beside a seed index (no alias) never matches what a cold start looks for, so the
+    seed index is probed again at each cold start until it is gone and the alias can be added."""
+    installed = [index, latest_index, retention_days, replicas, with_alias, INDEX_TEMPLATE, LATEST_INDEX_TEMPLATE]
+    return hashlib.sha256(json.dumps(installed, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def retention_policy_body(index: str, retention_days: int, marker: str = "") -> dict[str, Any]:
+    """An ISM policy deleting a daily index `retention_days` after its creation, attached by pattern;
+    its description ends with the setup marker (`setup_marker`)."""
+    setup = f" (setup {marker})" if marker else ""
     return {
         "policy": {
-            "description": f"gasmon: delete daily reading indices after {retention_days} days",
+            "description": f"gasmon: delete daily reading indices after {retention_days} days{setup}",
             "default_state": "hot",
             "states": [
                 {
@@ -131,15 +149,6 @@ def retention_policy_body(index: str, retention_days: int) -> dict[str, Any]:
             "ism_template": [{"index_patterns": [DAILY_PATTERN.format(index=index)], "priority": 100}],
         }
     }
-
-
-def _retention_of(policy: Mapping[str, Any]) -> str | None:
-    """The `min_index_age` after which a stored policy deletes (ISM adds defaults, so compare only that)."""
-    for state in policy.get("states", []):
-        for transition in state.get("transitions", []):
-            if transition.get("state_name") == "delete":
-                return str(transition.get("conditions", {}).get("min_index_age"))
-    return None
 
 
 def has_gasmon_mapping(mapping: Mapping[str, Any]) -> bool:
@@ -399,6 +408,15 @@ def _error_type(error: Any) -> str:
     return str(error or "")
 
 
+class OpenSearchHttpError(Exception):
+    """An OpenSearch answer of 300 or more on the write path: its status and its JSON body."""
+
+    def __init__(self, status_code: int, info: Any) -> None:
+        super().__init__(f"OpenSearch answered {status_code}: {_error_type(info) or info}")
+        self.status_code = status_code
+        self.info = info
+
+
 class OpenSearchReadingStore:
     """A `ReadingStore` on an OpenSearch domain; the client is built on first use."""
 
@@ -423,6 +441,7 @@ class OpenSearchReadingStore:
         self.sign_requests = sign_requests
         self._client_factory = client_factory
         self._client: OpenSearch | None = None
+        self._http: SignedHttp | None = None
         self._template_ready = False
         self.retries = retries
         self._sleep = sleep
@@ -466,30 +485,79 @@ class OpenSearchReadingStore:
             self._client = self._client_factory() if self._client_factory else self._build_client()
         return self._client
 
+    @property
+    def http(self) -> SignedHttp:
+        """The write path's signed HTTP client (no opensearch-py, no botocore client)."""
+        if self._http is None:
+            from gasmon.adapters.signed_http import SignedHttp
+
+            self._http = SignedHttp(self.endpoint, "es", self.region, self.sign_requests, timeout=self.timeout)
+        return self._http
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        params: Mapping[str, str] | None = None,
+        content_type: str = "application/json",
+    ) -> Any:
+        """One write-path request; its JSON answer. Failures map as `_call` maps opensearch-py's:
+        no answer, 401/403/429/5xx are `StoreUnavailableError` (the device retries later), the
+        HTTP error as its cause; other statuses raise `OpenSearchHttpError`."""
+        from gasmon.adapters.signed_http import HttpConnectionError
+
+        try:
+            status, answer = self.http.request(method, path, body, params, content_type)
+        except HttpConnectionError as exc:
+            raise StoreUnavailableError(f"OpenSearch is unreachable: {exc}", retry_after_seconds=5) from exc
+        if status < 300:
+            return answer
+        error = OpenSearchHttpError(status, answer)
+        if status == 403:
+            # cluster_block_exception (disk full: writes blocked) or a missing permission.
+            message = f"OpenSearch refused the request (403 {_error_type(answer)})"
+            raise StoreUnavailableError(message, retry_after_seconds=30) from error
+        if status in _RETRYABLE or status == 401:
+            raise StoreUnavailableError(f"OpenSearch answered {status}", retry_after_seconds=5) from error
+        raise error
+
+    def _send_json(self, method: str, path: str, body: Any, params: Mapping[str, str] | None = None) -> Any:
+        return self._send(method, path, json.dumps(body).encode(), params)
+
     # ---- index setup: once per process, before the first write ----
 
-    def ensure_index_template(self) -> None:
-        """Probe for a seed index, install the retention policy and the daily indices' template.
+    def marker(self, with_alias: bool = True) -> str:
+        return setup_marker(self.index, self.latest_index, self.retention_days, self.replicas, with_alias)
 
-        A 403 (fine-grained access control: the role is not mapped to manage templates and ISM
-        policies) is logged once as an error and the write goes ahead: an operator may have
-        installed both already. Unreachable or overloaded: the POST is retried later.
+    def ensure_index_template(self) -> None:
+        """Make sure the retention policy and the daily and latest indices' templates are installed.
+
+        One request on a domain already set up by this configuration: the retention policy is
+        written last and carries the setup marker, so finding the marker means the rest is there.
+        Otherwise: probe for a seed index, install both templates, then the policy (created, or
+        replaced guarded by the version read). A 403 (fine-grained access control: the role is
+        not mapped to manage templates and ISM policies) is logged once as an error and the write
+        goes ahead: an operator may have installed both already. Unreachable or overloaded: the
+        POST is retried later.
         """
         if self._template_ready:
             return
-        from opensearchpy.exceptions import TransportError
-
         try:
+            current = self._current_policy()
+            if current is not None and f"(setup {self.marker()})" in str(current.get("policy", {}).get("description")):
+                self._template_ready = True
+                return
             self._detect_seed_index()
-            self._ensure_retention_policy()
             body = index_template_body(self.index, with_alias=not self.seed_index, replicas=self.replicas)
-            self._call(lambda: self.client.indices.put_index_template(name=self.index, body=body))
+            self._send_json("PUT", f"/_index_template/{self.index}", body)
             # Its own template, at a higher priority, so the readings' template (and any alias it
             # adds) never applies to the latest index: searches of the readings never count it.
             latest_body = {"index_patterns": [self.latest_index], **LATEST_INDEX_TEMPLATE}
-            self._call(lambda: self.client.indices.put_index_template(name=self.latest_index, body=latest_body))
+            self._send_json("PUT", f"/_index_template/{self.latest_index}", latest_body)
+            self._put_retention_policy(current)
         except StoreUnavailableError as exc:
-            if not isinstance(exc.__cause__, TransportError) or exc.__cause__.status_code != 403:
+            if not isinstance(exc.__cause__, OpenSearchHttpError) or exc.__cause__.status_code != 403:
                 raise
             log.error(
                 "OpenSearch refused gasmon's index setup with 403 (%s). With fine-grained access control, "
@@ -502,7 +570,7 @@ class OpenSearchReadingStore:
         self._template_ready = True
 
     def _detect_seed_index(self) -> None:
-        mappings = self._call(lambda: self.client.indices.get_mapping(index=self.index, ignore_unavailable=True))
+        mappings = self._send("GET", f"/{self.index}/_mapping", params={"ignore_unavailable": "true"})
         existing = mappings.get(self.index) if isinstance(mappings, Mapping) else None
         if existing is None:
             return  # nothing, or the alias over daily indices
@@ -522,33 +590,36 @@ class OpenSearchReadingStore:
                 daily_index(self.index, datetime.now(UTC).date()),
             )
 
-    def _ensure_retention_policy(self) -> None:
-        from opensearchpy.exceptions import ConflictError, NotFoundError
+    def _current_policy(self) -> Mapping[str, Any] | None:
+        """The stored retention policy as GET answers it (with its version), or None if there is none."""
+        try:
+            current = self._send("GET", f"/_plugins/_ism/policies/{retention_policy_id(self.index)}")
+        except OpenSearchHttpError as exc:
+            if exc.status_code != 404:
+                raise
+            return None
+        return current if isinstance(current, Mapping) else {}
 
+    def _put_retention_policy(self, current: Mapping[str, Any] | None) -> None:
+        """Create the policy, or replace it guarded by the version read (a conflict means another
+        cold start just did the same)."""
         policy_id = retention_policy_id(self.index)
-        wanted = retention_policy_body(self.index, self.retention_days)
-        ism = self.client.plugins.index_management
-        try:
-            current = self._call(lambda: ism.get_policy(policy_id))
-        except NotFoundError:
-            try:
-                self._call(lambda: ism.put_policy(policy_id, body=wanted))
-            except ConflictError:
-                log.info("retention policy %s was created by another writer", policy_id)
-            return
-        if _retention_of(current.get("policy", {})) == f"{self.retention_days}d":
-            return
-        # RETENTION_DAYS changed: update in place, guarded by the version we read. A conflict means
-        # another cold start just did the same.
-        if "_seq_no" not in current or "_primary_term" not in current:  # not the answer the API specifies
+        path = f"/_plugins/_ism/policies/{policy_id}"
+        wanted = retention_policy_body(self.index, self.retention_days, self.marker(with_alias=not self.seed_index))
+        if current is not None and ("_seq_no" not in current or "_primary_term" not in current):
+            # Not the answer the API specifies: nothing to guard the replacement with.
             log.warning("retention policy %s answered without its version: replaced unguarded", policy_id)
-            self._call(lambda: ism.put_policy(policy_id, body=wanted))
+            self._send_json("PUT", path, wanted)
             return
-        params = {"if_seq_no": current["_seq_no"], "if_primary_term": current["_primary_term"]}
+        params = None
+        if current is not None:
+            params = {"if_seq_no": str(current["_seq_no"]), "if_primary_term": str(current["_primary_term"])}
         try:
-            self._call(lambda: ism.put_policy(policy_id, body=wanted, params=params))
-        except ConflictError:
-            log.info("retention policy %s was updated by another writer", policy_id)
+            self._send_json("PUT", path, wanted, params)
+        except OpenSearchHttpError as conflict:
+            if conflict.status_code != 409:
+                raise
+            log.info("retention policy %s was written by another writer", policy_id)
 
     def _call(self, request: Callable[[], Any]) -> Any:
         from opensearchpy.exceptions import ConnectionError as OSConnectionError
@@ -573,8 +644,6 @@ class OpenSearchReadingStore:
 
     def put_readings(self, readings: Sequence[Reading]) -> StoreOutcome:
         """Bulk-create readings; 409 means already stored; retry what the cluster throttled."""
-        from opensearchpy.exceptions import TransportError
-
         self.ensure_index_template()
         created: set[str] = set()
         existing: set[str] = set()
@@ -589,17 +658,16 @@ class OpenSearchReadingStore:
                 self.requests += 1
                 ids = [i for i in _action_ids(body) if i in by_id]
                 try:
-                    send = partial(self.client.bulk, body=body, index=_path_index(body), headers=_NDJSON)
-                    answer = self._call(send)
+                    answer = self._send("POST", f"/{_path_index(body)}/_bulk", body.encode(), content_type=_NDJSON)
                 except StoreUnavailableError as exc:
                     cause = exc.__cause__
-                    if not isinstance(cause, TransportError) or cause.status_code not in _RETRYABLE:
+                    if not isinstance(cause, OpenSearchHttpError) or cause.status_code not in _RETRYABLE:
                         raise
                     if cause.status_code in _AMBIGUOUS:
                         ambiguous.update(ids)
                     failed.extend(by_id[i] for i in ids)
                     continue
-                for item in answer.get("items", []):
+                for item in (answer or {}).get("items", []):
                     if "create" not in item:  # a latest-document action
                         result: dict[str, Any] = next(iter(item.values()), {})
                         reading = by_latest_id.get(str(result.get("_id")))
@@ -680,11 +748,9 @@ class OpenSearchReadingStore:
         docs = [
             {"_index": days[reading_id], "_id": reading_id} for reading_id in sorted(existing) if reading_id in days
         ]
-        answer = self._call(
-            partial(self.client.mget, index=self.index, body={"docs": docs}, params={"_source_includes": "value"})
-        )
+        answer = self._send_json("POST", f"/{self.index}/_mget", {"docs": docs}, {"_source_includes": "value"})
         conflicts = set()
-        for doc in answer.get("docs", []):
+        for doc in (answer or {}).get("docs", []):
             value = doc.get("_source", {}).get("value") if doc.get("found") else None
             if value is not None and doc.get("_id") in posted and float(value) != posted[doc["_id"]]:
                 conflicts.add(str(doc["_id"]))
