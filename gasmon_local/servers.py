@@ -59,7 +59,9 @@ class ServerThread:
 
     def stop(self) -> None:
         """Stop accepting, close open connections (which ends the server's loop), stop the workers."""
-        self.server.task_dispatcher.shutdown(cancel_pending=True, timeout=5)
-        wasyncore.close_all(self.server._map)
-        self._listener.close()
+        # Closed from inside the server's loop (its trigger runs the thunk there): closing sockets
+        # under a running select() from another thread fails it with EBADF.
+        self.server.trigger.pull_trigger(lambda: wasyncore.close_all(self.server._map))
         self._thread.join(timeout=5)
+        self.server.task_dispatcher.shutdown(cancel_pending=True, timeout=5)
+        self._listener.close()
