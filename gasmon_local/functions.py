@@ -166,6 +166,7 @@ class Environment:
     def __init__(self, spec: FunctionSpec, variables: Mapping[str, str], index: int, init: Mapping[str, Any]) -> None:
         self.spec = spec
         self.index = index
+        self.broken = False  # its process died or hung up: never reused
         started = time.perf_counter()
         ours, theirs = socket.socketpair()
         try:
@@ -192,6 +193,7 @@ class Environment:
         try:
             return json.loads(self.connection.recv_bytes())  # type: ignore[no-any-return]
         except (EOFError, OSError):
+            self.broken = True
             code = self.process.poll()
             message = f"the runtime exited (exit code {code}) without an answer"
             raise FunctionError(message, "Runtime.ExitError") from None
@@ -205,6 +207,7 @@ class Environment:
         try:
             self.connection.send_bytes(body.encode())
         except OSError:
+            self.broken = True
             code = self.process.poll()
             raise FunctionError(f"the runtime exited (exit code {code})", "Runtime.ExitError") from None
         reply = self._receive()
@@ -214,7 +217,7 @@ class Environment:
 
     @property
     def alive(self) -> bool:
-        return self.process.poll() is None
+        return not self.broken and self.process.poll() is None
 
     def close(self, timeout: float = 5.0) -> None:
         """Hang up: the environment ends after its current invocation; killed if it lingers."""
