@@ -43,7 +43,6 @@ class ServerThread:
             channel_timeout=IDLE_SECONDS,
             ident="gasmon-local",
             expose_tracebacks=False,
-            asyncore_loop_timeout=0.2,  # how soon the loop notices stop()
         )
         self.host = host
         self.port = int(listener.getsockname()[1])
