@@ -116,7 +116,7 @@ _INVOKE_LOCK = threading.Lock()  # isolation="inline" only
 ASYNC_RETRY_DELAYS = (1.0, 2.0)
 # Environments one function may run at once here unless --concurrency says otherwise: enough for
 # the 4 concurrent clients the bench drives, few enough that every function of the template at
-# its cap (~60 MB a process) still fits a developer's machine.
+# its cap (~75 MB resident a process) still fits a developer's machine.
 DEFAULT_CONCURRENCY = 4
 Isolation = Literal["process", "inline"]
 
