@@ -9,14 +9,26 @@ directory) and returns rows for the bench runner's table:
   batches from 4 and 16 concurrent clients, beside the 1-client figure;
 - POST-to-warning latency on `pi/1` (p50, p99); baseline: a plain MQTT publish -> receive round
   trip through the same broker;
-- dropped-connection-to-email latency; baseline: the presence grace period itself.
+- dropped-connection-to-email latency; baseline: the presence grace period itself;
+- ingest readings/s (100-reading batches, 4 clients) while one dashboard refreshes every 10 s
+  over a store of 10^6 readings, beside the same ingest alone on the same stack, measured just
+  before (target: >= 0.9x). A refresh is what dashboard/app.js asks for at its default range
+  (24 h): /devices (all pages), /warnings (1), /alerts, open and closed /alarms, then /series for
+  each gas, the first five at once and the series at once, as the browser does.
+  `BENCH_DASHBOARD_READINGS` sets the store's size (default 1,000,000, loaded straight into
+  SQLite as bench_queries does; about a minute here) for a quick run.
 
-Run alone with `python bench/bench_local.py`; it takes about 40 s.
+Each function runs in execution environments of its own (processes, up to `--concurrency` at
+once, gasmon_local.functions), so these figures are for the stack as `make local` runs it.
+
+Run alone with `python bench/bench_local.py`; it takes about 3 minutes (most of it loading the
+10^6 readings).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import socket
 import statistics
 import tempfile
@@ -33,16 +45,22 @@ from zoneinfo import ZoneInfo
 import paho.mqtt.client as mqtt
 import requests
 from paho.mqtt.enums import CallbackAPIVersion
+from requests.adapters import HTTPAdapter
 
 from gasmon_local.process import StackProcess
 
 BATCH_DOCUMENTS = 25  # x 4 gases = 100 readings
 CONCURRENCY = (1, 4, 16)
-THROUGHPUT_SECONDS = 4.0
+THROUGHPUT_SECONDS = 6.0
 BASELINE_SECONDS = 3.0
 LATENCY_SAMPLES = 100
 DROPPED_DEVICES = 5
 GRACE = 2
+DASHBOARD_READINGS = int(os.environ.get("BENCH_DASHBOARD_READINGS", "1000000"))
+DASHBOARD_REFRESH_SECONDS = 10.0
+DASHBOARD_RUN_SECONDS = 20.0  # two refreshes (at 0 s and 10 s) while ingest is measured
+DASHBOARD_INGEST_CLIENTS = 4
+DASHBOARD_GASES = ("no2", "co", "c2h5oh", "h2")
 
 
 GASES = {
@@ -112,6 +130,17 @@ def _rate(post: Callable[[requests.Session, int], int], seconds: float, workers:
     return total / (time.monotonic() - started)
 
 
+def _warm(post: Callable[[requests.Session, int], int], workers: int) -> None:
+    """Unmeasured: `workers` POSTs at once, twice, so the function has the environments (processes)
+    that concurrency needs before the clock starts; each one's first INIT is a cold start."""
+    sessions = [requests.Session() for _ in range(workers)]
+    with ThreadPoolExecutor(workers) as pool:
+        for _ in range(2):
+            list(pool.map(lambda pair: post(pair[1], -1 - pair[0]), enumerate(sessions)))
+    for session in sessions:
+        session.close()
+
+
 def _throughput(endpoints: dict[str, Any]) -> list[dict[str, Any]]:
     # One device (the stack's sim-pi-01, group 1) posts everything; its per-minute allowance is
     # lifted for this stack (see run), so the figure is the server's, counter write included.
@@ -131,6 +160,7 @@ def _throughput(endpoints: dict[str, Any]) -> list[dict[str, Any]]:
         answer.raise_for_status()
         return int(answer.json()["accepted"])
 
+    _warm(batch, max(CONCURRENCY))
     one_by_one = _rate(single, BASELINE_SECONDS, workers=1)
     rates = {workers: _rate(batch, THROUGHPUT_SECONDS, workers=workers) for workers in CONCURRENCY}
     rows = [
@@ -272,6 +302,125 @@ def _email_latency(data_dir: Path) -> dict[str, Any]:
     }
 
 
+class _Dashboard:
+    """One dashboard tab: the requests dashboard/app.js makes per refresh, every 10 s."""
+
+    def __init__(self, api: str, key: str) -> None:
+        self.api = api
+        self.headers = {"x-api-key": key, "accept": "application/json"}
+        self.session = requests.Session()
+        # A browser opens up to six connections to one origin.
+        self.session.mount("http://", HTTPAdapter(pool_connections=1, pool_maxsize=6))
+        self.pool = ThreadPoolExecutor(6)
+        self.refreshes: list[float] = []
+        self.failures: list[str] = []
+
+    def _get(self, path: str, query: dict[str, Any]) -> dict[str, Any]:
+        answer = self.session.get(f"{self.api}/{path}", params=query, headers=self.headers, timeout=60)
+        if answer.status_code != 200:
+            self.failures.append(f"{path} {answer.status_code}")
+            return {}
+        return dict(answer.json())
+
+    def _pages(self, path: str, query: dict[str, Any], key: str, most: int) -> None:
+        cursor, items = None, 0
+        while True:
+            page = self._get(path, query | ({"cursor": cursor} if cursor else {}))
+            items += len(page.get(key) or [])
+            cursor = page.get("next_cursor")
+            if not cursor or items >= most:
+                return
+
+    def refresh(self) -> None:
+        since = datetime.fromtimestamp(time.time() - 86_400, ZoneInfo("UTC")).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+        started = time.perf_counter()
+        first = [
+            self.pool.submit(self._pages, "devices", {"limit": 200}, "devices", 2000),
+            self.pool.submit(self._pages, "warnings", {"since": since, "limit": 1}, "warnings", 1),
+            self.pool.submit(self._get, "alerts", {"limit": 20}),
+            self.pool.submit(self._pages, "alarms", {"state": "open", "limit": 200}, "alarms", 200),
+            self.pool.submit(self._pages, "alarms", {"state": "closed", "since": since, "limit": 20}, "alarms", 20),
+        ]
+        for future in first:
+            future.result()
+        series = [
+            self.pool.submit(self._get, "series", {"gas": gas, "start": since, "interval": "15m"})
+            for gas in DASHBOARD_GASES
+        ]
+        for future in series:
+            future.result()
+        self.refreshes.append(time.perf_counter() - started)
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            self.refresh()
+            stop.wait(DASHBOARD_REFRESH_SECONDS)
+
+    def close(self) -> None:
+        self.pool.shutdown()
+        self.session.close()
+
+
+def _ingest_with_dashboard(endpoints: dict[str, Any]) -> list[dict[str, Any]]:
+    url = endpoints["api"] + "/readings"
+    headers = {"x-api-key": endpoints["api_key"]}
+    run_id = uuid.uuid4().hex[:6]
+
+    def batch(session: requests.Session, index: int) -> int:
+        documents = [_document("1", tag=f"{run_id}d{index}-{i}-") for i in range(BATCH_DOCUMENTS)]
+        answer = session.post(url, json=documents, headers=headers, timeout=60)
+        answer.raise_for_status()
+        return int(answer.json()["accepted"])
+
+    _warm(batch, DASHBOARD_INGEST_CLIENTS)
+    dashboard = _Dashboard(endpoints["api"], endpoints["viewer_key"])
+    try:
+        dashboard.refresh()  # warm: the query function's first environment, as an open tab has
+        dashboard.refreshes.clear()
+        alone = _rate(batch, DASHBOARD_RUN_SECONDS, workers=DASHBOARD_INGEST_CLIENTS)
+        stop = threading.Event()
+        viewer = threading.Thread(target=dashboard.run, args=(stop,), name="dashboard")
+        viewer.start()
+        try:
+            shared = _rate(batch, DASHBOARD_RUN_SECONDS, workers=DASHBOARD_INGEST_CLIENTS)
+        finally:
+            stop.set()
+            viewer.join()
+    finally:
+        dashboard.close()
+    if dashboard.failures:
+        raise RuntimeError(f"dashboard requests failed: {dashboard.failures[:5]}")
+    store = f"{DASHBOARD_READINGS:,} stored readings"
+    return [
+        {
+            "metric": f"ingest readings/s, {DASHBOARD_INGEST_CLIENTS} clients, while a dashboard refreshes every "
+            f"{DASHBOARD_REFRESH_SECONDS:.0f} s over {store}",
+            "value": round(shared),
+            "unit": "readings/s",
+            "baseline": round(alone),
+            "baseline_label": "the same ingest with no dashboard, same stack and store, measured just before",
+            "target": ">= 0.9x",
+        },
+        {
+            "metric": f"dashboard refresh (its 9+ requests) over {store}, while ingest runs, slowest of "
+            f"{len(dashboard.refreshes)}",
+            "value": round(max(dashboard.refreshes), 2),
+            "unit": "s",
+            "baseline": DASHBOARD_REFRESH_SECONDS,
+            "baseline_label": "the refresh period",
+            "target": "report",
+        },
+    ]
+
+
+def _stored_readings(data_dir: Path, count: int) -> None:
+    """`count` readings over the last 24 h in the stack's SQLite store (what `make local` opens)."""
+    from bench.bench_queries import _load
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    _load(data_dir / "readings.sqlite3", count)
+
+
 def run() -> list[dict[str, Any]]:
     """Start the stack, measure, stop; one dict per table row."""
     with tempfile.TemporaryDirectory(prefix="gasmon-bench-") as scratch:
@@ -282,6 +431,9 @@ def run() -> list[dict[str, Any]]:
         with StackProcess(Path(scratch) / "warnings", "--no-devices") as process:
             rows.extend(_warning_latency(process))
         rows.append(_email_latency(Path(scratch) / "presence"))
+        _stored_readings(Path(scratch) / "dashboard", DASHBOARD_READINGS)
+        with StackProcess(Path(scratch) / "dashboard", "--no-devices", *unthrottled) as process:
+            rows.extend(_ingest_with_dashboard(process.endpoints))
     return rows
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from gasmon_device.simulator import run_fleet
 from gasmon_local.faults import KINDS, FaultSpecError, parse_spec
-from gasmon_local.functions import ROOT
+from gasmon_local.functions import DEFAULT_CONCURRENCY, ROOT
 from gasmon_local.guard import StackGuardError
 from gasmon_local.logs import FunctionLogs
 from gasmon_local.stack import LocalStack, Options
@@ -69,6 +69,14 @@ def parse_args(argv: list[str] | None = None) -> Options:
         help="inject faults into the real adapters: KIND=PROBABILITY,... with kinds " + ", ".join(KINDS),
     )
     parser.add_argument("--fault-seed", type=int, default=0, metavar="N", help="seed of the fault schedule (0)")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=DEFAULT_CONCURRENCY,
+        metavar="N",
+        help="execution environments (processes) a function may run at once, below its "
+        f"ReservedConcurrentExecutions ({DEFAULT_CONCURRENCY})",
+    )
     talk = parser.add_mutually_exclusive_group()
     talk.add_argument("--quiet", "-q", action="store_true", help="only the banner, warnings and errors")
     talk.add_argument("--log-level", choices=LEVELS, help="the stack's and the functions' log level (INFO)")
@@ -76,6 +84,8 @@ def parse_args(argv: list[str] | None = None) -> Options:
         "--verbose", "-v", action="store_true", help="function logs as the JSON Lambda writes, not one line each"
     )
     args = parser.parse_args(argv)
+    if args.concurrency < 1:
+        parser.error("--concurrency must be at least 1")
     try:
         parse_spec(args.faults)
     except FaultSpecError as exc:
@@ -105,6 +115,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
         parameter_overrides=overrides,
         faults=args.faults,
         fault_seed=args.fault_seed,
+        concurrency=args.concurrency,
         log_level=level,
     )
 

@@ -1,37 +1,42 @@
-"""Loading and invoking Lambda handlers as the Lambda runtime does, inside this one process.
+"""Loading and invoking Lambda handlers as the Lambda runtime does.
 
 Handlers are loaded by file from a function's CodeUri.
 
-Environment and concurrency (why invocations take one lock).
+Execution environments and concurrency (`isolation="process"`, what `make local` uses).
 
-In AWS every function runs in its own execution environment: its own process, its own
-environment variables, one invocation at a time. Here every function of template.yaml shares
-this process, so `FunctionRuntime` recreates what matters:
+In AWS every function runs in execution environments: each its own process with its own
+environment variables, one invocation at a time; when every environment of a function is busy
+Lambda starts another (a cold start), up to the function's concurrency. `FunctionRuntime` does the
+same here: each environment is a child process (`gasmon_local.environment`) started with the
+function's variables as its own `os.environ`, which imports the function's `app.py` (and the
+layer: its own Powertools Logger and Metrics, its own settings, its own SQLite connection and
+boto3 clients) in its INIT phase and then runs one invocation at a time, the event and the result
+crossing a socket pair as JSON, as they cross Lambda's runtime API. Environments are started on
+demand and kept warm; an idle one is reused before another is started.
 
-- A function's environment (template Globals + its own variables + the local overrides) is put
-  into `os.environ` for the duration of each of its invocations and taken out afterwards.
-  gasmon's settings are read once at cold start (`@cache`), but other reads are lazy (boto3
-  builds a client on first use, Powertools checks POWERTOOLS_METRICS_DISABLED on every flush),
-  so applying the environment around *every* invocation, not just the first, is what makes
-  each function see its own variables whenever it reads them.
-- Because there is one `os.environ`, only one invocation may run at a time: `_INVOKE_LOCK`
-  serialises all invocations in the process. The functions also share module state in the
-  layer (one Powertools Logger and Metrics object), which the lock keeps from interleaving.
-  Lambda itself never runs two invocations in one environment, and the handlers take
-  milliseconds here, so the only cost is that a slow function delays the others.
-- What the layer creates at import time is shared: its modules are imported once, so there is
-  one Powertools Logger and one Metrics object, created under the first function's environment.
-  Each invocation gives them the invoked function's POWERTOOLS_SERVICE_NAME, so log lines and
-  metrics name the function that wrote them, as in AWS (each function's own module, settings
-  and adapters are its own).
-- Variables that are the same for every function (fake credentials, region, the moto and
-  iot-data endpoints, POWERTOOLS_TRACE_DISABLED) are set once for the whole process before the
-  first function is imported, because some libraries read them at import time.
+- Per-function limit: at most `min(ReservedConcurrentExecutions, concurrency)` environments run
+  at once, `concurrency` being the local cap (`--concurrency`, default `DEFAULT_CONCURRENCY`):
+  this machine cannot hold Lambda's 1,000 per account. A synchronous invocation beyond the local
+  cap waits for an environment; one beyond the template's ReservedConcurrentExecutions (counting
+  those waiting) is throttled with `TooManyRequestsError`, as Lambda answers 429; the gateway then
+  answers 500 "Internal server error", which is what API Gateway's Lambda proxy integration makes
+  of a throttled function. Asynchronous invocations are never throttled (Lambda queues them).
+- Asynchronous invocations (IoT rule Lambda actions, SNS, schedules) are queued per function and
+  run in order on that function's worker thread; a failing one is retried as its EventInvokeConfig
+  says (twice by default, after 1 s and 2 s where AWS waits minutes), then sent to its OnFailure
+  destination and dead-letter queue, as Lambda does. (In AWS, event invocations of one function
+  may also run side by side; in order is what the local presence flows were built on.)
+- An environment whose process dies mid-invocation is discarded; the invocation fails as
+  `Runtime.ExitError` and the next one starts a fresh environment.
 
-Asynchronous invocations (IoT rule Lambda actions, SNS, schedules) are queued per function and
-run in order on that function's worker thread; a failing one is retried as its EventInvokeConfig
-says (twice by default, after 1 s and 2 s where AWS waits minutes), then sent to its OnFailure
-destination and dead-letter queue, as Lambda does.
+`isolation="inline"` (what `make invoke` uses: one invocation, logs redirected like `sam local
+invoke`) runs handlers in this process instead, behind one lock: a function's environment is put
+into `os.environ` for the duration of each invocation (settings are read at cold start, but boto3
+and Powertools read some variables lazily), and the layer's shared Logger and Metrics are given the
+invoked function's service name. Variables that are the same for every function (fake
+credentials, region, the moto and iot-data endpoints, POWERTOOLS_TRACE_DISABLED) are set once for
+the whole process before the first function starts, because some libraries read them at import
+time; child environments inherit them.
 """
 
 from __future__ import annotations
@@ -41,18 +46,22 @@ import importlib.util
 import json
 import logging
 import os
+import socket
+import subprocess
 import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from gasmon_local.logs import FunctionLogs
 
 if TYPE_CHECKING:
+    from gasmon_local.faults import FaultPlan
     from gasmon_local.template import FunctionSpec
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -103,8 +112,13 @@ def load_function_module(code_uri: str | Path, module_name: str = "app") -> Any:
 log = logging.getLogger("lambda")
 Deliver = Callable[[str, str], None]
 AdapterHook = Callable[["FunctionSpec", Any], Mapping[str, Any]]
-_INVOKE_LOCK = threading.Lock()
+_INVOKE_LOCK = threading.Lock()  # isolation="inline" only
 ASYNC_RETRY_DELAYS = (1.0, 2.0)
+# Environments one function may run at once here unless --concurrency says otherwise: enough for
+# the 4 concurrent clients the bench drives, few enough that every function of the template at
+# its cap (~75 MB resident a process) still fits a developer's machine.
+DEFAULT_CONCURRENCY = 4
+Isolation = Literal["process", "inline"]
 
 
 def destination_record(spec: FunctionSpec, event: Any, response: Any, condition: str, attempts: int) -> dict[str, Any]:
@@ -130,6 +144,175 @@ def destination_record(spec: FunctionSpec, event: Any, response: Any, condition:
 
 class FunctionNotFoundError(LookupError):
     """No function of the template has this logical id, name or ARN."""
+
+
+class TooManyRequestsError(RuntimeError):
+    """The function is at its reserved concurrency: Lambda throttles the synchronous invocation (429)."""
+
+
+class FunctionError(RuntimeError):
+    """The handler (in its own environment) raised, or its environment failed; `str()` is Lambda's
+    errorMessage, `error_type` its errorType."""
+
+    def __init__(self, message: str, error_type: str, stack_trace: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+        self.stack_trace = stack_trace or []
+
+
+class Environment:
+    """One execution environment: a child process running `gasmon_local.environment`."""
+
+    def __init__(self, spec: FunctionSpec, variables: Mapping[str, str], index: int, init: Mapping[str, Any]) -> None:
+        self.spec = spec
+        self.index = index
+        self.broken = False  # its process died or hung up: never reused
+        started = time.perf_counter()
+        ours, theirs = socket.socketpair()
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "gasmon_local.environment", str(theirs.fileno())],
+                env=dict(os.environ) | dict(variables) | {"PYTHONUNBUFFERED": "1"},
+                pass_fds=(theirs.fileno(),),
+                # Ctrl-C reaches the stack, not its environments: the stack drains queued
+                # invocations before it closes them.
+                start_new_session=True,
+            )
+        finally:
+            theirs.close()
+        self.connection = Connection(ours.detach())
+        log_stream = time.strftime("%Y/%m/%d/[$LATEST]") + uuid.uuid4().hex
+        self.connection.send_bytes(json.dumps(dict(init) | {"log_stream": log_stream}).encode())
+        reply = self._receive()
+        self.init_ms = (time.perf_counter() - started) * 1000
+        if "ready" not in reply:
+            self.close()
+            raise FunctionError(str(reply.get("errorMessage")), str(reply.get("errorType")), reply.get("stackTrace"))
+
+    def _receive(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.connection.recv_bytes())  # type: ignore[no-any-return]
+        except (EOFError, OSError):
+            self.broken = True
+            code = self.process.poll()
+            message = f"the runtime exited (exit code {code}) without an answer"
+            raise FunctionError(message, "Runtime.ExitError") from None
+
+    def invoke(self, event: Any) -> Any:
+        """Run one invocation; the handler's error comes back as `FunctionError`."""
+        try:
+            body = json.dumps(event)
+        except TypeError as exc:
+            raise FunctionError(f"the event is not JSON: {exc}", "Runtime.InvalidEvent") from exc
+        try:
+            self.connection.send_bytes(body.encode())
+        except OSError:
+            self.broken = True
+            code = self.process.poll()
+            raise FunctionError(f"the runtime exited (exit code {code})", "Runtime.ExitError") from None
+        reply = self._receive()
+        if "result" in reply:
+            return reply["result"]
+        raise FunctionError(str(reply.get("errorMessage")), str(reply.get("errorType")), reply.get("stackTrace"))
+
+    @property
+    def alive(self) -> bool:
+        return not self.broken and self.process.poll() is None
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Hang up: the environment ends after its current invocation; killed if it lingers."""
+        with contextlib.suppress(OSError):
+            self.connection.close()
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+class EnvironmentPool:
+    """A function's environments: reuse an idle one, start one while under the limit, else wait;
+    throttle synchronous invocations beyond the reserved concurrency (see the module docstring)."""
+
+    def __init__(self, spec: FunctionSpec, limit: int, start: Callable[[int], Environment]) -> None:
+        self.spec = spec
+        self.reserved = spec.reserved_concurrency
+        self.limit = max(1, min(limit, self.reserved) if self.reserved else limit)
+        self._start = start
+        self._idle: list[Environment] = []
+        self._all: list[Environment] = []
+        self._starting = 0
+        self._in_flight = 0
+        self._started = 0
+        self._closed = False
+        self._changed = threading.Condition()
+
+    def acquire(self, throttle: bool) -> Environment:
+        with self._changed:
+            if throttle and self.reserved is not None and self._in_flight >= self.reserved:
+                raise TooManyRequestsError(
+                    f"{self.spec.logical_id} is at its reserved concurrency ({self.reserved}): Rate Exceeded."
+                )
+            self._in_flight += 1
+            while not self._idle and len(self._all) + self._starting >= self.limit and not self._closed:
+                self._changed.wait()
+            if self._closed:
+                self._in_flight -= 1
+                raise FunctionError(f"{self.spec.logical_id}: the runtime is closed", "Runtime.Closed")
+            if self._idle:
+                return self._idle.pop()  # the most recently used: the warmest
+            self._starting += 1
+            self._started += 1
+            index = self._started
+        try:
+            environment = self._start(index)
+        except BaseException:
+            with self._changed:
+                self._starting -= 1
+                self._in_flight -= 1
+                self._changed.notify()
+            raise
+        with self._changed:
+            self._starting -= 1
+            self._all.append(environment)
+        log.info(
+            "%-24s started environment %d (%.0f ms INIT, %d of %d)",
+            self.spec.logical_id,
+            index,
+            environment.init_ms,
+            len(self._all),
+            self.limit,
+        )
+        return environment
+
+    def release(self, environment: Environment) -> None:
+        with self._changed:
+            self._in_flight -= 1
+            if environment.alive and not self._closed:
+                self._idle.append(environment)
+                self._changed.notify()
+                return
+            if environment in self._all:
+                self._all.remove(environment)
+            self._changed.notify()
+        environment.close()
+
+    @property
+    def size(self) -> int:
+        """Environments started and not discarded."""
+        with self._changed:
+            return len(self._all)
+
+    def close(self) -> None:
+        """Close the idle environments; busy ones close when their invocation returns."""
+        with self._changed:
+            self._closed = True
+            idle, self._idle = self._idle, []
+            for environment in idle:
+                self._all.remove(environment)
+            self._changed.notify_all()
+        for environment in idle:
+            environment.close()
 
 
 class LambdaContext:
@@ -198,7 +381,7 @@ def _name_the_service(variables: Mapping[str, str]) -> None:
 
 
 class FunctionRuntime:
-    """Invokes the template's functions in-process, each with its own environment (see above)."""
+    """Invokes the template's functions, each in environments of its own (see above)."""
 
     def __init__(
         self,
@@ -206,17 +389,34 @@ class FunctionRuntime:
         environments: Mapping[str, Mapping[str, str]],
         deliver: Deliver | None = None,
         adapters: AdapterHook | None = None,
+        isolation: Isolation = "inline",
+        concurrency: int = DEFAULT_CONCURRENCY,
+        faults: FaultPlan | None = None,
     ) -> None:
-        """`deliver(target_arn, body)` sends destination records and dead letters to SQS or SNS;
-        `adapters(spec, module)` returns keyword arguments (adapters) for a function's handler,
-        called in its environment before each invocation (how `--faults` wraps them)."""
+        """`deliver(target_arn, body)` sends destination records and dead letters to SQS or SNS.
+
+        `isolation="process"`: each function runs in child-process environments, at most
+        `concurrency` of them at once (fewer if its ReservedConcurrentExecutions says so); `faults`
+        wraps their adapters (each environment builds its own). `isolation="inline"`: handlers run
+        in this process behind one lock, `adapters(spec, module)` returning keyword arguments for a
+        handler, called in its environment before each invocation.
+        """
         self.functions = dict(functions)
         self.deliver = deliver
+        self.isolation = isolation
+        self.concurrency = concurrency
+        self.faults = faults
         self.adapters = adapters
+        if isolation == "inline" and faults and adapters is None:
+            from gasmon_local.faults import fault_adapters
+
+            self.adapters = fault_adapters(faults)
         self.environments = {
             logical_id: lambda_variables(spec) | dict(environments.get(logical_id, spec.environment))
             for logical_id, spec in self.functions.items()
         }
+        self._pools: dict[str, EnvironmentPool] = {}
+        self._pools_lock = threading.Lock()
         self._workers: dict[str, ThreadPoolExecutor] = {}
         self._timers: set[threading.Timer] = set()
         self._closed = False
@@ -231,23 +431,54 @@ class FunctionRuntime:
                 return spec
         raise FunctionNotFoundError(f"no function {reference!r} in the template")
 
+    def pool(self, reference: str) -> EnvironmentPool:
+        """The function's environments (isolation="process")."""
+        spec = self.spec(reference)
+        with self._pools_lock:
+            pool = self._pools.get(spec.logical_id)
+            if pool is None:
+                pool = EnvironmentPool(spec, self.concurrency, lambda index: self._start_environment(spec, index))
+                self._pools[spec.logical_id] = pool
+            return pool
+
+    def _start_environment(self, spec: FunctionSpec, index: int) -> Environment:
+        init: dict[str, Any] = {
+            "logical_id": spec.logical_id,
+            "name": spec.name,
+            "arn": spec.arn,
+            "memory": spec.memory,
+            "timeout": spec.timeout,
+            "code_uri": str((ROOT / spec.code_uri).resolve()),
+            "handler": spec.handler,
+            "log_style": FunctionLogs.style,
+            "log_level": FunctionLogs.level,
+        }
+        if self.faults:
+            seed = f"{self.faults.seed}:{spec.logical_id}:{index}"
+            init["faults"] = {"probabilities": dict(self.faults.probabilities), "seed": seed}
+        return Environment(spec, self.environments[spec.logical_id], index, init)
+
     def invoke(self, reference: str, event: Any, source: str = "") -> Any:
-        """Invoke synchronously (RequestResponse); the handler's exceptions propagate."""
+        """Invoke synchronously (RequestResponse); the handler's exceptions propagate (in process
+        isolation as `FunctionError`), a throttle as `TooManyRequestsError`."""
+        return self._invoke(reference, event, source, throttle=True)
+
+    def _invoke(self, reference: str, event: Any, source: str, throttle: bool) -> Any:
         spec = self.spec(reference)
         name = spec.logical_id
-        with _INVOKE_LOCK, function_environment(self.environments[name]):
-            started = time.perf_counter()
-            try:
-                # Imported here, under the function's environment: the layer creates its Logger
-                # and Tracer at import time (the cold start).
-                handler = load_handler(spec.code_uri, spec.handler)
-                _name_the_service(self.environments[name])
-                extra = self.adapters(spec, sys.modules[handler.__module__]) if self.adapters else {}
-                result = handler(event, LambdaContext(spec), **extra)
-            except Exception as exc:
-                elapsed = (time.perf_counter() - started) * 1000
-                log.error("%-24s failed after %.0f ms (%s): %s: %s", name, elapsed, source, type(exc).__name__, exc)
-                raise
+        started = time.perf_counter()
+        try:
+            if self.isolation == "process":
+                result = self._invoke_in_environment(spec, event, throttle)
+            else:
+                result = self._invoke_inline(spec, event)
+        except TooManyRequestsError as exc:
+            log.warning("%-24s throttled (%s): %s", name, source, exc)
+            raise
+        except Exception as exc:
+            elapsed = (time.perf_counter() - started) * 1000
+            log.error("%-24s failed after %.0f ms (%s): %s: %s", name, elapsed, source, _error_type(exc), exc)
+            raise
         elapsed = (time.perf_counter() - started) * 1000
         if elapsed > spec.timeout * 1000:
             log.warning("%-24s took %.0f ms, over its %s s timeout (not enforced here)", name, elapsed, spec.timeout)
@@ -256,6 +487,24 @@ class FunctionRuntime:
             logging.DEBUG if source.startswith("api ") else logging.INFO, "%-24s ok %.0f ms (%s)", name, elapsed, source
         )
         return result
+
+    def _invoke_in_environment(self, spec: FunctionSpec, event: Any, throttle: bool) -> Any:
+        pool = self.pool(spec.logical_id)
+        environment = pool.acquire(throttle)
+        try:
+            return environment.invoke(event)
+        finally:
+            pool.release(environment)
+
+    def _invoke_inline(self, spec: FunctionSpec, event: Any) -> Any:
+        variables = self.environments[spec.logical_id]
+        with _INVOKE_LOCK, function_environment(variables):
+            # Imported here, under the function's environment: the layer creates its Logger
+            # and Tracer at import time (the cold start).
+            handler = load_handler(spec.code_uri, spec.handler)
+            _name_the_service(variables)
+            extra = self.adapters(spec, sys.modules[handler.__module__]) if self.adapters else {}
+            return handler(event, LambdaContext(spec), **extra)
 
     def invoke_async(self, reference: str, event: Any, source: str = "") -> None:
         """Queue an Event invocation on the function's worker.
@@ -278,7 +527,9 @@ class FunctionRuntime:
     def _run_async(self, spec: FunctionSpec, event: Any, source: str, attempt: int) -> None:
         config = spec.async_config
         try:
-            result = self.invoke(spec.logical_id, event, source if attempt == 0 else f"{source}, retry {attempt}")
+            result = self._invoke(
+                spec.logical_id, event, source if attempt == 0 else f"{source}, retry {attempt}", throttle=False
+            )
         except Exception as error:
             retries = min(config.max_retry_attempts, len(ASYNC_RETRY_DELAYS))
             if attempt < retries and not self._closed:
@@ -293,7 +544,7 @@ class FunctionRuntime:
             log.error(
                 "%-24s gave up on an event invocation after %d attempt(s) (%s)", spec.logical_id, attempt + 1, source
             )
-            failure = {"errorMessage": str(error), "errorType": type(error).__name__, "stackTrace": []}
+            failure = {"errorMessage": str(error), "errorType": _error_type(error), "stackTrace": []}
             if config.on_failure:
                 record = destination_record(spec, event, failure, "RetriesExhausted", attempt + 1)
                 self._send(config.on_failure, record, spec)
@@ -326,3 +577,12 @@ class FunctionRuntime:
             timer.cancel()
         for worker in self._workers.values():
             worker.shutdown(wait=True, cancel_futures=True)
+        with self._pools_lock:
+            pools = list(self._pools.values())
+        for pool in pools:
+            pool.close()
+
+
+def _error_type(error: BaseException) -> str:
+    """Lambda's errorType: the handler's exception class, as its environment reported it."""
+    return error.error_type if isinstance(error, FunctionError) else type(error).__name__

@@ -36,6 +36,7 @@ from werkzeug.routing import Map, Rule
 from werkzeug.utils import send_from_directory
 from werkzeug.wrappers import Request, Response
 
+from gasmon_local.functions import TooManyRequestsError
 from gasmon_local.template import ACCOUNT_ID, REGION, ApiRoute, AuthorizerSpec
 
 log = logging.getLogger("api")
@@ -262,6 +263,9 @@ class ApiGateway:
                 return refused
         try:
             result = self.invoke(route.function, event, f"api {request.method} {request.path}")
+        except TooManyRequestsError:
+            # Lambda throttled the function (429); a Lambda proxy integration answers that as 500.
+            return _json(500, {"message": "Internal server error"})
         except Exception:
             return _json(502, {"message": "Internal server error"})
         response = proxy_response(result)

@@ -1,4 +1,10 @@
-"""Running a WSGI app on 127.0.0.1 in a background thread (werkzeug's threaded server)."""
+"""Running a WSGI app on 127.0.0.1 in a background thread (waitress: HTTP/1.1 keep-alive, threads).
+
+werkzeug's development server closes every connection after one response ("Connection: close"),
+so each request paid a TCP handshake and a client's pooled connection was never reused. waitress
+keeps connections alive as HTTP/1.1 says (and as API Gateway does) and hands requests to a pool
+of worker threads, so slow requests (a function's cold start, say) do not hold up others.
+"""
 
 from __future__ import annotations
 
@@ -7,23 +13,20 @@ import socket
 import threading
 from typing import Any
 
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from waitress import wasyncore
+from waitress.server import create_server
 
-
-class _QuietHandler(WSGIRequestHandler):
-    """werkzeug logs every request; the gateway writes its own one-line access log instead."""
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        pass
+WORKER_THREADS = 32  # requests in progress at once: each mostly waits on a function's environment
+IDLE_SECONDS = 60  # an idle keep-alive connection is closed after this
 
 
 class ServerThread:
     """A threaded HTTP server for one WSGI app; `port=0` picks a free port."""
 
-    def __init__(self, app: Any, host: str, port: int, name: str) -> None:
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)
-        # Bind here: werkzeug prints and calls sys.exit() when a port is taken; an OSError is
-        # what the caller can report.
+    def __init__(self, app: Any, host: str, port: int, name: str, threads: int = WORKER_THREADS) -> None:
+        # waitress warns on every backlog of queued requests; the gateway logs its own lines.
+        logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+        # Bind here: an OSError naming the server is what the caller can report.
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -33,13 +36,17 @@ class ServerThread:
             listener.close()
             raise OSError(exc.errno, f"{name} cannot listen on {host}:{port}: {exc.strerror}") from None
         self._listener = listener
-        self.server: BaseWSGIServer = make_server(
-            host, port, app, threaded=True, request_handler=_QuietHandler, fd=listener.fileno()
+        self.server: Any = create_server(
+            app,
+            sockets=[listener],
+            threads=threads,
+            channel_timeout=IDLE_SECONDS,
+            ident="gasmon-local",
+            expose_tracebacks=False,
         )
-        self.server.daemon_threads = True  # type: ignore[attr-defined]  # ThreadingMixIn when threaded
         self.host = host
         self.port = int(listener.getsockname()[1])
-        self._thread = threading.Thread(target=self.server.serve_forever, name=name, daemon=True)
+        self._thread = threading.Thread(target=self.server.run, name=name, daemon=True)
 
     @property
     def url(self) -> str:
@@ -50,7 +57,10 @@ class ServerThread:
         return self
 
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self._listener.close()
+        """Stop accepting, close open connections (which ends the server's loop), stop the workers."""
+        # Closed from inside the server's loop (its trigger runs the thunk there): closing sockets
+        # under a running select() from another thread fails it with EBADF.
+        self.server.trigger.pull_trigger(lambda: wasyncore.close_all(self.server._map))
         self._thread.join(timeout=5)
+        self.server.task_dispatcher.shutdown(cancel_pending=True, timeout=5)
+        self._listener.close()

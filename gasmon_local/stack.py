@@ -29,8 +29,8 @@ from gasmon_device.config import DEFAULT_PRESENCE_TOPIC, MqttSettings
 from gasmon_local import aws, iot_policy, lifecycle, schedules
 from gasmon_local.broker import IotCore, TlsListener
 from gasmon_local.dynamodb_journal import DynamoDbJournal
-from gasmon_local.faults import FaultPlan, fault_adapters
-from gasmon_local.functions import ROOT, FunctionNotFoundError, FunctionRuntime
+from gasmon_local.faults import FaultPlan
+from gasmon_local.functions import DEFAULT_CONCURRENCY, ROOT, FunctionNotFoundError, FunctionRuntime
 from gasmon_local.gateway import API_KEY_ENV, ApiGateway
 from gasmon_local.guard import DataDirLock, check_ports
 from gasmon_local.identities import ensure_credentials
@@ -68,6 +68,7 @@ class Options:
     log_level: int = 20  # logging.INFO
     faults: str = ""  # --faults: KIND=PROBABILITY,... (gasmon_local.faults)
     fault_seed: int = 0
+    concurrency: int = DEFAULT_CONCURRENCY  # --concurrency: environments per function (gasmon_local.functions)
 
 
 def fleet_mqtt(data_dir: Path, host: str, tls_port: int, things: list[str]) -> list[MqttSettings]:
@@ -324,7 +325,9 @@ class LocalStack:
             functions,
             environments,
             deliver=aws.Delivery(aws_url, region).send,
-            adapters=fault_adapters(self.fault_plan) if self.fault_plan else None,
+            isolation="process",
+            concurrency=options.concurrency,
+            faults=self.fault_plan or None,
         )
         targets = LocalTargets(runtime, core, aws_url, region)
         started.callback(targets.close)
@@ -495,6 +498,8 @@ class LocalStack:
             f"  mail      {e['mail_dir']}  ({mail_count} email subscription(s))",
             f"  rules     {', '.join(rule.name for rule in self.rules) or 'none in the template'}",
             f"  functions {', '.join(stack.functions())}",
+            f"            each in processes of its own, up to {self.options.concurrency} at once (--concurrency)"
+            " or its ReservedConcurrentExecutions if lower",
         ]
         for problem in problems:
             lines.append(f"  NOT WIRED: {problem}")

@@ -152,6 +152,7 @@ class FunctionSpec:
     schedules: tuple[ScheduleSpec, ...] = ()
     iot_rules: tuple[TopicRuleSpec, ...] = ()
     async_config: AsyncConfig = field(default_factory=AsyncConfig)
+    reserved_concurrency: int | None = None  # ReservedConcurrentExecutions: Lambda throttles beyond it
 
 
 @dataclass(frozen=True)
@@ -519,6 +520,10 @@ class Stack:
                 schedules=tuple(events.schedules),
                 iot_rules=tuple(events.iot_rules),
                 async_config=self._async_config(props, globals_),
+                reserved_concurrency=_optional_int(
+                    props.get("ReservedConcurrentExecutions")
+                    or self.resolve(globals_.get("ReservedConcurrentExecutions"))
+                ),
             )
         return specs
 
@@ -859,3 +864,7 @@ def _numbers_as_ints(value: Any) -> Any:
     if isinstance(value, list):
         return [_numbers_as_ints(item) for item in value]
     return value
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None or value == "" else int(value)

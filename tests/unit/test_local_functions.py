@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gasmon_local.functions import FunctionNotFoundError, FunctionRuntime
+from gasmon_local.functions import FunctionNotFoundError, FunctionRuntime, Isolation
 from gasmon_local.template import AsyncConfig, FunctionSpec
 
 SETTINGS_AT_COLD_START = """
@@ -57,12 +57,16 @@ def function(tmp_path: Path, logical_id: str, source: str, config: AsyncConfig |
     )
 
 
-def test_each_function_sees_its_own_environment_at_cold_start_and_later(tmp_path: Path) -> None:
+@pytest.mark.parametrize("isolation", ["inline", "process"])
+def test_each_function_sees_its_own_environment_at_cold_start_and_later(tmp_path: Path, isolation: Isolation) -> None:
     # Given two functions with different values for the same variable
     red, blue = function(tmp_path, "Red", SETTINGS_AT_COLD_START), function(tmp_path, "Blue", SETTINGS_AT_COLD_START)
-    runtime = FunctionRuntime({"Red": red, "Blue": blue}, {"Red": {"COLOUR": "red"}, "Blue": {"COLOUR": "blue"}})
+    runtime = FunctionRuntime(
+        {"Red": red, "Blue": blue}, {"Red": {"COLOUR": "red"}, "Blue": {"COLOUR": "blue"}}, isolation=isolation
+    )
     # When both are invoked, twice, interleaved
     results = [runtime.invoke(name, {}) for name in ("Red", "Blue", "Red", "Blue")]
+    runtime.close()
     # Then each one reads its own value, at import and at every invocation
     assert [(r["cold"], r["now"]) for r in results] == [("red", "red"), ("blue", "blue")] * 2
     assert results[0]["name"] == results[0]["lambda_name"] == "gasmon-Red"
@@ -70,15 +74,19 @@ def test_each_function_sees_its_own_environment_at_cold_start_and_later(tmp_path
     assert "COLOUR" not in os.environ
 
 
-def test_the_layers_shared_logger_and_metrics_name_the_invoked_function(tmp_path: Path) -> None:
+@pytest.mark.parametrize("isolation", ["inline", "process"])
+def test_the_layers_logger_and_metrics_name_the_invoked_function(tmp_path: Path, isolation: Isolation) -> None:
     # Given two functions of the same layer, each with its own POWERTOOLS_SERVICE_NAME
     ingest, presence = function(tmp_path, "Ingest", NAMED_SERVICE), function(tmp_path, "Presence", NAMED_SERVICE)
     runtime = FunctionRuntime(
         {"Ingest": ingest, "Presence": presence},
         {"Ingest": {"POWERTOOLS_SERVICE_NAME": "ingest"}, "Presence": {"POWERTOOLS_SERVICE_NAME": "presence"}},
+        isolation=isolation,
     )
-    # When they are invoked in turn (one Logger and one Metrics object in this process)
+    # When they are invoked in turn (inline: one Logger and Metrics object shared in this process;
+    # process: each environment its own)
     results = [runtime.invoke(name, {}) for name in ("Ingest", "Presence", "Ingest")]
+    runtime.close()
     # Then each invocation logs and counts under its own function's service, as in AWS
     assert [r["logger"] for r in results] == ["ingest", "presence", "ingest"]
     assert [r["metrics"] for r in results] == ["ingest", "presence", "ingest"]

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from werkzeug.test import Client
 
+from gasmon_local.functions import TooManyRequestsError
 from gasmon_local.gateway import ApiGateway, api_key_id, method_arn, policy_allows
 from gasmon_local.template import ApiRoute, AuthorizerSpec
 
@@ -137,6 +138,16 @@ def test_binary_bodies_are_base64_encoded_and_empty_bodies_are_null() -> None:
 def test_function_errors_and_malformed_responses_are_502(recorder: Recorder) -> None:
     response = client(recorder).get("/public/x")
     assert response.status_code == 502
+    assert response.get_json() == {"message": "Internal server error"}
+
+
+def test_a_throttled_function_is_api_gateways_500_for_a_lambda_proxy_integration() -> None:
+    # Given a function at its reserved concurrency (Lambda answers the invocation 429)
+    recorder = Recorder(error=TooManyRequestsError("Rate Exceeded."))
+    # When a request reaches it
+    response = client(recorder).get("/public/x")
+    # Then the client gets what API Gateway makes of a throttled Lambda proxy integration
+    assert response.status_code == 500
     assert response.get_json() == {"message": "Internal server error"}
 
 

@@ -154,6 +154,9 @@ def test_gasmons_template_resolves() -> None:
     assert ingest.environment["WARNING_TOPIC"] == "pi/1"
     assert ingest.environment["POWERTOOLS_SERVICE_NAME"] == "ingest"
     assert ingest.environment["LOCAL_TIMEZONE"] == "Asia/Seoul"
+    # ... its reserved concurrency, which the local runtime throttles at
+    assert ingest.reserved_concurrency == 20
+    assert stack.functions()["AlarmSweepFunction"].reserved_concurrency == 1
     assert {(r.method, r.path, r.api_key_required, r.stage) for r in ingest.api_routes} == {
         ("POST", "/readings", False, "Prod"),
         ("POST", "/gasdetector", False, "Prod"),
