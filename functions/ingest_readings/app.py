@@ -158,11 +158,12 @@ def _observe_alarms(outcome: AlarmOutcome) -> None:
 
 @app.exception_handler(GasmonError)
 def _gasmon_error(error: GasmonError) -> Response[str]:
-    if isinstance(error, EffectsPendingError):
+    if isinstance(error, EffectsPendingError):  # a 503 like the store's, but the store is fine
         logger.error(
             "readings stored, messages still owed: the device is told to retry", extra={"reason": error.message}
         )
         metrics.add_metric("WarningsPending", MetricUnit.Count, 1)
+        return error_response(error, headers={"Retry-After": str(error.retry_after_seconds)})
     if isinstance(error, TooManyRequestsError):
         metrics.add_metric("DevicesThrottled", MetricUnit.Count, 1)
         return error_response(error, headers={"Retry-After": str(error.retry_after_seconds)})

@@ -203,3 +203,23 @@ def test_a_device_over_its_requests_per_minute_gets_429_and_the_rest_of_the_flee
     assert [answer["statusCode"] for answer in answers] == [200, 200, 429]
     assert headers_of(answers[2]).get("Retry-After") == "60"
     assert other["statusCode"] == 200
+
+
+def test_a_warning_the_broker_refused_is_a_503_logged_as_pending_not_as_a_store_outage(
+    ingest_handler: Invoke, lambda_context: Any, store: SqliteReadingStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given a broker that refuses every publish
+    broken = MemoryPublisher(fail=True)
+    # When a reading over the level is posted
+    answer = ingest_handler(
+        load_event("ingest_over_threshold.json"), lambda_context, store=store, publisher=broken, clock=lambda: SEED_TIME
+    )
+    # Then the device is told to retry, the readings are stored
+    assert answer["statusCode"] == 503 and json.loads(answer["body"])["code"] == "warnings_pending"
+    assert headers_of(answer).get("Retry-After")
+    assert store.count() == 4
+    # And the log says a warning is owed, not that the store is down (its metric would page the
+    # wrong person: WarningsPending, not StoreUnavailable)
+    messages = [record.getMessage() for record in caplog.records]
+    assert "readings stored, messages still owed: the device is told to retry" in messages
+    assert "reading store unavailable" not in messages
