@@ -182,7 +182,7 @@ def start_of_run(now: datetime, newest: datetime | None, rules: Rules, pre_clean
 
 def document(rules: Rules, group: str, at: datetime, no2: float | None = None) -> dict[str, Any]:
     """A seed-shaped four-gas document (values as strings, zone-less local time) at `at`."""
-    stamp = at.astimezone(ZoneInfo(rules.timezone)).strftime(SEED_TIME_FORMAT)
+    stamp = stamp_of(rules, at)
     doc: dict[str, Any] = {"groupid": group, "gps": SMOKE_GPS}
     for gas, sensor, kind, seed_value in SEED_GASES:
         value = no2 if gas == "no2" and no2 is not None else rules.clean_value(gas, seed_value)
@@ -207,24 +207,24 @@ def stamp_of(rules: Rules, at: datetime) -> str:
     return at.astimezone(ZoneInfo(rules.timezone)).strftime(SEED_TIME_FORMAT)
 
 
-def is_open_message(message: Mapping[str, Any], rules: Rules, group: str, at: datetime) -> bool:
-    """The alarm's `open` for the run's NO2 reading."""
+def _is_no2_event(message: Mapping[str, Any], event: str, rules: Rules, group: str, at: datetime) -> bool:
+    """The run's NO2 alarm message `event`, caused by its reading at `at`."""
     return (
-        message.get("event") == "open"
+        message.get("event") == event
         and message.get("gas") == "no2"
         and message.get("groupid") == group
         and message.get("createdtime") == stamp_of(rules, at)
     )
+
+
+def is_open_message(message: Mapping[str, Any], rules: Rules, group: str, at: datetime) -> bool:
+    """The alarm's `open` for the run's NO2 reading."""
+    return _is_no2_event(message, "open", rules, group, at)
 
 
 def is_clear_message(message: Mapping[str, Any], rules: Rules, group: str, at: datetime) -> bool:
     """The alarm's `clear` on the run's last clean reading."""
-    return (
-        message.get("event") == "clear"
-        and message.get("gas") == "no2"
-        and message.get("groupid") == group
-        and message.get("createdtime") == stamp_of(rules, at)
-    )
+    return _is_no2_event(message, "clear", rules, group, at)
 
 
 # ---------------------------------------------------------------- the outside world
