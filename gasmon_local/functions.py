@@ -163,9 +163,7 @@ class FunctionError(RuntimeError):
 class Environment:
     """One execution environment: a child process running `gasmon_local.environment`."""
 
-    def __init__(self, spec: FunctionSpec, variables: Mapping[str, str], index: int, init: Mapping[str, Any]) -> None:
-        self.spec = spec
-        self.index = index
+    def __init__(self, variables: Mapping[str, str], init: Mapping[str, Any]) -> None:
         self.broken = False  # its process died or hung up: never reused
         started = time.perf_counter()
         ours, theirs = socket.socketpair()
@@ -189,14 +187,16 @@ class Environment:
             self.close()
             raise FunctionError(str(reply.get("errorMessage")), str(reply.get("errorType")), reply.get("stackTrace"))
 
+    def _exited(self, what: str) -> FunctionError:
+        """Its process is gone: never reused; the error names the exit code."""
+        self.broken = True
+        return FunctionError(f"the runtime exited (exit code {self.process.poll()}){what}", "Runtime.ExitError")
+
     def _receive(self) -> dict[str, Any]:
         try:
             return json.loads(self.connection.recv_bytes())  # type: ignore[no-any-return]
         except (EOFError, OSError):
-            self.broken = True
-            code = self.process.poll()
-            message = f"the runtime exited (exit code {code}) without an answer"
-            raise FunctionError(message, "Runtime.ExitError") from None
+            raise self._exited(" without an answer") from None
 
     def invoke(self, event: Any) -> Any:
         """Run one invocation; the handler's error comes back as `FunctionError`."""
@@ -207,9 +207,7 @@ class Environment:
         try:
             self.connection.send_bytes(body.encode())
         except OSError:
-            self.broken = True
-            code = self.process.poll()
-            raise FunctionError(f"the runtime exited (exit code {code})", "Runtime.ExitError") from None
+            raise self._exited("") from None
         reply = self._receive()
         if "result" in reply:
             return reply["result"]
@@ -456,7 +454,7 @@ class FunctionRuntime:
         if self.faults:
             seed = f"{self.faults.seed}:{spec.logical_id}:{index}"
             init["faults"] = {"probabilities": dict(self.faults.probabilities), "seed": seed}
-        return Environment(spec, self.environments[spec.logical_id], index, init)
+        return Environment(self.environments[spec.logical_id], init)
 
     def invoke(self, reference: str, event: Any, source: str = "") -> Any:
         """Invoke synchronously (RequestResponse); the handler's exceptions propagate (in process
