@@ -7,7 +7,6 @@ invocations could not run side by side, the second would never arrive while the 
 
 from __future__ import annotations
 
-import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,6 +20,7 @@ import requests
 from gasmon_local.functions import FunctionError, FunctionRuntime, TooManyRequestsError
 from gasmon_local.servers import ServerThread
 from gasmon_local.template import FunctionSpec
+from tests.local_functions import function_spec
 
 # Marks its arrival, then holds until the test's release file exists (bounded: never hangs CI).
 HOLDS_UNTIL_RELEASED = """
@@ -45,21 +45,7 @@ WAIT = 10.0
 
 
 def spec(tmp_path: Path, logical_id: str, reserved: int | None = None) -> FunctionSpec:
-    folder = tmp_path / logical_id.lower()
-    folder.mkdir()
-    (folder / "app.py").write_text(textwrap.dedent(HOLDS_UNTIL_RELEASED))
-    return FunctionSpec(
-        logical_id=logical_id,
-        name=f"gasmon-{logical_id}",
-        arn=f"arn:aws:lambda:ap-northeast-2:123456789012:function:gasmon-{logical_id}",
-        code_uri=folder,
-        handler="app.lambda_handler",
-        runtime="python3.13",
-        timeout=15,
-        memory=128,
-        environment={},
-        reserved_concurrency=reserved,
-    )
+    return function_spec(tmp_path, logical_id, HOLDS_UNTIL_RELEASED, timeout=15, reserved_concurrency=reserved)
 
 
 class Scene:

@@ -2,7 +2,6 @@
 
 import json
 import os
-import textwrap
 import time
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import pytest
 
 from gasmon_local.functions import FunctionNotFoundError, FunctionRuntime, Isolation
 from gasmon_local.template import AsyncConfig, FunctionSpec
+from tests.local_functions import function_spec
 
 SETTINGS_AT_COLD_START = """
     import os
@@ -40,21 +40,7 @@ FLAKY = """
 
 
 def function(tmp_path: Path, logical_id: str, source: str, config: AsyncConfig | None = None) -> FunctionSpec:
-    folder = tmp_path / logical_id.lower()
-    folder.mkdir()
-    (folder / "app.py").write_text(textwrap.dedent(source))
-    return FunctionSpec(
-        logical_id=logical_id,
-        name=f"gasmon-{logical_id}",
-        arn=f"arn:aws:lambda:ap-northeast-2:123456789012:function:gasmon-{logical_id}",
-        code_uri=folder,
-        handler="app.lambda_handler",
-        runtime="python3.13",
-        timeout=3,
-        memory=128,
-        environment={},
-        async_config=config or AsyncConfig(),
-    )
+    return function_spec(tmp_path, logical_id, source, timeout=3, async_config=config or AsyncConfig())
 
 
 @pytest.mark.parametrize("isolation", ["inline", "process"])

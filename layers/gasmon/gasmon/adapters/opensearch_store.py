@@ -408,6 +408,19 @@ def _error_type(error: Any) -> str:
     return str(error or "")
 
 
+def _unavailable(status: int, info: Any) -> StoreUnavailableError | None:
+    """What an OpenSearch error answer means to the device, on the write path (`_send`) and through
+    opensearch-py (`_call`) alike: 401/403/429/5xx are an outage (retry later), None otherwise."""
+    if status == 403:
+        # cluster_block_exception (disk full: writes blocked) or a missing permission.
+        return StoreUnavailableError(
+            f"OpenSearch refused the request (403 {_error_type(info)})", retry_after_seconds=30
+        )
+    if status in _RETRYABLE or status == 401:
+        return StoreUnavailableError(f"OpenSearch answered {status}", retry_after_seconds=5)
+    return None
+
+
 class OpenSearchHttpError(Exception):
     """An OpenSearch answer of 300 or more on the write path: its status and its JSON body."""
 
@@ -514,12 +527,9 @@ class OpenSearchReadingStore:
         if status < 300:
             return answer
         error = OpenSearchHttpError(status, answer)
-        if status == 403:
-            # cluster_block_exception (disk full: writes blocked) or a missing permission.
-            message = f"OpenSearch refused the request (403 {_error_type(answer)})"
-            raise StoreUnavailableError(message, retry_after_seconds=30) from error
-        if status in _RETRYABLE or status == 401:
-            raise StoreUnavailableError(f"OpenSearch answered {status}", retry_after_seconds=5) from error
+        unavailable = _unavailable(status, answer)
+        if unavailable is not None:
+            raise unavailable from error
         raise error
 
     def _send_json(self, method: str, path: str, body: Any, params: Mapping[str, str] | None = None) -> Any:
@@ -631,13 +641,9 @@ class OpenSearchReadingStore:
             raise StoreUnavailableError(f"OpenSearch is unreachable: {exc}", retry_after_seconds=5) from exc
         except TransportError as exc:
             status = exc.status_code if isinstance(exc.status_code, int) else 503
-            if status == 403:
-                # cluster_block_exception (disk full: writes blocked) or a missing permission.
-                kind = _error_type(exc.info)
-                message = f"OpenSearch refused the request (403 {kind})"
-                raise StoreUnavailableError(message, retry_after_seconds=30) from exc
-            if status in _RETRYABLE or status == 401:
-                raise StoreUnavailableError(f"OpenSearch answered {status}", retry_after_seconds=5) from exc
+            unavailable = _unavailable(status, exc.info)
+            if unavailable is not None:
+                raise unavailable from exc
             raise
 
     # ---- writes ----
