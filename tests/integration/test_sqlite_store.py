@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -85,3 +86,67 @@ def test_a_re_post_with_another_value_is_a_conflict_in_the_same_call_and_the_sto
             "SELECT value FROM readings WHERE reading_id = ?", (readings[0].reading_id,)
         ).fetchone()
     assert value == readings[0].value
+
+
+def _wal_bytes(path: Path) -> int:
+    wal = Path(f"{path}-wal")
+    return wal.stat().st_size if wal.exists() else 0
+
+
+def _batches(count: int, size: int = 100) -> list[list[Reading]]:
+    readings = make_readings(count * size)
+    return [readings[i * size : (i + 1) * size] for i in range(count)]
+
+
+def test_the_wal_is_checkpointed_in_the_background_and_starts_over(tmp_path: Path) -> None:
+    # Given a store whose checkpointer is asked for after 64 pages, and writes past that (about 25
+    # pages a batch; the inline bound, 640 pages, is not reached)
+    path = tmp_path / "r.sqlite3"
+    store = SqliteReadingStore(path, checkpoint_pages=64, checkpoint_interval_seconds=0.05)
+    for batch in _batches(10):
+        store.put_readings(batch)
+    assert _wal_bytes(path) > 64 * 4096
+    # When the background thread has run two more checkpoints (one began after the last commit)
+    seen = store.background_checkpoints
+    for _ in range(250):
+        if store.background_checkpoints >= seen + 2:
+            break
+        threading.Event().wait(0.02)
+    assert store._checkpointer is not None and store._checkpointer.last is not None
+    busy, frames, done = store._checkpointer.last
+    # Then it checkpointed the whole WAL, and the next commit starts the WAL over, cut back to the
+    # checkpoint size: no request checkpointed
+    assert (busy, frames) == (0, done)
+    store.put_readings(make_readings(1001)[1000:])
+    assert _wal_bytes(path) <= 64 * 4096
+    assert store.inline_checkpoints == 0
+    assert store.count() == 1001
+    store.close()
+
+
+def test_without_background_checkpoints_the_wal_stays_under_its_bound(tmp_path: Path) -> None:
+    # Given a store with no background checkpointer and a bound of 10 x 4 pages
+    path = tmp_path / "r.sqlite3"
+    store = SqliteReadingStore(path, checkpoint_pages=4, checkpoint_interval_seconds=None)
+    largest = 0
+    # When 30 batches are written
+    for batch in _batches(30):
+        store.put_readings(batch)
+        largest = max(largest, _wal_bytes(path))
+    # Then commits checkpointed inline and the WAL never held much more than the bound plus one batch
+    assert store.inline_checkpoints > 0
+    assert largest < 10 * 4 * (4096 + 24) + 40 * 4096
+    assert store.count() == 3000
+    store.close()
+
+
+def test_close_stops_the_checkpointer_and_nothing_committed_is_lost(tmp_path: Path) -> None:
+    # Given a store that wrote readings
+    path = tmp_path / "r.sqlite3"
+    store = SqliteReadingStore(path, checkpoint_interval_seconds=0.05)
+    store.put_readings(make_readings(500))
+    # When it closes
+    store.close()
+    # Then no checkpoint thread of this file is left running, and a new store sees every reading
+    assert not [t for t in threading.enumerate() if t.name == f"sqlite-checkpoint:{path}" and t.is_alive()]
+    assert SqliteReadingStore(path).count() == 500

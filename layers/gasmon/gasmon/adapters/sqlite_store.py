@@ -15,12 +15,21 @@ written in the same transaction as the readings they come from, so they never di
 A reading's primary key is its deterministic `reading_id`, so storing the same POST twice keeps
 one row; the check and the insert run in one IMMEDIATE transaction, so two processes posting the
 same reading at once still report it created exactly once.
+
+WAL checkpoints run off the request path (`_Checkpointer`): the writing connection never
+checkpoints on its own (SQLite's auto-checkpoint fsyncs inside whichever commit crosses 1,000
+pages, about one request in a hundred); a daemon thread with its own connection runs a PASSIVE
+checkpoint every second, or sooner once the WAL passes `checkpoint_pages`, and a commit that finds
+the WAL past ten times that checkpoints inline, so the WAL stays bounded even if background
+checkpoints keep failing. Commits stay durable as before (WAL semantics), across processes too.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
+import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -158,6 +167,66 @@ _COLUMNS = (
 _CHUNK = 900
 
 
+# WAL frames a background checkpoint is asked for after (SQLite's own auto-checkpoint default);
+# a commit that finds the WAL past CHECKPOINT_BOUND times this checkpoints inline.
+CHECKPOINT_PAGES = 1000
+CHECKPOINT_BOUND = 10
+CHECKPOINT_INTERVAL_SECONDS = 1.0
+
+
+class _Checkpointer:
+    """A daemon thread that checkpoints one SQLite file's WAL through its own connection.
+
+    It holds no reference to the store (a store dropped without `close()` stops it through a
+    finalizer), opens the file read-write without creating it, and never raises: a failed or
+    busy checkpoint is retried on the next tick, and the store's inline bound covers the rest.
+    """
+
+    def __init__(self, path: str, interval_seconds: float) -> None:
+        self._path = path
+        self._interval = interval_seconds
+        self._wake = threading.Event()
+        self._stop = False
+        self.completed = 0  # checkpoints that ran (busy or not), for tests and `make bench`
+        self.last: tuple[int, int, int] | None = None  # (busy, WAL frames, frames checkpointed)
+        self._thread = threading.Thread(target=self._run, name=f"sqlite-checkpoint:{path}", daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop = True
+        self._wake.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def _run(self) -> None:
+        conn: sqlite3.Connection | None = None
+        try:
+            while True:
+                self._wake.wait(self._interval)
+                self._wake.clear()
+                if self._stop:
+                    return
+                try:
+                    if conn is None:
+                        uri = Path(self._path).resolve().as_uri() + "?mode=rw"
+                        conn = sqlite3.connect(uri, uri=True, timeout=0.1, isolation_level=None)
+                    row = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                except sqlite3.Error:
+                    continue  # busy, or the file is gone: try again on the next tick
+                self.last = (int(row[0]), int(row[1]), int(row[2]))
+                self.completed += 1
+        finally:
+            if conn is not None:
+                conn.close()
+
+
 def _ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
@@ -169,7 +238,15 @@ def _from_ms(epoch_ms: int) -> datetime:
 class SqliteReadingStore:
     """A `ReadingStore` in one SQLite file (WAL mode, safe across threads and processes)."""
 
-    def __init__(self, path: str | Path, busy_timeout_seconds: float = 5.0) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        busy_timeout_seconds: float = 5.0,
+        checkpoint_pages: int = CHECKPOINT_PAGES,
+        checkpoint_interval_seconds: float | None = CHECKPOINT_INTERVAL_SECONDS,
+    ) -> None:
+        """Open (or create) the file. `checkpoint_interval_seconds=None` runs no background
+        checkpointer: then only the inline bound (`CHECKPOINT_BOUND` x `checkpoint_pages`) does."""
         self.path = Path(path)
         if str(path) != ":memory:":
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -180,6 +257,18 @@ class SqliteReadingStore:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute("PRAGMA cache_size=-32000")
+        self._checkpointer: _Checkpointer | None = None
+        self._wal_path = ""
+        self.inline_checkpoints = 0  # commits that found the WAL past its bound and checkpointed
+        if str(path) != ":memory:":
+            # Checkpoints are this store's job (see the module docstring), not a commit's.
+            page_bytes = int(self._conn.execute("PRAGMA page_size").fetchone()[0])
+            self._conn.execute("PRAGMA wal_autocheckpoint=0")
+            # A WAL that grew while checkpoints could not finish is cut back when it restarts.
+            self._conn.execute(f"PRAGMA journal_size_limit={checkpoint_pages * page_bytes}")
+            self._wal_path = f"{self.path}-wal"
+            self._wake_bytes = checkpoint_pages * (page_bytes + 24) + 32  # frames carry a 24-byte header
+            self._bound_bytes = CHECKPOINT_BOUND * self._wake_bytes
         self._conn.executescript(SCHEMA)
         self._migrate()
         self._conn.executescript(INDEXES)
@@ -187,6 +276,33 @@ class SqliteReadingStore:
         if self._conn.execute("PRAGMA user_version").fetchone()[0] < DERIVED_VERSION:
             self.rebuild_derived()
         self.requests = 0  # store round trips, for `make bench`
+        if self._wal_path and checkpoint_interval_seconds is not None:
+            self._checkpointer = _Checkpointer(str(self.path), checkpoint_interval_seconds)
+            weakref.finalize(self, self._checkpointer.stop, 0.0)
+
+    @property
+    def background_checkpoints(self) -> int:
+        """How many checkpoints the background thread has run (0 without one)."""
+        return self._checkpointer.completed if self._checkpointer else 0
+
+    def _after_commit(self) -> None:
+        """Wake the checkpointer once the WAL passes its size; past the bound, checkpoint here."""
+        try:
+            size = os.stat(self._wal_path).st_size
+        except OSError:
+            return
+        if size <= self._wake_bytes:
+            return
+        if self._checkpointer is not None:
+            self._checkpointer.wake()
+        if size > self._bound_bytes:
+            # Rare by design: background checkpoints failed for ten times their interval's worth of
+            # writes. TRUNCATE waits (busy timeout) for readers so the WAL can start over.
+            self.inline_checkpoints += 1
+            try:
+                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            except sqlite3.Error:
+                pass  # the next commit tries again; the readings are committed either way
 
     def _migrate(self) -> None:
         """Add the columns a file from an older gasmon lacks, and fill `device` for its rows."""
@@ -225,6 +341,8 @@ class SqliteReadingStore:
                 raise
             else:
                 self._conn.execute("COMMIT")
+                if self._wal_path:
+                    self._after_commit()
 
     def put_readings(self, readings: Sequence[Reading]) -> StoreOutcome:
         """Insert readings that are not stored yet; report which ids were new, which were stored
@@ -484,7 +602,15 @@ class SqliteReadingStore:
             return int(self._conn.execute("SELECT count(*) FROM readings").fetchone()[0])
 
     def close(self) -> None:
+        """Stop the background checkpointer, checkpoint what the WAL holds, close the file."""
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
         with self._lock:
+            if self._wal_path:
+                try:
+                    self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                except sqlite3.Error:
+                    pass  # another process is checkpointing or writing: it, or SQLite, finishes it
             self._conn.close()
 
 
