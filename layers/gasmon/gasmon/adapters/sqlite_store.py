@@ -172,21 +172,31 @@ _CHUNK = 900
 CHECKPOINT_PAGES = 1000
 CHECKPOINT_BOUND = 10
 CHECKPOINT_INTERVAL_SECONDS = 1.0
+# Each checkpoint that copies frames syncs the file: a wake waits this long after the last one.
+CHECKPOINT_MIN_GAP_SECONDS = 0.1
 
 
 class _Checkpointer:
     """A daemon thread that checkpoints one SQLite file's WAL through its own connection.
+
+    A PASSIVE checkpoint copies the frames there were when it began; under a busy writer more
+    follow, and the WAL starts over only after a checkpoint that reached its end: so while the WAL
+    is past `wake_bytes`, a second pass copies the few frames appended meanwhile while holding the
+    store's `writer_lock` (this process's commits wait for that tail only, not the whole copy).
 
     It holds no reference to the store (a store dropped without `close()` stops it through a
     finalizer), opens the file read-write without creating it, and never raises: a failed or
     busy checkpoint is retried on the next tick, and the store's inline bound covers the rest.
     """
 
-    def __init__(self, path: str, interval_seconds: float) -> None:
+    def __init__(self, path: str, interval_seconds: float, writer_lock: threading.Lock, wake_bytes: int) -> None:
         self._path = path
+        self._writer_lock = writer_lock
+        self._wake_bytes = wake_bytes
         self._interval = interval_seconds
+        self._min_gap = min(CHECKPOINT_MIN_GAP_SECONDS, interval_seconds)
         self._wake = threading.Event()
-        self._stop = False
+        self._stopped = threading.Event()
         self.completed = 0  # checkpoints that ran (busy or not), for tests and `make bench`
         self.last: tuple[int, int, int] | None = None  # (busy, WAL frames, frames checkpointed)
         self._thread = threading.Thread(target=self._run, name=f"sqlite-checkpoint:{path}", daemon=True)
@@ -196,7 +206,7 @@ class _Checkpointer:
         self._wake.set()
 
     def stop(self, timeout: float = 5.0) -> None:
-        self._stop = True
+        self._stopped.set()
         self._wake.set()
         if self._thread is not threading.current_thread():
             self._thread.join(timeout)
@@ -211,20 +221,32 @@ class _Checkpointer:
             while True:
                 self._wake.wait(self._interval)
                 self._wake.clear()
-                if self._stop:
+                if self._stopped.is_set():
                     return
                 try:
                     if conn is None:
                         uri = Path(self._path).resolve().as_uri() + "?mode=rw"
                         conn = sqlite3.connect(uri, uri=True, timeout=0.1, isolation_level=None)
                     row = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    if _size(f"{self._path}-wal") > self._wake_bytes:
+                        with self._writer_lock:
+                            row = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
                 except sqlite3.Error:
                     continue  # busy, or the file is gone: try again on the next tick
                 self.last = (int(row[0]), int(row[1]), int(row[2]))
                 self.completed += 1
+                if self._stopped.wait(self._min_gap):
+                    return
         finally:
             if conn is not None:
                 conn.close()
+
+
+def _size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
 
 
 def _ms(moment: datetime) -> int:
@@ -277,7 +299,9 @@ class SqliteReadingStore:
             self.rebuild_derived()
         self.requests = 0  # store round trips, for `make bench`
         if self._wal_path and checkpoint_interval_seconds is not None:
-            self._checkpointer = _Checkpointer(str(self.path), checkpoint_interval_seconds)
+            self._checkpointer = _Checkpointer(
+                str(self.path), checkpoint_interval_seconds, self._lock, self._wake_bytes
+            )
             weakref.finalize(self, self._checkpointer.stop, 0.0)
 
     @property
@@ -287,10 +311,7 @@ class SqliteReadingStore:
 
     def _after_commit(self) -> None:
         """Wake the checkpointer once the WAL passes its size; past the bound, checkpoint here."""
-        try:
-            size = os.stat(self._wal_path).st_size
-        except OSError:
-            return
+        size = _size(self._wal_path)
         if size <= self._wake_bytes:
             return
         if self._checkpointer is not None:
