@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from gasmon.errors import InvalidReadingsError, MalformedJsonError, RequestTooLargeError
-from gasmon.ingest import IngestPolicy, parse_body, parse_device_time, validate_document
+from gasmon.ingest import IngestPolicy, parse_body, parse_device_time, validate_document, validate_documents
 from gasmon.readings import reading_id
 from tests.conftest import SEED_TIME
 
@@ -160,3 +160,46 @@ def test_body_limits() -> None:
     # Then a single object and an array are told apart
     assert parse_body('{"a": 1}', POLICY) == ([{"a": 1}], False)
     assert parse_body('[{"a": 1}]', POLICY) == ([{"a": 1}], True)
+
+
+def _variants(seed_document: dict[str, Any]) -> dict[str, Any]:
+    """Documents of every kind a batch may mix: valid, malformed, and well-formed with a bad time."""
+    later = copy.deepcopy(seed_document)
+    for gas in ("co", "no2", "c2h5oh", "h2"):
+        later[gas]["createdtime"] = "2021-09-03 18:14:50"
+    bad_value = copy.deepcopy(seed_document)
+    bad_value["co"]["value"] = "high"
+    future = copy.deepcopy(seed_document)
+    future["h2"]["createdtime"] = "2031-01-01 00:00:00"
+    no_gases = {"groupid": "2"}
+    return {"valid": seed_document, "later": later, "bad_value": bad_value, "future": future, "none": no_gases}
+
+
+@pytest.mark.parametrize(
+    "kinds",
+    [
+        ("valid",),
+        ("valid", "later", "valid"),
+        ("valid", "future", "later"),
+        ("valid", "bad_value", "later"),
+        ("none",),
+        ("bad_value", "future"),
+        ("future",),
+    ],
+)
+@pytest.mark.parametrize("is_batch", [True, False])
+def test_a_request_validated_at_once_answers_as_document_by_document(
+    seed_document: dict[str, Any], kinds: tuple[str, ...], is_batch: bool
+) -> None:
+    # Given a request mixing valid, malformed and out-of-range documents
+    variants = _variants(seed_document)
+    raw = [copy.deepcopy(variants[kind]) for kind in kinds]
+    # When it is validated in one go and document by document
+    at_once = validate_documents(raw, is_batch, POLICY, SEED_TIME)
+    one_by_one = [
+        validate_document(doc, index, f"[{index}]." if is_batch else "", POLICY, SEED_TIME)
+        for index, doc in enumerate(raw)
+    ]
+    # Then both give every document the same readings or the same problems at the same paths
+    assert at_once == one_by_one
+    assert [bool(doc.readings) for doc in at_once] == [kind in ("valid", "later") for kind in kinds]

@@ -172,12 +172,57 @@ def validate_document(raw: Any, index: int, prefix: str, policy: IngestPolicy, n
         document = ReadingDocument.model_validate(raw)
     except ValidationError as exc:
         return ValidatedDocument(index=index, problems=_problems_from(exc, prefix))
+    fields, problems = _reading_fields(document, prefix, policy, now)
+    if problems:
+        return ValidatedDocument(index=index, problems=problems)
+    # One call into pydantic-core for the document's readings (cheaper than one model each).
+    return ValidatedDocument(index=index, readings=_readings_adapter().validate_python(fields))
 
+
+def validate_documents(
+    raw_documents: Sequence[Any], is_batch: bool, policy: IngestPolicy, now: datetime
+) -> list[ValidatedDocument]:
+    """Validate a request's documents: the same answers as `validate_document` on each, in fewer
+    pydantic calls.
+
+    The common case, every document well-formed, costs two calls into pydantic-core for the whole
+    request (the documents, then every reading). If any document fails the first, every document
+    goes through `validate_document`, so a 422 or a partial answer and its field paths are exactly
+    what the per-document path says.
+    """
+    try:
+        documents = _documents_adapter().validate_python(raw_documents)
+    except ValidationError:
+        return [
+            validate_document(raw, index, f"[{index}]." if is_batch else "", policy, now)
+            for index, raw in enumerate(raw_documents)
+        ]
+    checked = [
+        _reading_fields(document, f"[{index}]." if is_batch else "", policy, now)
+        for index, document in enumerate(documents)
+    ]
+    every = [item for fields, problems in checked if not problems for item in fields]
+    readings = _readings_adapter().validate_python(every) if every else []
+    validated, taken = [], 0
+    for index, (fields, problems) in enumerate(checked):
+        if problems:
+            validated.append(ValidatedDocument(index=index, problems=problems))
+        else:
+            validated.append(ValidatedDocument(index=index, readings=readings[taken : taken + len(fields)]))
+            taken += len(fields)
+    return validated
+
+
+def _reading_fields(
+    document: ReadingDocument, prefix: str, policy: IngestPolicy, now: datetime
+) -> tuple[list[dict[str, Any]], list[Problem]]:
+    """A valid document's readings as field dicts for `Reading`, or its time problems."""
     lat_lon = parse_gps(document.gps) if document.gps else (None, None)
     fields: list[dict[str, Any]] = []
     problems: list[Problem] = []
     latest, earliest, zone = now + policy.max_future, now - policy.max_age, policy.local_timezone
-    for gas, sample in document.gases.items():
+    groupid, deviceid, gps = document.groupid, document.deviceid, document.gps
+    for gas, sample in (document.__pydantic_extra__ or {}).items():
         try:
             created_at = parse_device_time(sample.createdtime, zone)
         except ValueError:
@@ -186,10 +231,10 @@ def validate_document(raw: Any, index: int, prefix: str, policy: IngestPolicy, n
             if earliest <= created_at <= latest:
                 fields.append(
                     {
-                        "reading_id": reading_id(document.groupid, sample.sensorid, gas, created_at, document.deviceid),
-                        "groupid": document.groupid,
-                        "deviceid": document.deviceid,
-                        "gps": document.gps,
+                        "reading_id": reading_id(groupid, sample.sensorid, gas, created_at, deviceid),
+                        "groupid": groupid,
+                        "deviceid": deviceid,
+                        "gps": gps,
                         "lat": lat_lon[0],
                         "lon": lat_lon[1],
                         "gas": gas,
@@ -208,10 +253,12 @@ def validate_document(raw: Any, index: int, prefix: str, policy: IngestPolicy, n
                 else f"is older than {_human(policy.max_age)}"
             )
         problems.append(Problem(path=f"{prefix}{gas}.createdtime", problem=problem))
-    if problems:
-        return ValidatedDocument(index=index, problems=problems)
-    # One call into pydantic-core for the document's readings (cheaper than one model each).
-    return ValidatedDocument(index=index, readings=_readings_adapter().validate_python(fields))
+    return fields, problems
+
+
+@cache
+def _documents_adapter() -> TypeAdapter[list[ReadingDocument]]:
+    return TypeAdapter(list[ReadingDocument])
 
 
 @cache
@@ -269,10 +316,7 @@ def ingest(
     the store's reason, so the device sets it aside instead of retrying; its value is still
     checked against the thresholds, as a conflict's is: a refused write never hides a warning.
     """
-    validated = [
-        validate_document(raw, index, f"[{index}]." if is_batch else "", policy, now)
-        for index, raw in enumerate(documents)
-    ]
+    validated = validate_documents(documents, is_batch, policy, now)
     if all(doc.problems for doc in validated):
         message = "every document in the batch is invalid" if is_batch else "the reading document is invalid"
         raise InvalidReadingsError(message, [problem for doc in validated for problem in doc.problems])
