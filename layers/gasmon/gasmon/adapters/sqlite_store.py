@@ -174,6 +174,10 @@ CHECKPOINT_BOUND = 10
 CHECKPOINT_INTERVAL_SECONDS = 1.0
 # Each checkpoint that copies frames syncs the file: a wake waits this long after the last one.
 CHECKPOINT_MIN_GAP_SECONDS = 0.1
+# A fork (multiprocessing's default start method on Linux) must not copy SQLite's mutexes while a
+# checkpoint thread holds them: a fork waits for the checkpoint in progress.
+_IN_SQLITE = threading.Lock()
+os.register_at_fork(before=_IN_SQLITE.acquire, after_in_parent=_IN_SQLITE.release, after_in_child=_IN_SQLITE.release)
 
 
 class _Checkpointer:
@@ -190,7 +194,7 @@ class _Checkpointer:
     """
 
     def __init__(self, path: str, interval_seconds: float, writer_lock: threading.Lock, wake_bytes: int) -> None:
-        self._path = path
+        self._path = str(Path(path).resolve())  # a relative path keeps meaning the same file
         self._writer_lock = writer_lock
         self._wake_bytes = wake_bytes
         self._interval = interval_seconds
@@ -211,10 +215,6 @@ class _Checkpointer:
         if self._thread is not threading.current_thread():
             self._thread.join(timeout)
 
-    @property
-    def alive(self) -> bool:
-        return self._thread.is_alive()
-
     def _run(self) -> None:
         conn: sqlite3.Connection | None = None
         try:
@@ -224,12 +224,13 @@ class _Checkpointer:
                 if self._stopped.is_set():
                     return
                 try:
-                    if conn is None:
-                        uri = Path(self._path).resolve().as_uri() + "?mode=rw"
-                        conn = sqlite3.connect(uri, uri=True, timeout=0.1, isolation_level=None)
-                    row = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    with _IN_SQLITE:
+                        if conn is None:
+                            uri = Path(self._path).as_uri() + "?mode=rw"
+                            conn = sqlite3.connect(uri, uri=True, timeout=0.1, isolation_level=None)
+                        row = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
                     if _size(f"{self._path}-wal") > self._wake_bytes:
-                        with self._writer_lock:
+                        with self._writer_lock, _IN_SQLITE:
                             row = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
                 except sqlite3.Error:
                     continue  # busy, or the file is gone: try again on the next tick
@@ -239,7 +240,8 @@ class _Checkpointer:
                     return
         finally:
             if conn is not None:
-                conn.close()
+                with _IN_SQLITE:
+                    conn.close()
 
 
 def _size(path: str) -> int:
