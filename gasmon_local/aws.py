@@ -1,7 +1,8 @@
 """SNS, SQS, DynamoDB and IoT's registry on this machine: moto's server, the template's resources, and delivery.
 
-- `MotoServer` runs moto's server in-process (a thread); functions reach it through
-  AWS_ENDPOINT_URL with fake credentials, exactly as they would reach AWS.
+- `MotoServer` runs moto's server app in-process, served by waitress (keep-alive connections,
+  worker threads); functions reach it through AWS_ENDPOINT_URL with fake credentials, exactly as
+  they would reach AWS.
 - `create_resources` creates the template's tables, queues, topics, subscriptions and IoT policies in it, with
   their properties (key schema, indexes, TTL, DelaySeconds, redrive policies, filter policies...).
   Table items are saved to the data directory on stop and loaded on start, and every write in
