@@ -1,7 +1,8 @@
 """SNS, SQS, DynamoDB and IoT's registry on this machine: moto's server, the template's resources, and delivery.
 
-- `MotoServer` runs moto's server in-process (a thread); functions reach it through
-  AWS_ENDPOINT_URL with fake credentials, exactly as they would reach AWS.
+- `MotoServer` runs moto's server app in-process, served by waitress (keep-alive connections,
+  worker threads); functions reach it through AWS_ENDPOINT_URL with fake credentials, exactly as
+  they would reach AWS.
 - `create_resources` creates the template's tables, queues, topics, subscriptions and IoT policies in it, with
   their properties (key schema, indexes, TTL, DelaySeconds, redrive policies, filter policies...).
   Table items are saved to the data directory on stop and loaded on start, and every write in
@@ -24,7 +25,6 @@ import json
 import logging
 import os
 import re
-import socket
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -37,11 +37,11 @@ from typing import Any
 import boto3
 from botocore.config import Config
 from moto.core.config import default_user_config
-from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
-from werkzeug.serving import BaseWSGIServer, make_server
+from moto.moto_server.werkzeug_app import create_backend_app
 
 from gasmon_local import firehose, moto_fixes
 from gasmon_local.dynamodb_journal import DynamoDbJournal
+from gasmon_local.servers import ServerThread
 from gasmon_local.template import ACCOUNT_ID, SqsEventSource, Stack, SubscriptionSpec, TableSpec
 
 log = logging.getLogger("aws")
@@ -53,7 +53,14 @@ POLL_SECONDS = 0.2
 
 
 class MotoServer:
-    """moto's server on 127.0.0.1 in a background thread, DynamoDB writes journaled when given one."""
+    """moto's server on 127.0.0.1 in a background thread, DynamoDB writes journaled when given one.
+
+    moto's WSGI app (`DomainDispatcherApplication`, as `moto_server` runs it) is served by waitress,
+    as the gateway is (`gasmon_local.servers`): connections are kept alive and requests go to a
+    pool of worker threads. werkzeug's development server, which `moto_server` uses, closes every
+    connection and starts a thread per request: about 3 ms of CPU per AWS call before moto even
+    looks at it, three calls per POST (docs/decision_log.md, issue 14, second pass).
+    """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 4566, journal: DynamoDbJournal | None = None) -> None:
         for name in ("werkzeug", "moto"):
@@ -61,30 +68,21 @@ class MotoServer:
         self.host = host
         self.port = port
         self.journal = journal
-        self._server: BaseWSGIServer | None = None
-        self._thread: threading.Thread | None = None
+        self._server: ServerThread | None = None
 
     def start(self) -> str:
-        if self.port:  # a clear error for a taken port, not a traceback from the server thread
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                try:
-                    probe.bind((self.host, self.port))
-                except OSError as exc:
-                    raise OSError(exc.errno, f"moto cannot listen on {self.host}:{self.port}: {exc.strerror}") from None
         moto_fixes.install()  # transactions as cheap as one write, whatever the table's size
         firehose.install()  # S3 delivery as Firehose does it: buffered, prefix expressions, gzip
         # AWS's certificate id is the SHA-256 of the DER certificate; moto hashes the PEM text
         # unless told otherwise, and the broker looks certificates up by AWS's id.
         default_user_config.setdefault("iot", {})["use_valid_cert"] = True
         # What moto's ThreadedMotoServer does, with the journal (if any) between the socket and moto.
-        app: Any = DomainDispatcherApplication(create_backend_app)
+        app: Any = moto_fixes.CachedDispatcher(create_backend_app)
         if self.journal is not None:
             app = self.journal.middleware(app)
-        self._server = make_server(self.host, self.port, app, threaded=True, request_handler=MotoRequestHandler)
-        self.host, self.port = str(self._server.server_address[0]), int(self._server.server_address[1])
-        self._thread = threading.Thread(target=self._server.serve_forever, name="moto", daemon=True)
-        self._thread.start()
+        # Binds now: a taken port is an OSError naming moto, not a traceback from a thread.
+        self._server = ServerThread(_as_moto_server_sees_it(app), self.host, self.port, "moto").start()
+        self.host, self.port = self._server.host, self._server.port
         return self.url
 
     @property
@@ -93,12 +91,24 @@ class MotoServer:
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join()
+            self._server.stop()
+            self._server = None
         if self.journal is not None:
             self.journal.close()
+
+
+def _as_moto_server_sees_it(app: Any) -> Any:
+    """The environ moto's own server (werkzeug's) would hand it: `RAW_URI`, the path as it arrived
+    (moto matches S3 keys against it, percent-encoding included), is waitress's `REQUEST_URI`.
+
+    What waitress does not pass on: header names with an underscore (it drops them, as werkzeug
+    does, and moto's handler spells them back for S3 user metadata). gasmon sends none."""
+
+    def moto_environ(environ: dict[str, Any], start_response: Any) -> Any:
+        environ.setdefault("RAW_URI", environ.get("REQUEST_URI", ""))
+        return app(environ, start_response)
+
+    return moto_environ
 
 
 def client(service: str, endpoint: str, region: str) -> Any:

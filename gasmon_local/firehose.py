@@ -36,6 +36,10 @@ _TIMESTAMP = re.compile(r"!\{timestamp:([^}]*)\}")
 _JAVA = re.compile(r"yyyy|MM|dd|HH|mm|ss")
 _STRFTIME = {"yyyy": "%Y", "MM": "%m", "dd": "%d", "HH": "%H", "mm": "%M", "ss": "%S"}
 LOCAL_FLUSH_SECONDS = 1.0
+# zlib's default level, as gzip(1) uses; Python's gzip.compress defaults to 9, which took 30 ms of
+# the stack's CPU per second of archive at ~7,000 readings/s (level 6: 12 ms, objects ~7% larger).
+# Firehose documents GZIP, not a level.
+GZIP_LEVEL = 6
 
 
 def evaluate_prefix(prefix: str, arrival: datetime) -> str:
@@ -129,7 +133,7 @@ class _Deliveries:
 def _write(buffer: _Buffer) -> None:
     body = b"".join(buffer.chunks)
     if buffer.destination.get("CompressionFormat") == "GZIP":
-        body = gzip.compress(body)
+        body = gzip.compress(body, compresslevel=GZIP_LEVEL)
     bucket = str(buffer.destination["BucketARN"]).split(":")[-1]
     key = object_key(buffer.stream, buffer.version, buffer.destination, buffer.oldest)
     s3_backends[buffer.account_id][buffer.partition].put_object(bucket, key, body)

@@ -59,8 +59,15 @@ class ServerThread:
     def stop(self) -> None:
         """Stop accepting, close open connections (which ends the server's loop), stop the workers."""
         # Closed from inside the server's loop (its trigger runs the thunk there): closing sockets
-        # under a running select() from another thread fails it with EBADF.
-        self.server.trigger.pull_trigger(lambda: wasyncore.close_all(self.server._map))
+        # under a running select() from another thread fails it with EBADF. The thunk is queued
+        # and the trigger pulled under the trigger's lock, which the loop takes to run thunks:
+        # with waitress's own `pull_trigger(thunk)` a loop already awake (a response just sent)
+        # could run the thunk, closing the trigger, before this thread's write to it, which then
+        # failed with EBADF or, had the descriptor been reused meanwhile, wrote to another file.
+        trigger = self.server.trigger
+        with trigger.lock:
+            trigger.thunks.append(lambda: wasyncore.close_all(self.server._map))
+            trigger._physical_pull()
         self._thread.join(timeout=5)
         self.server.task_dispatcher.shutdown(cancel_pending=True, timeout=5)
         self._listener.close()

@@ -7,6 +7,9 @@ invocations could not run side by side, the second would never arrive while the 
 
 from __future__ import annotations
 
+import http.client
+import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -227,3 +230,48 @@ def test_the_server_serves_requests_concurrently() -> None:
         assert [answer.status_code for answer in answers] == [200, 200]
     finally:
         server.stop()
+
+
+def test_the_server_stops_cleanly_while_answering() -> None:
+    # Given a server answering a client that asks back to back (its loop woken by every response)
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "2")])
+        return [b"ok"]
+
+    def ask(server: ServerThread, stop: threading.Event) -> None:
+        connection = http.client.HTTPConnection(server.host, server.port, timeout=WAIT)
+        try:
+            while not stop.is_set():
+                connection.request("GET", "/")
+                connection.getresponse().read()
+        except (OSError, http.client.HTTPException):
+            return  # the server went away under it: expected
+        finally:
+            connection.close()
+
+    # When it is stopped mid-stream, many times over, threads switching as often as they can (the
+    # stop raced the loop: the loop could run the stop's thunk before the stop's write woke it)
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        _stop_mid_stream(app, ask)
+    finally:
+        sys.setswitchinterval(switch)
+
+
+def _stop_mid_stream(app: Any, ask: Callable[[ServerThread, threading.Event], None]) -> None:
+    for _ in range(100):
+        server = ServerThread(app, "127.0.0.1", 0, "test", threads=2).start()
+        stop = threading.Event()
+        client = threading.Thread(target=ask, args=(server, stop))
+        client.start()
+        time.sleep(0.005)
+        try:
+            # Then every stop returns without an error
+            server.stop()
+        finally:
+            stop.set()
+            client.join(WAIT)
+        # and the server no longer listens
+        with pytest.raises(OSError):
+            socket.create_connection((server.host, server.port), timeout=WAIT).close()
