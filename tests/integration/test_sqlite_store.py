@@ -44,8 +44,10 @@ def test_same_readings_from_two_processes_are_created_exactly_once(tmp_path: Pat
     # Given two processes storing the same 300 readings into one file at the same time
     path = str(tmp_path / "r.sqlite3")
     SqliteReadingStore(path).close()
-    queue: multiprocessing.Queue[int] = multiprocessing.Queue()
-    workers = [multiprocessing.Process(target=_put_all, args=(path, queue)) for _ in range(2)]
+    # (spawned, not forked: this process has other stores' checkpoint threads running)
+    spawn = multiprocessing.get_context("spawn")
+    queue: multiprocessing.Queue[int] = spawn.Queue()
+    workers = [spawn.Process(target=_put_all, args=(path, queue)) for _ in range(2)]
     for worker in workers:
         worker.start()
     for worker in workers:
