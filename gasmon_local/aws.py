@@ -33,6 +33,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import boto3
 from botocore.config import Config
@@ -465,6 +466,16 @@ class SqsPoller:
         return True
 
 
+def with_unsubscribe_url(envelope: dict[str, Any], subscription_arn: str) -> dict[str, Any]:
+    """The envelope with the UnsubscribeURL SNS would put in it: the topic's region and the
+    subscription's ARN (moto writes one fixed us-east-1 URL into every notification)."""
+    parts = str(envelope.get("TopicArn", "")).split(":")
+    if len(parts) < 6 or not parts[3]:
+        return envelope
+    query = urlencode({"Action": "Unsubscribe", "SubscriptionArn": subscription_arn}, safe=":")
+    return envelope | {"UnsubscribeURL": f"https://sns.{parts[3]}.amazonaws.com/?{query}"}
+
+
 def email_message(envelope: dict[str, Any], to: str, protocol: str = "email", display_name: str = "") -> EmailMessage:
     """The e-mail SNS sends for one notification (`email` is plain text, `email-json` the envelope)."""
     message = EmailMessage()
@@ -524,10 +535,15 @@ class SnsBridge:
             Attributes=filters,
             ReturnSubscriptionArn=True,
         )
-        threading.Thread(target=self._run, args=(url, handler, label), name=f"sns-{label}", daemon=True).start()
-        return str(answer["SubscriptionArn"])
+        subscription_arn = str(answer["SubscriptionArn"])
+        threading.Thread(
+            target=self._run, args=(url, handler, label, subscription_arn), name=f"sns-{label}", daemon=True
+        ).start()
+        return subscription_arn
 
-    def _run(self, queue_url: str, handler: Callable[[dict[str, Any]], object], label: str) -> None:
+    def _run(
+        self, queue_url: str, handler: Callable[[dict[str, Any]], object], label: str, subscription_arn: str
+    ) -> None:
         sqs = client("sqs", self.endpoint, self.region)
         while not self.stop.is_set():
             try:
@@ -539,7 +555,7 @@ class SnsBridge:
                 continue
             for message in answer.get("Messages", []):
                 try:
-                    handler(json.loads(message["Body"]))
+                    handler(with_unsubscribe_url(json.loads(message["Body"]), subscription_arn))
                 except Exception:
                     log.exception("sns %s: delivery failed", label)
                 sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])

@@ -132,6 +132,9 @@ def test_a_lost_device_is_mailed_once_after_the_grace_period(local: Local) -> No
     body = message.get_content()
     assert "CONNECTION_LOST" in body
     assert "setting=from-function" in body  # the check function ran with its own environment
+    # And its unsubscribe link is SNS's in the stack's region (moto's envelope says us-east-1)
+    region = local.stack.context.region
+    assert f"https://sns.{region}.amazonaws.com/?Action=Unsubscribe&SubscriptionArn=arn:aws:sns:{region}:" in body
     time.sleep(2)
     assert len(mails_about(local, name)) == 1
 

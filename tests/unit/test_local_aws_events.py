@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from gasmon_local.aws import email_message, failed_message_ids, sns_event, sqs_event
+from gasmon_local.aws import email_message, failed_message_ids, sns_event, sqs_event, with_unsubscribe_url
 
 BATCH = [
     {
@@ -107,3 +107,25 @@ def test_sns_events_have_lambdas_record_shape() -> None:
         record["Sns"]["SigningCertUrl"] == "https://cert"
         and record["Sns"]["UnsubscribeUrl"] == ENVELOPE["UnsubscribeURL"]
     )
+
+
+def test_the_unsubscribe_link_names_the_topics_region_and_the_subscription() -> None:
+    # Given moto's envelope, whose UnsubscribeURL is one fixed us-east-1 link
+    envelope = ENVELOPE | {"UnsubscribeURL": "https://sns.us-east-1.amazonaws.com/?Action=Unsubscribe&x=1"}
+    subscription = "arn:aws:sns:ap-northeast-2:123456789012:disconnected_notice:5e1f"
+    # When the bridge hands it on
+    fixed = with_unsubscribe_url(envelope, subscription)
+    # Then the link is SNS's for the topic's region and this subscription, and the rest is untouched
+    assert fixed["UnsubscribeURL"] == (
+        "https://sns.ap-northeast-2.amazonaws.com/?Action=Unsubscribe&SubscriptionArn=" + subscription
+    )
+    assert {k: v for k, v in fixed.items() if k != "UnsubscribeURL"} == {
+        k: v for k, v in envelope.items() if k != "UnsubscribeURL"
+    }
+    body = parse(bytes(email_message(fixed, "ops@example.com"))).get_content()
+    assert "sns.ap-northeast-2.amazonaws.com" in body and "us-east-1" not in body
+
+
+def test_an_envelope_without_a_topic_arn_is_left_alone() -> None:
+    envelope = {key: value for key, value in ENVELOPE.items() if key != "TopicArn"}
+    assert with_unsubscribe_url(envelope, "arn:sub") == envelope
