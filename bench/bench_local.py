@@ -142,24 +142,38 @@ def _warm(post: Callable[[requests.Session, int], int], workers: int) -> None:
         session.close()
 
 
+def _poster(endpoints: dict[str, Any], timeout: float) -> Callable[[requests.Session, Any], int]:
+    """POST a body to /readings as the stack's device (sim-pi-01, group 1); the accepted count."""
+    url = endpoints["api"] + "/readings"
+    headers = {"x-api-key": endpoints["api_key"]}
+
+    def post(session: requests.Session, body: Any) -> int:
+        answer = session.post(url, json=body, headers=headers, timeout=timeout)
+        answer.raise_for_status()
+        return int(answer.json()["accepted"])
+
+    return post
+
+
+def _batch_poster(endpoints: dict[str, Any], kind: str, timeout: float) -> Callable[[requests.Session, int], int]:
+    """POST number `index`: BATCH_DOCUMENTS seed documents (100 readings); `kind` and a run id
+    keep each measurement's readings apart."""
+    post, run_id = _poster(endpoints, timeout), uuid.uuid4().hex[:6]
+
+    def batch(session: requests.Session, index: int) -> int:
+        return post(session, [_document("1", tag=f"{run_id}{kind}{index}-{i}-") for i in range(BATCH_DOCUMENTS)])
+
+    return batch
+
+
 def _throughput(endpoints: dict[str, Any]) -> list[dict[str, Any]]:
     # One device (the stack's sim-pi-01, group 1) posts everything; its per-minute allowance is
     # lifted for this stack (see run), so the figure is the server's, counter write included.
-    url = endpoints["api"] + "/readings"
-    headers = {"x-api-key": endpoints["api_key"]}
-    run_id = uuid.uuid4().hex[:6]
-
-    def batch(session: requests.Session, index: int) -> int:
-        documents = [_document("1", tag=f"{run_id}b{index}-{i}-") for i in range(BATCH_DOCUMENTS)]
-        answer = session.post(url, json=documents, headers=headers, timeout=30)
-        answer.raise_for_status()
-        return int(answer.json()["accepted"])
+    batch = _batch_poster(endpoints, "b", timeout=30)
+    post, run_id = _poster(endpoints, timeout=30), uuid.uuid4().hex[:6]
 
     def single(session: requests.Session, index: int) -> int:
-        document = _document("1", tag=f"{run_id}s{index}-")  # the seed's four-gas document
-        answer = session.post(url, json=document, headers=headers, timeout=30)
-        answer.raise_for_status()
-        return int(answer.json()["accepted"])
+        return post(session, _document("1", tag=f"{run_id}s{index}-"))  # the seed's four-gas document
 
     _warm(batch, max(CONCURRENCY))
     one_by_one = _rate(single, BASELINE_SECONDS, workers=1)
@@ -363,16 +377,7 @@ class _Dashboard:
 
 
 def _ingest_with_dashboard(endpoints: dict[str, Any]) -> list[dict[str, Any]]:
-    url = endpoints["api"] + "/readings"
-    headers = {"x-api-key": endpoints["api_key"]}
-    run_id = uuid.uuid4().hex[:6]
-
-    def batch(session: requests.Session, index: int) -> int:
-        documents = [_document("1", tag=f"{run_id}d{index}-{i}-") for i in range(BATCH_DOCUMENTS)]
-        answer = session.post(url, json=documents, headers=headers, timeout=60)
-        answer.raise_for_status()
-        return int(answer.json()["accepted"])
-
+    batch = _batch_poster(endpoints, "d", timeout=60)
     _warm(batch, DASHBOARD_INGEST_CLIENTS)
     dashboard = _Dashboard(endpoints["api"], endpoints["viewer_key"])
     try:
