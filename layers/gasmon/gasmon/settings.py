@@ -41,6 +41,15 @@ def environment_values(model: type[GasmonModel], environ: Mapping[str, str]) -> 
     return values
 
 
+def _positive_levels(defaults: Mapping[str, float], value: Mapping[str, float], what: str) -> dict[str, float]:
+    """`value` over `defaults`, gas names lower-cased; every level must be positive."""
+    merged = dict(defaults) | {gas.lower(): level for gas, level in value.items()}
+    for gas, level in merged.items():
+        if level <= 0:
+            raise ValueError(f"{what} for {gas} must be positive")
+    return merged
+
+
 class _Settings(GasmonModel):
     """Settings read from the environment when constructed (keyword arguments win).
 
@@ -92,20 +101,12 @@ class ThresholdSettings(StoreSettings):
     @field_validator("thresholds")
     @classmethod
     def _thresholds_positive(cls, value: dict[str, float]) -> dict[str, float]:
-        merged = dict(DEFAULT_THRESHOLDS) | {gas.lower(): level for gas, level in value.items()}
-        for gas, level in merged.items():
-            if level <= 0:
-                raise ValueError(f"threshold for {gas} must be positive")
-        return merged
+        return _positive_levels(DEFAULT_THRESHOLDS, value, "threshold")
 
     @field_validator("critical_thresholds")
     @classmethod
     def _critical_positive(cls, value: dict[str, float]) -> dict[str, float]:
-        merged = dict(DEFAULT_CRITICAL_THRESHOLDS) | {gas.lower(): level for gas, level in value.items()}
-        for gas, level in merged.items():
-            if level <= 0:
-                raise ValueError(f"critical threshold for {gas} must be positive")
-        return merged
+        return _positive_levels(DEFAULT_CRITICAL_THRESHOLDS, value, "critical threshold")
 
 
 class IngestSettings(ThresholdSettings):
