@@ -330,14 +330,20 @@ def mqtt_host_port(value: Any) -> tuple[str, int | None]:
     return parts.hostname or "", parts.port
 
 
-def endpoints_overrides(path: Path) -> dict[str, Any]:
-    """Settings taken from `make local`'s `.local/endpoints.json` (keys `api`, `mqtt`, `api_key`, ...)."""
+def read_endpoints_file(path: Path) -> Any:
+    """The JSON `make local` wrote to `path` (`.local/endpoints.json`), or a ConfigError saying
+    what to do when it is missing or not JSON."""
     try:
-        data = json.loads(path.read_text())
+        return json.loads(path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"{path} does not exist: start the local stack with `make local` first") from None
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path} is not valid JSON: {exc}") from None
+
+
+def endpoints_overrides(path: Path) -> dict[str, Any]:
+    """Settings taken from `make local`'s `.local/endpoints.json` (keys `api`, `mqtt`, `api_key`, ...)."""
+    data = read_endpoints_file(path)
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a JSON object")
     overrides: dict[str, Any] = {}

@@ -14,7 +14,6 @@ same group and sensor ids would collide on reading ids. Each prefix is its own g
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import subprocess
@@ -23,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .config import ConfigError, DeviceConfig, MqttSettings, load_config
+from .config import ConfigError, DeviceConfig, MqttSettings, load_config, read_endpoints_file
 
 DEFAULT_PREFIX = "sim-dev"
 LOCAL_STACK_PREFIX = "sim-pi"  # `make local`'s own simulated fleet (gasmon_local.identities)
@@ -63,12 +62,7 @@ def thing_names(prefix: str, devices: int) -> list[str]:
 
 def local_fleet_dir(endpoints_file: Path) -> Path:
     """`<data-dir>/fleet` of the stack that wrote `endpoints_file` (its `data_dir`, else the file's folder)."""
-    try:
-        data = json.loads(endpoints_file.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{endpoints_file} does not exist: start the local stack with `make local` first") from None
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{endpoints_file} is not valid JSON: {exc}") from None
+    data = read_endpoints_file(endpoints_file)
     data_dir = data.get("data_dir") if isinstance(data, dict) else None
     return (Path(data_dir) if data_dir else endpoints_file.resolve().parent) / "fleet"
 
